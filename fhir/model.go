@@ -1,0 +1,178 @@
+// Package fhir holds Hearth's knowledge of FHIR R4: resource and data types,
+// the element model, validation of client JSON against it, search parameter
+// definitions, the Patient compartment, and helpers for the resources the
+// server writes itself. It imports no other Hearth package.
+package fhir
+
+//go:generate go run ./internal/r4gen -in definitions -out r4_gen.go
+
+import (
+	"sort"
+	"strings"
+)
+
+// Version is the FHIR version Hearth serves.
+const Version = "4.0.1"
+
+// TypeKind says whether a type is a primitive, a complex data type or a resource.
+type TypeKind int
+
+const (
+	KindPrimitive TypeKind = iota
+	KindComplex
+	KindResource
+)
+
+// TypeDef is one StructureDefinition of the base specification.
+type TypeDef struct {
+	Name     string
+	Kind     TypeKind
+	Abstract bool
+	Base     string
+}
+
+// ElementDef is one element of a type's snapshot, as the validator needs it.
+type ElementDef struct {
+	Path       string   // "Patient.contact.name"; choice elements end in "[x]"
+	Min        int      // minimum cardinality
+	Max        int      // maximum cardinality, -1 for unbounded
+	Types      []string // type codes; several for a choice element
+	Targets    []string // allowed target types of a Reference
+	ContentRef string   // path whose definition this element reuses
+	Summary    bool
+	Modifier   bool
+	ValueSet   string // value set a code element is bound to with required strength
+}
+
+// SearchComponent is one part of a composite search parameter.
+type SearchComponent struct {
+	Definition string
+	Expression string
+}
+
+// SearchParamDef is a SearchParameter of the base specification or US Core.
+type SearchParamDef struct {
+	Code       string
+	URL        string
+	Base       []string
+	Type       string
+	Expression string
+	Targets    []string
+	Components []SearchComponent
+}
+
+var (
+	typesByName   = map[string]*TypeDef{}
+	elementByPath = map[string]*ElementDef{}
+	resourceNames []string
+	valueSetCodes = map[string]map[string]bool{}
+	paramsByType  = map[string]map[string]*SearchParamDef{}
+)
+
+func init() {
+	for i := range generatedTypes {
+		t := &generatedTypes[i]
+		typesByName[t.Name] = t
+		if t.Kind == KindResource && !t.Abstract {
+			resourceNames = append(resourceNames, t.Name)
+		}
+	}
+	sort.Strings(resourceNames)
+	for i := range generatedElements {
+		e := &generatedElements[i]
+		elementByPath[e.Path] = e
+	}
+	for url, codes := range generatedValueSets {
+		set := make(map[string]bool, len(codes))
+		for _, c := range codes {
+			set[c] = true
+		}
+		valueSetCodes[url] = set
+	}
+	for i := range generatedSearchParams {
+		p := &generatedSearchParams[i]
+		for _, base := range p.Base {
+			m := paramsByType[base]
+			if m == nil {
+				m = map[string]*SearchParamDef{}
+				paramsByType[base] = m
+			}
+			// The base specification comes first in the generated list; a
+			// US Core parameter with the same code does not replace it.
+			if _, dup := m[p.Code]; !dup {
+				m[p.Code] = p
+			}
+		}
+	}
+}
+
+// IsResourceType reports whether name is a concrete R4 resource type.
+func IsResourceType(name string) bool {
+	t, ok := typesByName[name]
+	return ok && t.Kind == KindResource && !t.Abstract
+}
+
+// ResourceTypes lists the concrete R4 resource types in alphabetical order.
+func ResourceTypes() []string { return append([]string(nil), resourceNames...) }
+
+// LookupType returns the definition of a type by name.
+func LookupType(name string) (*TypeDef, bool) {
+	t, ok := typesByName[name]
+	return t, ok
+}
+
+// Element returns the definition of the element at path, following the
+// content references of recursive structures (Questionnaire.item.item).
+func Element(path string) (*ElementDef, bool) {
+	e, ok := elementByPath[path]
+	return e, ok
+}
+
+// SearchParam returns the search parameter code of resourceType, including
+// the parameters every resource has (_id, _lastUpdated, …).
+func SearchParam(resourceType, code string) (*SearchParamDef, bool) {
+	if p, ok := paramsByType[resourceType][code]; ok {
+		return p, true
+	}
+	if p, ok := paramsByType["DomainResource"][code]; ok {
+		return p, true
+	}
+	p, ok := paramsByType["Resource"][code]
+	return p, ok
+}
+
+// SearchParams lists the search parameters of resourceType, sorted by code,
+// including those inherited from Resource and DomainResource.
+func SearchParams(resourceType string) []*SearchParamDef {
+	seen := map[string]*SearchParamDef{}
+	for _, t := range []string{"Resource", "DomainResource", resourceType} {
+		for code, p := range paramsByType[t] {
+			seen[code] = p
+		}
+	}
+	out := make([]*SearchParamDef, 0, len(seen))
+	for _, p := range seen {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Code < out[j].Code })
+	return out
+}
+
+// PatientCompartmentParams names the search parameters that link a resource of
+// the given type to a Patient compartment; nil if the type is never in one.
+func PatientCompartmentParams(resourceType string) []string {
+	return generatedPatientCompartment[resourceType]
+}
+
+// codeAllowed reports whether code is in the value set; true when the set is
+// unknown or could not be expanded, because an unexpanded set proves nothing.
+func codeAllowed(valueSet, code string) bool {
+	set, ok := valueSetCodes[valueSet]
+	if !ok {
+		return true
+	}
+	return set[code]
+}
+
+// isChoice reports whether an element path is a choice element (value[x]).
+func isChoice(path string) bool { return strings.HasSuffix(path, "[x]") }
