@@ -1,0 +1,399 @@
+// Package sqlite is Hearth's embedded store: one SQLite database file
+// (modernc.org/sqlite, pure Go) in WAL mode with synchronous=FULL, so an
+// acknowledged write survives a crash or kill -9.
+//
+// Layout: `versions` keeps every version (history, vread) in write order;
+// `current` keeps the latest version of each resource (read, search);
+// `token_index` holds the token search keys of current versions, extracted at
+// write time. Writes are serialised by one writer connection; reads use a
+// pool of read-only connections and a cache of current versions that the
+// writer invalidates after each commit. The data directory is locked so that
+// only one process opens it.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/store"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+const schema = `
+CREATE TABLE IF NOT EXISTS versions (
+	seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+	type         TEXT    NOT NULL,
+	id           TEXT    NOT NULL,
+	version      INTEGER NOT NULL,
+	last_updated INTEGER NOT NULL, -- Unix milliseconds, UTC
+	op           TEXT    NOT NULL,
+	json         BLOB
+);
+CREATE UNIQUE INDEX IF NOT EXISTS versions_by_resource ON versions (type, id, version);
+CREATE INDEX IF NOT EXISTS versions_by_type ON versions (type, seq);
+CREATE TABLE IF NOT EXISTS current (
+	type         TEXT    NOT NULL,
+	id           TEXT    NOT NULL,
+	version      INTEGER NOT NULL,
+	last_updated INTEGER NOT NULL,
+	op           TEXT    NOT NULL,
+	json         BLOB,
+	UNIQUE (type, id)
+);
+CREATE TABLE IF NOT EXISTS token_index (
+	type   TEXT NOT NULL,
+	id     TEXT NOT NULL,
+	param  TEXT NOT NULL,
+	system TEXT NOT NULL,
+	code   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS token_lookup ON token_index (type, param, code, system);
+CREATE INDEX IF NOT EXISTS token_owner ON token_index (type, id);
+`
+
+// Store is the SQLite backend. It implements store.Store.
+type Store struct {
+	writer *sql.DB // exactly one connection: SQLite has one writer
+	reader *sql.DB // read-only pool
+	lock   *os.File
+
+	writeMu  sync.Mutex
+	lastTime time.Time // last lastUpdated assigned; keeps history ordered
+	cache    *cache
+	readStmt *sql.Stmt
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Options tune the store; the zero value is a sensible default.
+type Options struct {
+	// CacheEntries bounds the read cache of current versions (0: 100,000).
+	CacheEntries int
+}
+
+// Open opens (creating if needed) the store in dir, taking an exclusive
+// lock on it: a second process gets store.ErrLocked.
+func Open(dir string, opts Options) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("sqlite: data directory: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: lock file: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("sqlite: %s: %w", dir, store.ErrLocked)
+	}
+	path := filepath.Join(dir, "hearth.db")
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(OFF)"
+	writer, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	writer.SetMaxOpenConns(1)
+	if _, err := writer.Exec(schema); err != nil {
+		writer.Close()
+		lock.Close()
+		return nil, fmt.Errorf("sqlite: schema: %w", err)
+	}
+	reader, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)")
+	if err != nil {
+		writer.Close()
+		lock.Close()
+		return nil, fmt.Errorf("sqlite: open reader: %w", err)
+	}
+	reader.SetMaxOpenConns(8)
+	reader.SetMaxIdleConns(8)
+	readStmt, err := reader.Prepare(`SELECT version, last_updated, op, json FROM current WHERE type = ? AND id = ?`)
+	if err != nil {
+		writer.Close()
+		reader.Close()
+		lock.Close()
+		return nil, fmt.Errorf("sqlite: prepare: %w", err)
+	}
+	n := opts.CacheEntries
+	if n == 0 {
+		n = 100_000
+	}
+	return &Store{writer: writer, reader: reader, lock: lock, cache: newCache(n), readStmt: readStmt}, nil
+}
+
+// Close closes the database and releases the directory lock.
+func (s *Store) Close() error {
+	s.readStmt.Close()
+	err := errors.Join(s.reader.Close(), s.writer.Close())
+	s.lock.Close()
+	return err
+}
+
+func cacheKey(typ, id string) string { return typ + "/" + id }
+
+// Read serves the current version from the cache or the database.
+func (s *Store) Read(ctx context.Context, typ, id string) (store.Resource, error) {
+	key := cacheKey(typ, id)
+	if r, ok := s.cache.get(key); ok {
+		return r, readErr(r)
+	}
+	gen := s.cache.generation()
+	var (
+		version int64
+		lu      int64
+		op      string
+		body    []byte
+	)
+	err := s.readStmt.QueryRowContext(ctx, typ, id).Scan(&version, &lu, &op, &body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Resource{}, fmt.Errorf("%s/%s: %w", typ, id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Resource{}, fmt.Errorf("sqlite: read: %w", err)
+	}
+	r := makeResource(typ, id, version, lu, op, body)
+	s.cache.putIfGeneration(key, r, gen)
+	return r, readErr(r)
+}
+
+func readErr(r store.Resource) error {
+	if r.Deleted {
+		return fmt.Errorf("%s/%s: %w", r.Type, r.ID, store.ErrGone)
+	}
+	return nil
+}
+
+func makeResource(typ, id string, version, lu int64, op string, body []byte) store.Resource {
+	return store.Resource{
+		Type: typ, ID: id, VersionID: version,
+		LastUpdated: time.UnixMilli(lu).UTC(),
+		Op:          store.Op(op), Deleted: op == string(store.OpDelete),
+		JSON: body,
+	}
+}
+
+// VRead returns one version; a deletion version is returned with ErrGone.
+func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (store.Resource, error) {
+	var (
+		lu   int64
+		op   string
+		body []byte
+	)
+	err := s.reader.QueryRowContext(ctx, `SELECT last_updated, op, json FROM versions WHERE type = ? AND id = ? AND version = ?`, typ, id, version).Scan(&lu, &op, &body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Resource{}, fmt.Errorf("%s/%s/_history/%d: %w", typ, id, version, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Resource{}, fmt.Errorf("sqlite: vread: %w", err)
+	}
+	r := makeResource(typ, id, version, lu, op, body)
+	return r, readErr(r)
+}
+
+// Search runs a query on the read pool.
+func (s *Store) Search(ctx context.Context, typ string, q store.Query, limit int) ([]store.Resource, error) {
+	return search(ctx, s.reader, typ, q, limit)
+}
+
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func search(ctx context.Context, db queryer, typ string, q store.Query, limit int) ([]store.Resource, error) {
+	var sb strings.Builder
+	args := []any{typ}
+	sb.WriteString(`SELECT c.id, c.version, c.last_updated, c.op, c.json FROM current c WHERE c.type = ? AND c.op <> 'delete'`)
+	if len(q.IDs) > 0 {
+		sb.WriteString(` AND c.id IN (` + strings.TrimSuffix(strings.Repeat("?,", len(q.IDs)), ",") + `)`)
+		for _, id := range q.IDs {
+			args = append(args, id)
+		}
+	}
+	for _, t := range q.Tokens {
+		sb.WriteString(` AND EXISTS (SELECT 1 FROM token_index t WHERE t.type = c.type AND t.id = c.id AND t.param = ? AND t.code = ?`)
+		args = append(args, t.Param, t.Code)
+		if t.System != "" || !t.AnySystem {
+			sb.WriteString(` AND t.system = ?`)
+			args = append(args, t.System)
+		}
+		sb.WriteString(`)`)
+	}
+	sb.WriteString(` ORDER BY c.id`)
+	if limit > 0 {
+		sb.WriteString(fmt.Sprintf(` LIMIT %d`, limit))
+	}
+	rows, err := db.QueryContext(ctx, sb.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: search: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Resource
+	for rows.Next() {
+		var (
+			id        string
+			version   int64
+			lu        int64
+			op        string
+			resources []byte
+		)
+		if err := rows.Scan(&id, &version, &lu, &op, &resources); err != nil {
+			return nil, fmt.Errorf("sqlite: search: %w", err)
+		}
+		out = append(out, makeResource(typ, id, version, lu, op, resources))
+	}
+	return out, rows.Err()
+}
+
+// Transact runs fn inside one SQLite transaction on the writer connection.
+func (s *Store) Transact(ctx context.Context, fn func(store.Tx) error) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	sqlTx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: begin: %w", err)
+	}
+	t := &tx{s: s, tx: sqlTx, now: s.nextTime()}
+	if err := fn(t); err != nil {
+		sqlTx.Rollback()
+		return err
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: commit: %w", err)
+	}
+	s.lastTime = t.now
+	// Invalidate after the commit, so no reader can cache a version older
+	// than the one just written.
+	s.cache.invalidate(t.touched)
+	return nil
+}
+
+// nextTime returns the lastUpdated for the next transaction: now, but never
+// before the previous one, so history order and _since agree.
+func (s *Store) nextTime() time.Time {
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	if now.Before(s.lastTime) {
+		now = s.lastTime
+	}
+	return now
+}
+
+type tx struct {
+	s       *Store
+	tx      *sql.Tx
+	now     time.Time
+	touched []string
+}
+
+func (t *tx) Read(ctx context.Context, typ, id string) (store.Resource, error) {
+	var (
+		version int64
+		lu      int64
+		op      string
+		body    []byte
+	)
+	err := t.tx.QueryRowContext(ctx, `SELECT version, last_updated, op, json FROM current WHERE type = ? AND id = ?`, typ, id).Scan(&version, &lu, &op, &body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Resource{}, fmt.Errorf("%s/%s: %w", typ, id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Resource{}, fmt.Errorf("sqlite: read: %w", err)
+	}
+	r := makeResource(typ, id, version, lu, op, body)
+	return r, readErr(r)
+}
+
+func (t *tx) Search(ctx context.Context, typ string, q store.Query, limit int) ([]store.Resource, error) {
+	return search(ctx, t.tx, typ, q, limit)
+}
+
+func (t *tx) Create(ctx context.Context, w store.Write) (store.Resource, error) {
+	w.ID = uuid.NewString()
+	return t.put(ctx, w, 1, store.OpCreate)
+}
+
+func (t *tx) Update(ctx context.Context, w store.Write) (store.Resource, bool, error) {
+	cur, err := t.Read(ctx, w.Type, w.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		if w.IfMatch != 0 {
+			return store.Resource{}, false, fmt.Errorf("%s/%s: If-Match on a resource that does not exist: %w", w.Type, w.ID, store.ErrVersionMismatch)
+		}
+		r, err := t.put(ctx, w, 1, store.OpCreate)
+		return r, true, err
+	case errors.Is(err, store.ErrGone):
+		if w.IfMatch != 0 && w.IfMatch != cur.VersionID {
+			return store.Resource{}, false, fmt.Errorf("%s/%s: %w", w.Type, w.ID, store.ErrVersionMismatch)
+		}
+		r, err := t.put(ctx, w, cur.VersionID+1, store.OpCreate)
+		return r, true, err
+	case err != nil:
+		return store.Resource{}, false, err
+	}
+	if w.IfMatch != 0 && w.IfMatch != cur.VersionID {
+		return store.Resource{}, false, fmt.Errorf("%s/%s: %w", w.Type, w.ID, store.ErrVersionMismatch)
+	}
+	r, err := t.put(ctx, w, cur.VersionID+1, store.OpUpdate)
+	return r, false, err
+}
+
+func (t *tx) Delete(ctx context.Context, typ, id string, ifMatch int64) (store.Resource, error) {
+	cur, err := t.Read(ctx, typ, id)
+	if errors.Is(err, store.ErrGone) {
+		return cur, nil
+	}
+	if err != nil {
+		return store.Resource{}, err
+	}
+	if ifMatch != 0 && ifMatch != cur.VersionID {
+		return store.Resource{}, fmt.Errorf("%s/%s: %w", typ, id, store.ErrVersionMismatch)
+	}
+	return t.put(ctx, store.Write{Type: typ, ID: id}, cur.VersionID+1, store.OpDelete)
+}
+
+// put writes one version: the history row, the current row and the index.
+func (t *tx) put(ctx context.Context, w store.Write, version int64, op store.Op) (store.Resource, error) {
+	var body []byte
+	var tokens []fhir.TokenKey
+	if op != store.OpDelete {
+		var err error
+		body, err = fhir.Stamp(w.Body, w.ID, version, t.now)
+		if err != nil {
+			return store.Resource{}, err
+		}
+		decoded, err := fhir.DecodeResource(body)
+		if err != nil {
+			return store.Resource{}, fmt.Errorf("sqlite: index: %w", err)
+		}
+		tokens = fhir.ExtractTokens(w.Type, decoded)
+	}
+	lu := t.now.UnixMilli()
+	if _, err := t.tx.ExecContext(ctx, `INSERT INTO versions (type, id, version, last_updated, op, json) VALUES (?, ?, ?, ?, ?, ?)`,
+		w.Type, w.ID, version, lu, string(op), body); err != nil {
+		return store.Resource{}, fmt.Errorf("sqlite: insert version: %w", err)
+	}
+	if _, err := t.tx.ExecContext(ctx, `INSERT INTO current (type, id, version, last_updated, op, json) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, op = excluded.op, json = excluded.json`,
+		w.Type, w.ID, version, lu, string(op), body); err != nil {
+		return store.Resource{}, fmt.Errorf("sqlite: upsert current: %w", err)
+	}
+	if _, err := t.tx.ExecContext(ctx, `DELETE FROM token_index WHERE type = ? AND id = ?`, w.Type, w.ID); err != nil {
+		return store.Resource{}, fmt.Errorf("sqlite: index: %w", err)
+	}
+	for _, k := range tokens {
+		if _, err := t.tx.ExecContext(ctx, `INSERT INTO token_index (type, id, param, system, code) VALUES (?, ?, ?, ?, ?)`,
+			w.Type, w.ID, k.Param, k.System, k.Code); err != nil {
+			return store.Resource{}, fmt.Errorf("sqlite: index: %w", err)
+		}
+	}
+	t.touched = append(t.touched, cacheKey(w.Type, w.ID))
+	return makeResource(w.Type, w.ID, version, lu, string(op), body), nil
+}

@@ -1,0 +1,137 @@
+// Package store defines Hearth's storage contract: the versioned resource
+// store every backend implements, its sentinel errors and value types. The
+// conformance suite in store/storetest checks a backend against it.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Backends wrap them with %w; the HTTP layer maps them to
+// status codes in one place.
+var (
+	// ErrNotFound: no resource with that type and id (or version) exists.
+	ErrNotFound = errors.New("resource not found")
+	// ErrGone: the resource exists but its current version is a deletion.
+	ErrGone = errors.New("resource deleted")
+	// ErrVersionMismatch: an If-Match precondition named another version.
+	ErrVersionMismatch = errors.New("version mismatch")
+	// ErrConflict: a concurrent writer changed the resource first.
+	ErrConflict = errors.New("concurrent modification")
+	// ErrMultipleMatches: a conditional operation matched more than one resource.
+	ErrMultipleMatches = errors.New("multiple matches")
+	// ErrLocked: the data directory is in use by another process.
+	ErrLocked = errors.New("store in use by another process")
+	// ErrInvalidCursor: a paging cursor that this store did not issue.
+	ErrInvalidCursor = errors.New("invalid paging cursor")
+	// ErrUnsupported: the backend cannot answer this query exactly.
+	ErrUnsupported = errors.New("query not supported")
+)
+
+// Op is the interaction that produced a version, as history reports it.
+type Op string
+
+const (
+	OpCreate Op = "create"
+	OpUpdate Op = "update"
+	OpDelete Op = "delete"
+)
+
+// Resource is one stored version of a resource.
+type Resource struct {
+	Type        string
+	ID          string
+	VersionID   int64
+	LastUpdated time.Time // UTC, millisecond precision
+	Deleted     bool
+	Op          Op
+	// JSON is the resource exactly as served, with id and meta stamped by the
+	// store. Nil for a deletion.
+	JSON []byte
+}
+
+// Write is a resource body to store as the next version of Type/ID.
+type Write struct {
+	Type string
+	ID   string // empty on Create: the store assigns one
+	// Body is the client's validated JSON; the store stamps id, versionId and
+	// lastUpdated into it and keeps every other byte's meaning.
+	Body []byte
+	// IfMatch, when non-zero, is the version the current one must be.
+	IfMatch int64
+}
+
+// TokenMatch matches resources indexed under a token search parameter.
+// An empty System matches any system; Code is required.
+type TokenMatch struct {
+	Param  string
+	System string
+	Code   string
+	// AnySystem is false when the client wrote "|code": only entries
+	// without a system match.
+	AnySystem bool
+}
+
+// Query selects current, non-deleted resources of one type. Every condition
+// must hold (AND); an empty query matches every resource of the type.
+type Query struct {
+	IDs    []string     // _id: any of these (OR)
+	Tokens []TokenMatch // each must match
+}
+
+// Tx is the view of the store inside one atomic unit of work.
+type Tx interface {
+	// Read returns the current version; ErrGone (with the deletion version)
+	// if it was deleted, ErrNotFound if it never existed.
+	Read(ctx context.Context, typ, id string) (Resource, error)
+	// Create stores version 1 of a new resource with a server-assigned id.
+	Create(ctx context.Context, w Write) (Resource, error)
+	// Update stores the next version of w.Type/w.ID, creating the resource
+	// (version 1, or the next version after a deletion) if it does not
+	// exist. created reports whether it did not exist before.
+	Update(ctx context.Context, w Write) (res Resource, created bool, err error)
+	// Delete records a deletion. Deleting a deleted resource is a no-op that
+	// returns the existing deletion; a resource that never existed is ErrNotFound.
+	Delete(ctx context.Context, typ, id string, ifMatch int64) (Resource, error)
+	// Search returns the current resources of typ matching q, at most limit
+	// (0 for no limit), ordered by id.
+	Search(ctx context.Context, typ string, q Query, limit int) ([]Resource, error)
+}
+
+// HistoryQuery selects versions for a history interaction: all resources
+// (Type and ID empty), one type, or one resource.
+type HistoryQuery struct {
+	Type  string
+	ID    string
+	Since time.Time // only versions updated at or after Since, if set
+	Count int       // page size
+	// Cursor continues a previous page; empty for the first page.
+	Cursor string
+}
+
+// HistoryPage is one page of versions, newest first.
+type HistoryPage struct {
+	Versions []Resource
+	// Next is the cursor of the following page, empty on the last page.
+	// Pages are stable: versions written after the first page was served
+	// never appear on later pages.
+	Next string
+	// Total is the number of versions the whole history query selects.
+	Total int
+}
+
+// Store is a FHIR resource store with full version history.
+type Store interface {
+	// Read and VRead serve stored bytes; they never decode the resource.
+	Read(ctx context.Context, typ, id string) (Resource, error)
+	VRead(ctx context.Context, typ, id string, version int64) (Resource, error)
+	// Transact runs fn atomically: every write in it lands, or none does.
+	// fn may be retried by a backend and must not have other side effects.
+	Transact(ctx context.Context, fn func(Tx) error) error
+	History(ctx context.Context, q HistoryQuery) (HistoryPage, error)
+	// Search is Tx.Search outside a transaction.
+	Search(ctx context.Context, typ string, q Query, limit int) ([]Resource, error)
+	Close() error
+}
