@@ -1,0 +1,100 @@
+// Command hearth is the Hearth FHIR server: `hearth serve` runs it and
+// `hearth import` loads NDJSON into a data directory or a running server.
+// This is the only place that picks a storage backend.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/hearth-fhir/hearth/store"
+	"github.com/hearth-fhir/hearth/store/sqlite"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	if len(os.Args) < 2 {
+		usage(os.Stderr)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serveCmd(os.Args[2:])
+	case "import":
+		err = importCmd(os.Args[2:])
+	case "version":
+		fmt.Println(version)
+	case "help", "-h", "--help":
+		usage(os.Stdout)
+	default:
+		fmt.Fprintf(os.Stderr, "hearth: unknown command %q\n\n", os.Args[1])
+		usage(os.Stderr)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hearth:", err)
+		os.Exit(1)
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `Hearth: a FHIR R4 server with patient-access SMART on FHIR.
+
+Usage:
+  hearth serve  [--listen ADDR] [--data DIR] [--base-url URL] [--store sqlite] [--no-seed] [--open]
+  hearth import [--data DIR | --server URL] FILE.ndjson[.gz]...
+  hearth version
+
+Every flag can also be set as an environment variable: --base-url is HEARTH_BASE_URL.
+Run "hearth serve -h" or "hearth import -h" for details.
+`)
+}
+
+// envDefaults sets every flag the command line did not set from its
+// HEARTH_* environment variable (--no-seed ← HEARTH_NO_SEED).
+func envDefaults(fs *flag.FlagSet) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || err != nil {
+			return
+		}
+		env := "HEARTH_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s: %w", env, e)
+			}
+		}
+	})
+	return err
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// openStore picks the backend named by --store.
+func openStore(kind, dataDir string) (store.Store, bool, error) {
+	switch {
+	case kind == "" || kind == "sqlite":
+		_, statErr := os.Stat(dataDir + "/hearth.db")
+		fresh := os.IsNotExist(statErr)
+		s, err := sqlite.Open(dataDir, sqlite.Options{})
+		return s, fresh, err
+	case strings.HasPrefix(kind, "mongodb://") || strings.HasPrefix(kind, "mongodb+srv://"):
+		return nil, false, fmt.Errorf("--store: the MongoDB backend is not available in this build yet")
+	}
+	return nil, false, fmt.Errorf("--store: unknown store %q (use sqlite or a mongodb:// URL)", kind)
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hearth-fhir/hearth/server"
+)
+
+func serveCmd(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
+	data := fs.String("data", "./hearth-data", "data directory of the embedded store")
+	baseURL := fs.String("base-url", "", "public URL of the FHIR base (default http://LISTEN/fhir)")
+	storeKind := fs.String("store", "sqlite", "storage backend: sqlite (embedded) or a mongodb:// URL")
+	noSeed := fs.Bool("no-seed", false, "do not load the demo patients into a fresh data directory")
+	seedDir := fs.String("seed-dir", "testdata/synthea-10", "NDJSON files loaded into a fresh data directory")
+	open := fs.Bool("open", false, "serve without authorization (development only)")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	maxBody := fs.Int64("max-body-bytes", 16<<20, "largest request body accepted")
+	corsOrigins := fs.String("cors-origins", "*", "comma-separated browser origins allowed to call the API, or *")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := envDefaults(fs); err != nil {
+		return err
+	}
+	log, err := newLogger(*logLevel)
+	if err != nil {
+		return err
+	}
+	st, fresh, err := openStore(*storeKind, *data)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	if fresh && !*noSeed {
+		if err := seed(st, *seedDir, log); err != nil {
+			return err
+		}
+	}
+	if *open {
+		log.Warn("--open: the API is served WITHOUT authorization; never use this with real patient data")
+	} else {
+		// Authorization arrives with the SMART issue; until then the API is open.
+		log.Warn("authorization is not implemented yet: the API is open")
+	}
+
+	// Listen before building the handler so that --listen 127.0.0.1:0 gets
+	// a base URL with the real port.
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	if *baseURL == "" {
+		*baseURL = "http://" + ln.Addr().String() + "/fhir"
+	}
+	handler := server.New(server.Config{
+		BaseURL:      *baseURL,
+		MaxBodyBytes: *maxBody,
+		CORSOrigins:  strings.Split(*corsOrigins, ","),
+		Version:      version,
+	}, st, log)
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       5 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("hearth serving", slog.String("fhir_base", *baseURL), slog.String("listen", ln.Addr().String()), slog.String("data", *data))
+	fmt.Fprintf(os.Stderr, "\nHearth is up. Try:\n  curl %s/metadata\n\n", *baseURL)
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,95 @@
+// Package conformance describes what Hearth supports: the CapabilityStatement
+// served at /metadata, built from the same definitions the server runs on.
+package conformance
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	hfhir "github.com/hearth-fhir/hearth/fhir"
+)
+
+// Options describes the deployment the statement is for.
+type Options struct {
+	BaseURL string
+	Version string
+}
+
+// built is when this process started: the statement's date.
+var built = time.Now().UTC()
+
+// CapabilityStatement returns the server's CapabilityStatement as JSON. It
+// lists only interactions the server implements; every resource type
+// supports the same instance and type interactions.
+func CapabilityStatement(o Options) []byte {
+	yes := true
+	versioned := fhir.ResourceVersionPolicyVersionedUpdate
+	notSupported := fhir.ConditionalDeleteStatusNotSupported
+	readNotSupported := fhir.ConditionalReadStatusNotSupported
+	interactions := []fhir.TypeRestfulInteraction{
+		fhir.TypeRestfulInteractionRead,
+		fhir.TypeRestfulInteractionVread,
+		fhir.TypeRestfulInteractionUpdate,
+		fhir.TypeRestfulInteractionPatch,
+		fhir.TypeRestfulInteractionDelete,
+		fhir.TypeRestfulInteractionHistoryInstance,
+		fhir.TypeRestfulInteractionHistoryType,
+		fhir.TypeRestfulInteractionCreate,
+	}
+	var resources []fhir.CapabilityStatementRestResource
+	for _, name := range hfhir.ResourceTypes() {
+		var rt fhir.ResourceType
+		if err := rt.UnmarshalJSON([]byte(`"` + name + `"`)); err != nil {
+			continue
+		}
+		res := fhir.CapabilityStatementRestResource{
+			Type:              rt,
+			Profile:           ptr("http://hl7.org/fhir/StructureDefinition/" + name),
+			Versioning:        &versioned,
+			ReadHistory:       &yes,
+			UpdateCreate:      &yes,
+			ConditionalCreate: &yes,
+			ConditionalRead:   &readNotSupported,
+			ConditionalDelete: &notSupported,
+		}
+		for _, code := range interactions {
+			res.Interaction = append(res.Interaction, fhir.CapabilityStatementRestResourceInteraction{Code: code})
+		}
+		resources = append(resources, res)
+	}
+	name := "Hearth"
+	cs := fhir.CapabilityStatement{
+		Url:         ptr(o.BaseURL + "/metadata"),
+		Name:        ptr("HearthCapabilityStatement"),
+		Title:       ptr("Hearth FHIR R4 server"),
+		Status:      fhir.PublicationStatusActive,
+		Date:        built.Format("2006-01-02T15:04:05Z07:00"),
+		Publisher:   ptr("Hearth"),
+		Kind:        fhir.CapabilityStatementKindInstance,
+		Software:    &fhir.CapabilityStatementSoftware{Name: name, Version: ptr(o.Version)},
+		Implementation: &fhir.CapabilityStatementImplementation{
+			Description: "Hearth FHIR R4 server",
+			Url:         ptr(o.BaseURL),
+		},
+		FhirVersion: fhir.FHIRVersion4_0_1,
+		Format:      []string{"json", "application/fhir+json"},
+		PatchFormat: []string{"application/json-patch+json"},
+		Rest: []fhir.CapabilityStatementRest{{
+			Mode:     fhir.RestfulCapabilityModeServer,
+			Resource: resources,
+			Interaction: []fhir.CapabilityStatementRestInteraction{
+				{Code: fhir.SystemRestfulInteractionHistorySystem},
+			},
+		}},
+	}
+	b, err := cs.MarshalJSON()
+	if err != nil {
+		panic("conformance: CapabilityStatement does not marshal: " + err.Error())
+	}
+	var compact json.RawMessage = b
+	return compact
+}
+
+func ptr[T any](v T) *T { return &v }

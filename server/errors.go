@@ -1,0 +1,75 @@
+package server
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/store"
+)
+
+// apiError is an error with the HTTP status and OperationOutcome issues it
+// maps to. Handlers return it for problems with the request.
+type apiError struct {
+	status int
+	issues []fhir.Issue
+}
+
+func (e *apiError) Error() string {
+	if len(e.issues) == 0 {
+		return http.StatusText(e.status)
+	}
+	return e.issues[0].Error()
+}
+
+// errorf builds an apiError with one issue.
+func errorf(status int, code, diagnostics string) *apiError {
+	return &apiError{status: status, issues: []fhir.Issue{{Severity: "error", Code: code, Diagnostics: diagnostics}}}
+}
+
+func invalid(issues []fhir.Issue) *apiError {
+	return &apiError{status: http.StatusBadRequest, issues: issues}
+}
+
+// statusOf is the one place that maps errors to HTTP status and issues.
+// Store errors carry resource ids, which are fine to show; they never carry
+// resource content.
+func statusOf(err error) (int, []fhir.Issue) {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.status, ae.issues
+	}
+	issue := func(code, diag string) []fhir.Issue {
+		return []fhir.Issue{{Severity: "error", Code: code, Diagnostics: diag}}
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound, issue("not-found", err.Error())
+	case errors.Is(err, store.ErrGone):
+		return http.StatusGone, issue("deleted", err.Error())
+	case errors.Is(err, store.ErrVersionMismatch):
+		return http.StatusPreconditionFailed, issue("conflict", "If-Match does not name the current version: "+err.Error())
+	case errors.Is(err, store.ErrConflict):
+		return http.StatusConflict, issue("conflict", "the resource was changed by another request; retry: "+err.Error())
+	case errors.Is(err, store.ErrMultipleMatches):
+		return http.StatusPreconditionFailed, issue("multiple-matches", err.Error())
+	case errors.Is(err, store.ErrInvalidCursor):
+		return http.StatusBadRequest, issue("invalid", err.Error())
+	case errors.Is(err, store.ErrUnsupported):
+		return http.StatusBadRequest, issue("not-supported", err.Error())
+	}
+	return http.StatusInternalServerError, issue("exception", "internal server error")
+}
+
+// writeError renders err as an OperationOutcome. Unexpected errors are
+// logged with the request id; their text is not sent to the client.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, issues := statusOf(err)
+	if status >= 500 {
+		s.log.ErrorContext(r.Context(), "request failed", slog.String("request_id", requestID(r.Context())), slog.String("error", err.Error()))
+	}
+	s.writeJSON(w, r, status, fhir.OperationOutcome(issues...))
+}
+
+var errInvalidInstant = errors.New("invalid instant")

@@ -1,0 +1,148 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	hfhir "github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/store"
+)
+
+const (
+	defaultCount = 50
+	maxCount     = 1000
+)
+
+// history serves instance, type and system history as a history Bundle,
+// newest first, with cursor paging that stays stable under concurrent writes.
+func (s *Server) history(w http.ResponseWriter, r *http.Request) {
+	typ, id := chi.URLParam(r, "type"), chi.URLParam(r, "id")
+	params := r.URL.Query()
+	q := store.HistoryQuery{Type: typ, ID: id, Count: defaultCount, Cursor: params.Get("_cursor")}
+	for name, vals := range params {
+		v := vals[0]
+		switch name {
+		case "_count":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				s.writeError(w, r, errorf(http.StatusBadRequest, "invalid", "_count must be a non-negative integer"))
+				return
+			}
+			q.Count = min(n, maxCount)
+		case "_since":
+			t, err := parseInstantParam(v)
+			if err != nil {
+				s.writeError(w, r, errorf(http.StatusBadRequest, "invalid", "_since must be a FHIR instant such as 2024-01-31T10:00:00Z"))
+				return
+			}
+			q.Since = t
+		case "_cursor", "_format", "_pretty":
+		default:
+			if strictHandling(r) {
+				s.writeError(w, r, errorf(http.StatusBadRequest, "not-supported", "history parameter "+quoteSafe(name)+" is not supported"))
+				return
+			}
+		}
+	}
+	if id != "" {
+		// An instance history of a resource that never existed is a 404.
+		if _, err := s.store.Read(r.Context(), typ, id); err != nil && !errors.Is(err, store.ErrGone) {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	count := q.Count
+	if count == 0 {
+		q.Count = 1 // _count=0: only the total is wanted
+	}
+	page, err := s.store.History(r.Context(), q)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if count == 0 {
+		page.Versions, page.Next = nil, ""
+	}
+	total := page.Total
+	b := fhir.Bundle{Type: fhir.BundleTypeHistory, Total: &total}
+	self := s.historyURL(typ, id, params, params.Get("_cursor"))
+	b.Link = append(b.Link, fhir.BundleLink{Relation: "self", Url: self})
+	if page.Next != "" {
+		b.Link = append(b.Link, fhir.BundleLink{Relation: "next", Url: s.historyURL(typ, id, params, page.Next)})
+	}
+	for _, v := range page.Versions {
+		b.Entry = append(b.Entry, s.historyEntry(v))
+	}
+	body, err := hfhir.MarshalBundle(&b)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, body)
+}
+
+func (s *Server) historyEntry(v store.Resource) fhir.BundleEntry {
+	full := s.cfg.BaseURL + "/" + v.Type + "/" + v.ID
+	etag := `W/"` + strconv.FormatInt(v.VersionID, 10) + `"`
+	lm := hfhir.FormatInstant(v.LastUpdated)
+	e := fhir.BundleEntry{FullUrl: &full, Resource: v.JSON}
+	req := &fhir.BundleEntryRequest{Url: v.Type + "/" + v.ID}
+	status := "200 OK"
+	switch v.Op {
+	case store.OpCreate:
+		req.Method = fhir.HTTPVerbPOST
+		status = "201 Created"
+		if v.VersionID > 1 {
+			req.Method = fhir.HTTPVerbPUT // re-created after a deletion
+		}
+	case store.OpDelete:
+		req.Method = fhir.HTTPVerbDELETE
+		status = "204 No Content"
+	default:
+		req.Method = fhir.HTTPVerbPUT
+	}
+	e.Request = req
+	e.Response = &fhir.BundleEntryResponse{Status: status, Etag: &etag, LastModified: &lm}
+	return e
+}
+
+// historyURL rebuilds the query actually used, with the page cursor.
+func (s *Server) historyURL(typ, id string, params url.Values, cursor string) string {
+	u := s.cfg.BaseURL
+	if typ != "" {
+		u += "/" + typ
+	}
+	if id != "" {
+		u += "/" + id
+	}
+	u += "/_history"
+	q := url.Values{}
+	for _, k := range []string{"_count", "_since"} {
+		if v := params.Get(k); v != "" {
+			q.Set(k, v)
+		}
+	}
+	if cursor != "" {
+		q.Set("_cursor", cursor)
+	}
+	if enc := q.Encode(); enc != "" {
+		u += "?" + enc
+	}
+	return u
+}
+
+// parseInstantParam accepts a FHIR instant or a dateTime with at least a day.
+func parseInstantParam(v string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05Z07:00", "2006-01-02T15:04Z07:00", "2006-01-02"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, errInvalidInstant
+}

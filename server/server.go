@@ -1,0 +1,126 @@
+// Package server is Hearth's HTTP layer: the FHIR REST API on go-chi, its
+// middleware, and the single mapping from errors to OperationOutcomes.
+package server
+
+import (
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/hearth-fhir/hearth/conformance"
+	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/store"
+)
+
+// Config is the HTTP layer's configuration.
+type Config struct {
+	// BaseURL is the public URL of the FHIR base, e.g. http://localhost:8080/fhir.
+	BaseURL string
+	// MaxBodyBytes bounds request bodies (413 beyond it).
+	MaxBodyBytes int64
+	// CORSOrigins lists browser origins allowed to call the API; "*" allows any.
+	CORSOrigins []string
+	// Version is the software version reported in the CapabilityStatement.
+	Version string
+}
+
+// Server serves the FHIR REST API over a store.
+type Server struct {
+	cfg        Config
+	store      store.Store
+	log        *slog.Logger
+	capability []byte
+}
+
+// New returns the HTTP handler for the whole server.
+func New(cfg Config, st store.Store, log *slog.Logger) http.Handler {
+	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 16 << 20
+	}
+	if len(cfg.CORSOrigins) == 0 {
+		cfg.CORSOrigins = []string{"*"}
+	}
+	s := &Server{cfg: cfg, store: st, log: log}
+	s.capability = conformance.CapabilityStatement(conformance.Options{BaseURL: cfg.BaseURL, Version: cfg.Version})
+
+	r := chi.NewRouter()
+	r.Use(withRequestID, s.recoverer, s.accessLog, cors(cfg.CORSOrigins))
+	r.Get("/", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/fhir/metadata", http.StatusFound)
+	})
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	r.Route("/fhir", func(r chi.Router) {
+		r.Use(noStore, s.negotiate)
+		r.NotFound(s.notFound)
+		r.MethodNotAllowed(s.methodNotAllowed)
+		r.Get("/metadata", s.metadata)
+		r.Get("/_history", s.history)
+		r.Route("/{type}", func(r chi.Router) {
+			r.Use(s.knownType)
+			r.Post("/", s.create)
+			r.Get("/", s.searchType)
+			r.Get("/_history", s.history)
+			r.Get("/{id}", s.read)
+			r.Put("/{id}", s.update)
+			r.Patch("/{id}", s.patch)
+			r.Delete("/{id}", s.delete)
+			r.Get("/{id}/_history", s.history)
+			r.Get("/{id}/_history/{vid}", s.vread)
+		})
+	})
+	return r
+}
+
+// negotiate refuses, before any work is done, a request for a format
+// Hearth does not produce.
+func (s *Server) negotiate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := responseType(r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// knownType answers 404 for a path segment that is not an R4 resource type.
+func (s *Server) knownType(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if typ := chi.URLParam(r, "type"); !fhir.IsResourceType(typ) {
+			s.writeError(w, r, errorf(http.StatusNotFound, "not-supported", "unknown resource type "+quoteSafe(typ)))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	s.writeError(w, r, errorf(http.StatusNotFound, "not-found", "no FHIR interaction at "+quoteSafe(r.URL.Path)))
+}
+
+func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	s.writeError(w, r, errorf(http.StatusMethodNotAllowed, "not-supported", r.Method+" is not supported on "+quoteSafe(r.URL.Path)))
+}
+
+func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
+	s.writeJSON(w, r, http.StatusOK, s.capability)
+}
+
+// quoteSafe keeps client-supplied text in messages short and printable.
+func quoteSafe(v string) string {
+	if len(v) > 100 {
+		v = v[:100] + "…"
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, v)
+}
