@@ -61,14 +61,14 @@ func CapabilityStatement(o Options) []byte {
 	}
 	name := "Hearth"
 	cs := fhir.CapabilityStatement{
-		Url:         ptr(o.BaseURL + "/metadata"),
-		Name:        ptr("HearthCapabilityStatement"),
-		Title:       ptr("Hearth FHIR R4 server"),
-		Status:      fhir.PublicationStatusActive,
-		Date:        built.Format("2006-01-02T15:04:05Z07:00"),
-		Publisher:   ptr("Hearth"),
-		Kind:        fhir.CapabilityStatementKindInstance,
-		Software:    &fhir.CapabilityStatementSoftware{Name: name, Version: ptr(o.Version)},
+		Url:       ptr(o.BaseURL + "/metadata"),
+		Name:      ptr("HearthCapabilityStatement"),
+		Title:     ptr("Hearth FHIR R4 server"),
+		Status:    fhir.PublicationStatusActive,
+		Date:      built.Format("2006-01-02T15:04:05Z07:00"),
+		Publisher: ptr("Hearth"),
+		Kind:      fhir.CapabilityStatementKindInstance,
+		Software:  &fhir.CapabilityStatementSoftware{Name: name, Version: ptr(o.Version)},
 		Implementation: &fhir.CapabilityStatementImplementation{
 			Description: "Hearth FHIR R4 server",
 			Url:         ptr(o.BaseURL),

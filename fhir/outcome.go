@@ -1,8 +1,6 @@
 package fhir
 
 import (
-	"encoding/json"
-
 	"github.com/samply/golang-fhir-models/fhir-models/fhir"
 )
 
@@ -44,10 +42,4 @@ func orDefault(s, d string) string {
 		return d
 	}
 	return s
-}
-
-// MarshalBundle renders a samply Bundle; entries carry stored resource bytes
-// as json.RawMessage, so resources are not re-encoded.
-func MarshalBundle(b *fhir.Bundle) ([]byte, error) {
-	return json.Marshal(b)
 }

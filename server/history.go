@@ -8,9 +8,8 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/samply/golang-fhir-models/fhir-models/fhir"
 
-	hfhir "github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/store"
 )
 
@@ -70,16 +69,15 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 		page.Versions, page.Next = nil, ""
 	}
 	total := page.Total
-	b := fhir.Bundle{Type: fhir.BundleTypeHistory, Total: &total}
-	self := s.historyURL(typ, id, params, params.Get("_cursor"))
-	b.Link = append(b.Link, fhir.BundleLink{Relation: "self", Url: self})
+	b := fhir.Bundle{Type: "history", Total: &total}
+	b.Links = append(b.Links, fhir.BundleLink{Relation: "self", URL: s.historyURL(typ, id, params, params.Get("_cursor"))})
 	if page.Next != "" {
-		b.Link = append(b.Link, fhir.BundleLink{Relation: "next", Url: s.historyURL(typ, id, params, page.Next)})
+		b.Links = append(b.Links, fhir.BundleLink{Relation: "next", URL: s.historyURL(typ, id, params, page.Next)})
 	}
 	for _, v := range page.Versions {
-		b.Entry = append(b.Entry, s.historyEntry(v))
+		b.Entries = append(b.Entries, s.historyEntry(v))
 	}
-	body, err := hfhir.MarshalBundle(&b)
+	body, err := b.MarshalJSON()
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -89,26 +87,24 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) historyEntry(v store.Resource) fhir.BundleEntry {
 	full := s.cfg.BaseURL + "/" + v.Type + "/" + v.ID
-	etag := `W/"` + strconv.FormatInt(v.VersionID, 10) + `"`
-	lm := hfhir.FormatInstant(v.LastUpdated)
-	e := fhir.BundleEntry{FullUrl: &full, Resource: v.JSON}
-	req := &fhir.BundleEntryRequest{Url: v.Type + "/" + v.ID}
+	e := fhir.BundleEntry{FullURL: full, Resource: v.JSON}
+	req := &fhir.BundleEntryRequest{Method: http.MethodPut, URL: v.Type + "/" + v.ID}
 	status := "200 OK"
 	switch v.Op {
 	case store.OpCreate:
-		req.Method = fhir.HTTPVerbPOST
 		status = "201 Created"
-		if v.VersionID > 1 {
-			req.Method = fhir.HTTPVerbPUT // re-created after a deletion
+		if v.VersionID == 1 {
+			req.Method, req.URL = http.MethodPost, v.Type // a re-creation after a deletion was a PUT
 		}
 	case store.OpDelete:
-		req.Method = fhir.HTTPVerbDELETE
-		status = "204 No Content"
-	default:
-		req.Method = fhir.HTTPVerbPUT
+		req.Method, status = http.MethodDelete, "204 No Content"
 	}
 	e.Request = req
-	e.Response = &fhir.BundleEntryResponse{Status: status, Etag: &etag, LastModified: &lm}
+	e.Response = &fhir.BundleEntryResponse{
+		Status:       status,
+		Etag:         `W/"` + strconv.FormatInt(v.VersionID, 10) + `"`,
+		LastModified: fhir.FormatInstant(v.LastUpdated),
+	}
 	return e
 }
 

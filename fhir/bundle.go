@@ -1,0 +1,128 @@
+package fhir
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+)
+
+// BundleLink is a Bundle.link.
+type BundleLink struct {
+	Relation string `json:"relation"`
+	URL      string `json:"url"`
+}
+
+// BundleEntryRequest is a Bundle.entry.request.
+type BundleEntryRequest struct {
+	Method string `json:"method"`
+	URL    string `json:"url"`
+}
+
+// BundleEntryResponse is a Bundle.entry.response.
+type BundleEntryResponse struct {
+	Status       string `json:"status"`
+	Location     string `json:"location,omitempty"`
+	Etag         string `json:"etag,omitempty"`
+	LastModified string `json:"lastModified,omitempty"`
+}
+
+// BundleEntrySearch is a Bundle.entry.search.
+type BundleEntrySearch struct {
+	Mode  string   `json:"mode,omitempty"`
+	Score *float64 `json:"score,omitempty"`
+}
+
+// BundleEntry is one entry; Resource holds stored bytes, written verbatim.
+type BundleEntry struct {
+	FullURL  string
+	Resource []byte
+	Search   *BundleEntrySearch
+	Request  *BundleEntryRequest
+	Response *BundleEntryResponse
+}
+
+// Bundle is a Bundle the server writes (searchset, history, responses).
+// Unlike a generic JSON encoder it writes each entry's stored resource
+// bytes as they are: no decoding, no re-escaping, resourceType first.
+type Bundle struct {
+	Type    string
+	Total   *int
+	Links   []BundleLink
+	Entries []BundleEntry
+}
+
+// MarshalJSON writes the bundle.
+func (b *Bundle) MarshalJSON() ([]byte, error) {
+	size := 256
+	for _, e := range b.Entries {
+		size += len(e.Resource) + 256
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	// put writes a small value with the encoder, dropping its newline.
+	put := func(v any) error {
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+		buf.Truncate(buf.Len() - 1)
+		return nil
+	}
+	buf.WriteString(`{"resourceType":"Bundle","type":`)
+	if err := put(b.Type); err != nil {
+		return nil, err
+	}
+	if b.Total != nil {
+		buf.WriteString(`,"total":` + strconv.Itoa(*b.Total))
+	}
+	if len(b.Links) > 0 {
+		buf.WriteString(`,"link":`)
+		if err := put(b.Links); err != nil {
+			return nil, err
+		}
+	}
+	if len(b.Entries) > 0 {
+		buf.WriteString(`,"entry":[`)
+		for i, e := range b.Entries {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			buf.WriteByte('{')
+			sep := ""
+			field := func(name string, v any) error {
+				buf.WriteString(sep + `"` + name + `":`)
+				sep = ","
+				return put(v)
+			}
+			if e.FullURL != "" {
+				if err := field("fullUrl", e.FullURL); err != nil {
+					return nil, err
+				}
+			}
+			if len(e.Resource) > 0 {
+				buf.WriteString(sep + `"resource":`)
+				sep = ","
+				buf.Write(e.Resource)
+			}
+			if e.Search != nil {
+				if err := field("search", e.Search); err != nil {
+					return nil, err
+				}
+			}
+			if e.Request != nil {
+				if err := field("request", e.Request); err != nil {
+					return nil, err
+				}
+			}
+			if e.Response != nil {
+				if err := field("response", e.Response); err != nil {
+					return nil, err
+				}
+			}
+			buf.WriteByte('}')
+		}
+		buf.WriteByte(']')
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}
