@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var binary string
+
+// TestMain builds the real binary once; the tests run it as users do.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "hearth-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "hearth")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startServer runs `hearth serve` and waits until /fhir/metadata answers.
+func startServer(t *testing.T, env []string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	addr := freePort(t)
+	cmd := exec.Command(binary, append([]string{"serve", "--listen", addr, "--log-level", "warn"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Dir = "../.." // the repository root, where make run starts it
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	base := "http://" + addr + "/fhir"
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(base + "/metadata")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return cmd, base
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("server did not come up: %s", stderr.String())
+	return nil, ""
+}
+
+func request(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestServeSeedsDemoPatients(t *testing.T) {
+	_, base := startServer(t, nil, "--data", t.TempDir())
+	status, body := request(t, "GET", base+"/Patient/129c6ac7-8d06-89de-ad63-0204a93e76c3", "")
+	if status != 200 || !strings.Contains(body, `"resourceType":"Patient"`) {
+		t.Fatalf("seeded patient: %d %.200s", status, body)
+	}
+	status, body = request(t, "GET", base+"/_history?_count=1", "")
+	if status != 200 || !strings.Contains(body, `"total":7160`) {
+		t.Errorf("system history after seeding: %d %.200s", status, body)
+	}
+}
+
+func TestServeNoSeedFromEnvironment(t *testing.T) {
+	_, base := startServer(t, []string{"HEARTH_NO_SEED=true", "HEARTH_DATA=" + t.TempDir()})
+	status, body := request(t, "GET", base+"/_history", "")
+	if status != 200 || !strings.Contains(body, `"total":0`) {
+		t.Errorf("HEARTH_NO_SEED: %d %.200s", status, body)
+	}
+}
+
+// TestAcknowledgedWriteSurvivesKill9 kills the server without warning right
+// after a write is acknowledged, restarts it, and reads the write back.
+func TestAcknowledgedWriteSurvivesKill9(t *testing.T) {
+	data := t.TempDir()
+	cmd, base := startServer(t, nil, "--data", data, "--no-seed")
+	var ids []string
+	for i := 0; i < 20; i++ {
+		id := fmt.Sprintf("k%d", i)
+		status, body := request(t, "PUT", base+"/Patient/"+id, fmt.Sprintf(`{"resourceType":"Patient","id":%q,"name":[{"family":"F%d"}]}`, id, i))
+		if status != 201 {
+			t.Fatalf("write %d: %d %s", i, status, body)
+		}
+		ids = append(ids, id)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	_, base = startServer(t, nil, "--data", data, "--no-seed")
+	for i, id := range ids {
+		status, body := request(t, "GET", base+"/Patient/"+id, "")
+		if status != 200 || !strings.Contains(body, fmt.Sprintf(`"F%d"`, i)) {
+			t.Errorf("after kill -9, %s: %d %.100s", id, status, body)
+		}
+	}
+}
+
+func TestDataDirectoryInUseIsRefused(t *testing.T) {
+	data := t.TempDir()
+	startServer(t, nil, "--data", data, "--no-seed")
+	out, err := exec.Command(binary, "import", "--data", data, "x.ndjson").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "in use by another process") {
+		t.Errorf("import into a served data directory: err=%v out=%s", err, out)
+	}
+}
+
+func TestImportReportsLoadedAndRejected(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "mixed.ndjson")
+	lines := []string{
+		`{"resourceType":"Patient","id":"p1","name":[{"family":"SECRET-NAME"}]}`,
+		`{"resourceType":"Patient","id":"p2","gender":"SECRET-GENDER"}`,
+		`not json`,
+		``,
+		`{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/p1"}}`,
+		`{"resourceType":"Observation","status":"final","code":{"text":"no id"}}`,
+	}
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	out, err := exec.Command(binary, "import", "--data", data, file).CombinedOutput()
+	text := string(out)
+	if err == nil {
+		t.Errorf("import with rejections should exit non-zero")
+	}
+	for _, want := range []string{"loaded 3 resources, rejected 2", "Patient", "Observation", "mixed.ndjson:2: Patient.gender: code is not in", "mixed.ndjson:3: body is not valid JSON"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("import output lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "SECRET") {
+		t.Errorf("import output repeats resource content:\n%s", text)
+	}
+	// The data directory now serves what was loaded.
+	_, base := startServer(t, nil, "--data", data)
+	if status, _ := request(t, "GET", base+"/Observation/o1", ""); status != 200 {
+		t.Errorf("imported Observation: %d", status)
+	}
+	if status, _ := request(t, "GET", base+"/Patient/p2", ""); status != 404 {
+		t.Errorf("rejected Patient was stored: %d", status)
+	}
+	if status, body := request(t, "GET", base+"/Patient/_history", ""); !strings.Contains(body, `"total":1`) {
+		t.Errorf("an existing data directory must not be seeded: %d %.100s", status, body)
+	}
+}
+
+func TestImportIntoRunningServer(t *testing.T) {
+	_, base := startServer(t, nil, "--data", t.TempDir(), "--no-seed")
+	file := filepath.Join(t.TempDir(), "p.ndjson.gz")
+	writeGzip(t, file, `{"resourceType":"Patient","id":"net1"}`+"\n"+`{"resourceType":"Patient","id":"net2","birthDate":"1999-02-31"}`+"\n")
+	out, err := exec.Command(binary, "import", "--server", base, file).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "loaded 1 resources, rejected 1") {
+		t.Fatalf("import --server: err=%v\n%s", err, out)
+	}
+	if status, _ := request(t, "GET", base+"/Patient/net1", ""); status != 200 {
+		t.Errorf("imported over HTTP: %d", status)
+	}
+}
+
+func writeGzip(t *testing.T, path, content string) {
+	t.Helper()
+	cmd := exec.Command("gzip", "-c")
+	cmd.Stdin = strings.NewReader(content)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
