@@ -209,4 +209,3 @@ func writeGzip(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
-
