@@ -3,6 +3,8 @@ module github.com/hearth-fhir/hearth
 go 1.26.8
 
 require (
+	github.com/evanphx/json-patch/v5 v5.9.0
+	github.com/go-chi/chi/v5 v5.2.1
 	github.com/google/uuid v1.6.0
 	github.com/samply/golang-fhir-models/fhir-models v0.3.2
 	modernc.org/sqlite v1.61.1
@@ -10,8 +12,6 @@ require (
 
 require (
 	github.com/dustin/go-humanize v1.1.0 // indirect
-	github.com/evanphx/json-patch/v5 v5.9.0 // indirect
-	github.com/go-chi/chi/v5 v5.2.1 // indirect
 	github.com/mattn/go-isatty v0.0.24 // indirect
 	github.com/ncruces/go-strftime v1.1.0 // indirect
 	github.com/pkg/errors v0.8.1 // indirect

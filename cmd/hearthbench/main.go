@@ -1,0 +1,256 @@
+// Command hearthbench measures a running Hearth with wrk: reads by id,
+// creates, and in the same run the read rate of a bare net/http server that
+// writes the same resource bytes from memory (the ceiling for this machine).
+//
+//	go run ./cmd/hearthbench --hearth bin/hearth
+//
+// It starts `hearth serve` on a fresh data directory seeded with the demo
+// dataset (testdata/synthea-10, 7,160 resources), so figures are comparable
+// from run to run.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "bare" {
+		bare(os.Args[2:])
+		return
+	}
+	hearth := flag.String("hearth", "bin/hearth", "hearth binary")
+	duration := flag.Duration("duration", 10*time.Second, "length of each wrk run")
+	conns := flag.Int("connections", 32, "wrk connections")
+	threads := flag.Int("threads", 2, "wrk threads")
+	seedDir := flag.String("seed-dir", "testdata/synthea-10", "dataset loaded before measuring")
+	extra := flag.String("hearth-args", "", "extra arguments for hearth serve (space-separated)")
+	flag.Parse()
+	if _, err := exec.LookPath("wrk"); err != nil {
+		fail("wrk is not installed (apt-get install wrk)")
+	}
+	work, err := os.MkdirTemp("", "hearthbench")
+	check(err)
+	defer os.RemoveAll(work)
+
+	addr := freeAddr()
+	args := []string{"serve", "--listen", addr, "--data", filepath.Join(work, "data"), "--seed-dir", *seedDir, "--log-level", "warn"}
+	if *extra != "" {
+		args = append(args, strings.Fields(*extra)...)
+	}
+	srv := exec.Command(*hearth, args...)
+	srv.Stderr = os.Stderr
+	check(srv.Start())
+	defer srv.Process.Kill()
+	base := "http://" + addr + "/fhir"
+	waitUp(base + "/metadata")
+
+	// The read set: every seeded Patient, fetched once to give the bare
+	// server the very same bytes.
+	paths, bodies := patients(base)
+	fmt.Printf("dataset: %s (%d patients, mean Patient %d bytes)\n", *seedDir, len(paths), meanLen(bodies))
+	bareDir := filepath.Join(work, "bare")
+	check(os.MkdirAll(bareDir, 0o700))
+	for i := range paths {
+		check(os.WriteFile(filepath.Join(bareDir, fmt.Sprint(i)), bodies[i], 0o600))
+	}
+	bareAddr := freeAddr()
+	self, err := os.Executable()
+	check(err)
+	bareCmd := exec.Command(self, append([]string{"bare", bareAddr, bareDir}, paths...)...)
+	bareCmd.Stderr = os.Stderr
+	check(bareCmd.Start())
+	defer bareCmd.Process.Kill()
+	waitUp("http://" + bareAddr + paths[0])
+
+	readScript := filepath.Join(work, "read.lua")
+	check(os.WriteFile(readScript, []byte(rotateScript(paths)), 0o600))
+	createScript := filepath.Join(work, "create.lua")
+	check(os.WriteFile(createScript, []byte(createLua), 0o600))
+
+	w := wrkArgs{threads: *threads, conns: *conns, duration: *duration}
+	// Warm up both servers (page cache, read cache, Go runtime).
+	w.run("http://"+addr, readScript, 2*time.Second)
+	w.run("http://"+bareAddr, readScript, 2*time.Second)
+
+	read := w.run("http://"+addr, readScript, w.duration)
+	ceiling := w.run("http://"+bareAddr, readScript, w.duration)
+	create := w.run("http://"+addr+"/fhir/Patient", createScript, w.duration)
+
+	fmt.Printf("\n%-34s %12s %10s %10s\n", "", "req/s", "p50", "p99")
+	fmt.Printf("%-34s %12.0f %10s %10s\n", "read by id (Hearth)", read.rps, read.p50, read.p99)
+	fmt.Printf("%-34s %12.0f %10s %10s\n", "read by id (bare net/http ceiling)", ceiling.rps, ceiling.p50, ceiling.p99)
+	fmt.Printf("%-34s %12.0f %10s %10s\n", "create Patient (durable commit)", create.rps, create.p50, create.p99)
+	fmt.Printf("\nread ratio Hearth / ceiling: %.2f\n", read.rps/ceiling.rps)
+	if read.non2xx > 0 || create.non2xx > 0 {
+		fmt.Printf("WARNING: non-2xx responses: reads %d, creates %d\n", read.non2xx, create.non2xx)
+		os.Exit(1)
+	}
+}
+
+type wrkArgs struct {
+	threads, conns int
+	duration       time.Duration
+}
+
+type wrkResult struct {
+	rps      float64
+	p50, p99 string
+	non2xx   int
+}
+
+var (
+	rpsRe    = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	pctRe    = regexp.MustCompile(`(?m)^\s+(50|99)(?:\.000)?%\s+(\S+)`)
+	non2xxRe = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
+)
+
+func (w wrkArgs) run(url, script string, d time.Duration) wrkResult {
+	out, err := exec.Command("wrk", "-t", strconv.Itoa(w.threads), "-c", strconv.Itoa(w.conns),
+		"-d", fmt.Sprintf("%ds", int(d.Seconds())), "--latency", "-s", script, url).CombinedOutput()
+	if err != nil {
+		fail(fmt.Sprintf("wrk: %v\n%s", err, out))
+	}
+	var r wrkResult
+	if m := rpsRe.FindSubmatch(out); m != nil {
+		r.rps, _ = strconv.ParseFloat(string(m[1]), 64)
+	}
+	for _, m := range pctRe.FindAllSubmatch(out, -1) {
+		if string(m[1]) == "50" {
+			r.p50 = string(m[2])
+		} else {
+			r.p99 = string(m[2])
+		}
+	}
+	if m := non2xxRe.FindSubmatch(out); m != nil {
+		r.non2xx, _ = strconv.Atoi(string(m[1]))
+	}
+	return r
+}
+
+// rotateScript makes each wrk connection cycle through the paths.
+func rotateScript(paths []string) string {
+	var b strings.Builder
+	b.WriteString("local paths = {\n")
+	for _, p := range paths {
+		fmt.Fprintf(&b, "  %q,\n", p)
+	}
+	b.WriteString(`}
+local i = 0
+request = function()
+  i = i % #paths + 1
+  return wrk.format("GET", paths[i], {["Accept"] = "application/fhir+json"})
+end
+`)
+	return b.String()
+}
+
+const createLua = `
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/fhir+json"
+wrk.headers["Prefer"] = "return=minimal"
+wrk.body = '{"resourceType":"Patient","active":true,"name":[{"family":"Bench","given":["Load"]}],"gender":"other","birthDate":"1990-01-01","telecom":[{"system":"phone","value":"555-0100"}],"identifier":[{"system":"urn:bench","value":"1"}]}'
+`
+
+func patients(base string) ([]string, [][]byte) {
+	resp, err := http.Get(base + "/Patient/_history?_count=1000")
+	check(err)
+	defer resp.Body.Close()
+	var b struct {
+		Entry []struct {
+			FullURL  string          `json:"fullUrl"`
+			Resource json.RawMessage `json:"resource"`
+		} `json:"entry"`
+	}
+	check(json.NewDecoder(resp.Body).Decode(&b))
+	var paths []string
+	var bodies [][]byte
+	for _, e := range b.Entry {
+		u := e.FullURL[strings.Index(e.FullURL, "/fhir/"):]
+		r, err := http.Get(base + strings.TrimPrefix(u, "/fhir"))
+		check(err)
+		body, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		paths = append(paths, u)
+		bodies = append(bodies, body)
+	}
+	if len(paths) == 0 {
+		fail("no patients were seeded")
+	}
+	return paths, bodies
+}
+
+// bare serves each path's bytes from memory with the headers a FHIR read
+// needs: the ceiling any server on this machine can reach for these bytes.
+func bare(args []string) {
+	addr, dir, paths := args[0], args[1], args[2:]
+	bodies := map[string][]byte{}
+	for i, p := range paths {
+		b, err := os.ReadFile(filepath.Join(dir, fmt.Sprint(i)))
+		check(err)
+		bodies[p] = b
+	}
+	http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, ok := bodies[r.URL.Path]
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		h := w.Header()
+		h["Content-Type"] = []string{"application/fhir+json; charset=utf-8"}
+		h["Content-Length"] = []string{strconv.Itoa(len(b))}
+		w.Write(b)
+	}))
+}
+
+func waitUp(url string) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	fail("server at " + url + " did not come up")
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	check(err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func meanLen(bs [][]byte) int {
+	n := 0
+	for _, b := range bs {
+		n += len(b)
+	}
+	return n / max(1, len(bs))
+}
+
+func check(err error) {
+	if err != nil {
+		fail(err.Error())
+	}
+}
+
+func fail(msg string) {
+	fmt.Fprintln(os.Stderr, "hearthbench:", msg)
+	os.Exit(1)
+}
+
