@@ -253,4 +253,3 @@ func fail(msg string) {
 	fmt.Fprintln(os.Stderr, "hearthbench:", msg)
 	os.Exit(1)
 }
-
