@@ -3,7 +3,6 @@
 package conformance
 
 import (
-	"encoding/json"
 	"time"
 
 	"github.com/samply/golang-fhir-models/fhir-models/fhir"
@@ -85,11 +84,13 @@ func CapabilityStatement(o Options) []byte {
 		}},
 	}
 	b, err := cs.MarshalJSON()
+	if err == nil {
+		b, err = hfhir.ResourceTypeFirst(b)
+	}
 	if err != nil {
 		panic("conformance: CapabilityStatement does not marshal: " + err.Error())
 	}
-	var compact json.RawMessage = b
-	return compact
+	return b
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -1,34 +1,36 @@
 package fhir
 
 import (
-	"github.com/samply/golang-fhir-models/fhir-models/fhir"
+	"encoding/json"
 )
 
-// OperationOutcome renders issues as an R4 OperationOutcome.
+type outcomeIssue struct {
+	Severity    string   `json:"severity"`
+	Code        string   `json:"code"`
+	Diagnostics string   `json:"diagnostics,omitempty"`
+	Expression  []string `json:"expression,omitempty"`
+}
+
+type operationOutcome struct {
+	ResourceType string         `json:"resourceType"`
+	Issue        []outcomeIssue `json:"issue"`
+}
+
+// OperationOutcome renders issues as an R4 OperationOutcome. Severity
+// defaults to error and code to processing.
 func OperationOutcome(issues ...Issue) []byte {
-	oo := fhir.OperationOutcome{}
+	oo := operationOutcome{ResourceType: "OperationOutcome"}
 	for _, is := range issues {
-		var sev fhir.IssueSeverity
-		_ = sev.UnmarshalJSON([]byte(`"` + orDefault(is.Severity, "error") + `"`))
-		var code fhir.IssueType
-		if err := code.UnmarshalJSON([]byte(`"` + orDefault(is.Code, "processing") + `"`)); err != nil {
-			code = fhir.IssueTypeProcessing
-		}
-		item := fhir.OperationOutcomeIssue{Severity: sev, Code: code}
-		if is.Diagnostics != "" {
-			d := is.Diagnostics
-			item.Diagnostics = &d
-		}
+		item := outcomeIssue{Severity: orDefault(is.Severity, "error"), Code: orDefault(is.Code, "processing"), Diagnostics: is.Diagnostics}
 		if is.Expression != "" {
 			item.Expression = []string{is.Expression}
 		}
 		oo.Issue = append(oo.Issue, item)
 	}
-	b, err := oo.MarshalJSON()
-	if err != nil {
-		// Marshalling a value built above cannot fail; keep a valid body anyway.
-		return []byte(`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"exception"}]}`)
+	if len(oo.Issue) == 0 {
+		oo.Issue = []outcomeIssue{{Severity: "information", Code: "informational"}}
 	}
+	b, _ := json.Marshal(oo) // strings and slices only: cannot fail
 	return b
 }
 
@@ -42,4 +44,23 @@ func orDefault(s, d string) string {
 		return d
 	}
 	return s
+}
+
+// ResourceTypeFirst moves resourceType to the front of a resource's JSON,
+// where people reading it expect it (encoders that embed it last, such as
+// the samply structs, put it at the end).
+func ResourceTypeFirst(body []byte) ([]byte, error) {
+	ms, err := decodeMembers(body)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]member, 0, len(ms))
+	for _, m := range ms {
+		if m.key == "resourceType" {
+			out = append([]member{m}, out...)
+		} else {
+			out = append(out, m)
+		}
+	}
+	return encodeMembers(out), nil
 }

@@ -432,7 +432,14 @@ func TestCORSAndRequestID(t *testing.T) {
 
 func TestCapabilityStatementIsHonest(t *testing.T) {
 	ts := newServer(t)
-	cs := do(t, ts, "GET", "/fhir/metadata", "").json(t)
+	raw := do(t, ts, "GET", "/fhir/metadata", "")
+	if !strings.HasPrefix(string(raw.body), `{"resourceType":"CapabilityStatement"`) {
+		t.Errorf("resourceType should come first: %.60s", raw.body)
+	}
+	if oo := do(t, ts, "GET", "/fhir/Patient/missing", ""); !strings.HasPrefix(string(oo.body), `{"resourceType":"OperationOutcome"`) {
+		t.Errorf("resourceType should come first: %.60s", oo.body)
+	}
+	cs := raw.json(t)
 	if cs["resourceType"] != "CapabilityStatement" || cs["fhirVersion"] != "4.0.1" || cs["kind"] != "instance" {
 		t.Fatalf("metadata: %v", cs)
 	}
