@@ -15,12 +15,12 @@ func TestExtractTokens(t *testing.T) {
 		got[k] = true
 	}
 	for _, want := range []TokenKey{
-		{"category", "http://terminology.hl7.org/CodeSystem/observation-category", "laboratory"},
-		{"code", "http://loinc.org", "2339-0"},
-		{"combo-code", "http://loinc.org", "2339-0"},
-		{"identifier", "urn:s", "v1"},
-		{"status", "", "final"},
-		{"value-concept", "urn:x", "pos"},
+		{"category", "http://terminology.hl7.org/CodeSystem/observation-category", "laboratory", ""},
+		{"code", "http://loinc.org", "2339-0", ""},
+		{"combo-code", "http://loinc.org", "2339-0", ""},
+		{"identifier", "urn:s", "v1", ""},
+		{"status", "http://hl7.org/fhir/observation-status", "final", ""},
+		{"value-concept", "urn:x", "pos", ""},
 	} {
 		if !got[want] {
 			t.Errorf("missing %+v in %v", want, got)

@@ -42,6 +42,7 @@ type ElementDef struct {
 	Summary    bool
 	Modifier   bool
 	ValueSet   string // value set a code element is bound to with required strength
+	CodeSystem string // the one code system that value set draws from, if it is one
 }
 
 // SearchComponent is one part of a composite search parameter.

@@ -12,8 +12,9 @@ import (
 // its FHIR type, known from the element model as the path is walked.
 type Node struct {
 	Value    any
-	Type     string // type code: "CodeableConcept", "code", "Reference", …
-	TypePath string // where the node's children are defined
+	Type     string      // type code: "CodeableConcept", "code", "Reference", …
+	TypePath string      // where the node's children are defined
+	Def      *ElementDef // the element the node was found in; nil for a resource
 }
 
 // pathExpr is a compiled search-parameter expression: a union of paths.
@@ -166,6 +167,23 @@ func matchingParen(s string, open int) int {
 	return -1
 }
 
+// evaluateFrom evaluates an expression relative to a node, as composite
+// components are ("code", "value.ofType(Quantity)").
+func (pe *pathExpr) evaluateFrom(n Node) []Node {
+	var out []Node
+	for _, alt := range pe.alts {
+		nodes := children(n, alt.root)
+		for _, st := range alt.steps {
+			nodes = st.apply(nodes)
+			if len(nodes) == 0 {
+				break
+			}
+		}
+		out = append(out, nodes...)
+	}
+	return out
+}
+
 // Evaluate returns the nodes an expression selects in a decoded resource.
 func (pe *pathExpr) Evaluate(resourceType string, res map[string]any) []Node {
 	var out []Node
@@ -200,7 +218,8 @@ func (st pathStep) apply(in []Node) []Node {
 		}
 	case st.ofType != "":
 		for _, n := range in {
-			if n.Type == st.ofType {
+			// FHIRPath names types in either case: ofType(DateTime), as Quantity.
+			if strings.EqualFold(n.Type, st.ofType) {
 				out = append(out, n)
 			}
 		}
@@ -257,14 +276,15 @@ func children(n Node, name string) []Node {
 		case []any:
 			for _, item := range v {
 				if item != nil {
-					out = append(out, Node{Value: item, Type: c.typ, TypePath: typePath})
+					out = append(out, Node{Value: item, Type: c.typ, TypePath: typePath, Def: c.def})
 				}
 			}
 		default:
-			out = append(out, Node{Value: v, Type: c.typ, TypePath: typePath})
+			out = append(out, Node{Value: v, Type: c.typ, TypePath: typePath, Def: c.def})
 		}
 	}
-	if c, ok := kids[name]; ok && c.name == name {
+	if c, ok := kids[name]; ok {
+		// A plain element, or one type of a choice named directly (valueDateTime).
 		add(name, c)
 		return out
 	}

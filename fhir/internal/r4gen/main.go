@@ -200,8 +200,8 @@ func main() {
 				vs = strings.SplitN(el.Binding.ValueSet, "|", 2)[0]
 				boundSets[vs] = true
 			}
-			fmt.Fprintf(&b, "\t{Path: %q, Min: %d, Max: %d, Types: %s, Targets: %s, ContentRef: %q, Summary: %v, Modifier: %v, ValueSet: %q},\n",
-				el.Path, el.Min, max, goStrings(types), goStrings(targets), strings.TrimPrefix(el.ContentReference, "#"), el.IsSummary, el.IsModifier, vs)
+			fmt.Fprintf(&b, "\t{Path: %q, Min: %d, Max: %d, Types: %s, Targets: %s, ContentRef: %q, Summary: %v, Modifier: %v, ValueSet: %q, CodeSystem: %q},\n",
+				el.Path, el.Min, max, goStrings(types), goStrings(targets), strings.TrimPrefix(el.ContentReference, "#"), el.IsSummary, el.IsModifier, vs, singleSystem(vs, valueSets))
 		}
 	}
 	b.WriteString("}\n\n")
@@ -301,6 +301,24 @@ func expand(url string, vss, css map[string]valueSet, depth int) ([]string, bool
 	}
 	sort.Strings(codes)
 	return codes, true
+}
+
+// singleSystem returns the code system a value set draws all its codes
+// from, when there is exactly one; token search uses it as the implicit
+// system of a bare code element.
+func singleSystem(url string, vss map[string]valueSet) string {
+	vs, ok := vss[url]
+	if url == "" || !ok || vs.Compose == nil {
+		return ""
+	}
+	system := ""
+	for _, inc := range vs.Compose.Include {
+		if inc.System == "" || (system != "" && inc.System != system) {
+			return ""
+		}
+		system = inc.System
+	}
+	return system
 }
 
 func flatten(cs []concept, into map[string]bool) {
