@@ -48,13 +48,13 @@ func TestModelKnowsR4(t *testing.T) {
 	if e, ok := Element("Patient.gender"); !ok || e.ValueSet != "http://hl7.org/fhir/ValueSet/administrative-gender" {
 		t.Errorf("Patient.gender binding = %+v", e)
 	}
-	if p, ok := SearchParam("Observation", "code"); !ok || p.Type != "token" || !strings.Contains(p.Expression, "| Observation.code |") {
+	if p, ok := LookupSearchParam("Observation", "code"); !ok || p.Type != "token" || !strings.Contains(p.Expression, "| Observation.code |") {
 		t.Errorf("Observation code = %+v", p)
 	}
-	if p, ok := SearchParam("Patient", "_id"); !ok || p.Type != "token" {
+	if p, ok := LookupSearchParam("Patient", "_id"); !ok || p.Type != "token" {
 		t.Errorf("Patient _id = %+v", p)
 	}
-	if p, ok := SearchParam("Patient", "race"); !ok || p.URL != "http://hl7.org/fhir/us/core/SearchParameter/us-core-race" {
+	if p, ok := LookupSearchParam("Patient", "race"); !ok || p.URL != "http://hl7.org/fhir/us/core/SearchParameter/us-core-race" {
 		t.Errorf("US Core race = %+v", p)
 	}
 	if ps := PatientCompartmentParams("Observation"); len(ps) == 0 {

@@ -203,6 +203,13 @@ func Extract(resourceType string, res map[string]any) Index {
 			ix.add(p.def.Code, p.def.Type, n)
 		}
 	}
+	if text, ok := res["text"].(map[string]any); ok {
+		if div, _ := text["div"].(string); div != "" {
+			if plain := strings.Join(strings.Fields(stripTags(div)), " "); plain != "" {
+				ix.Strings = append(ix.Strings, StringKey{Param: "_text", Norm: Normalize(plain)})
+			}
+		}
+	}
 	if resourceType == "Patient" {
 		if id, _ := res["id"].(string); id != "" {
 			ix.Compartments = append(ix.Compartments, id)
@@ -607,6 +614,25 @@ func dedupe[T comparable](xs []T, cmp func(a, b T) int) []T {
 // TokenParamSupported reports whether a token parameter of resourceType is
 // indexed.
 func TokenParamSupported(resourceType, code string) bool {
-	p, ok := SearchParam(resourceType, code)
+	p, ok := LookupSearchParam(resourceType, code)
 	return ok && p.Type == "token" && ParamIndexed(resourceType, code)
+}
+
+// stripTags drops the markup of a narrative div, leaving its words, for
+// _text. Entities other than the common ones are left as they are.
+func stripTags(xhtml string) string {
+	var b strings.Builder
+	inTag := false
+	for _, r := range xhtml {
+		switch {
+		case r == '<':
+			inTag = true
+			b.WriteByte(' ')
+		case r == '>':
+			inTag = false
+		case !inTag:
+			b.WriteRune(r)
+		}
+	}
+	return strings.NewReplacer("&amp;", "&", "&lt;", "<", "&gt;", ">", "&quot;", `"`, "&nbsp;", " ").Replace(b.String())
 }

@@ -129,9 +129,9 @@ func Element(path string) (*ElementDef, bool) {
 	return e, ok
 }
 
-// SearchParam returns the search parameter code of resourceType, including
+// LookupSearchParam returns the search parameter code of resourceType, including
 // the parameters every resource has (_id, _lastUpdated, …).
-func SearchParam(resourceType, code string) (*SearchParamDef, bool) {
+func LookupSearchParam(resourceType, code string) (*SearchParamDef, bool) {
 	if p, ok := paramsByType[resourceType][code]; ok {
 		return p, true
 	}

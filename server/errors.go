@@ -32,6 +32,15 @@ func invalid(issues []fhir.Issue) *apiError {
 	return &apiError{status: http.StatusBadRequest, issues: issues}
 }
 
+// searchError maps a search parsing error to a 400 OperationOutcome.
+func searchError(err error) error {
+	var se *fhir.SearchError
+	if errors.As(err, &se) {
+		return errorf(http.StatusBadRequest, "invalid", se.Msg)
+	}
+	return err
+}
+
 // statusOf is the one place that maps errors to HTTP status and issues.
 // Store errors carry resource ids, which are fine to show; they never carry
 // resource content.
@@ -56,6 +65,8 @@ func statusOf(err error) (int, []fhir.Issue) {
 		return http.StatusPreconditionFailed, issue("multiple-matches", err.Error())
 	case errors.Is(err, store.ErrInvalidCursor):
 		return http.StatusBadRequest, issue("invalid", err.Error())
+	case errors.Is(err, store.ErrTooCostly):
+		return http.StatusBadRequest, issue("too-costly", err.Error())
 	case errors.Is(err, store.ErrUnsupported):
 		return http.StatusBadRequest, issue("not-supported", err.Error())
 	}

@@ -106,10 +106,10 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = parseResource(body, typ)
 	}
-	var cond *store.Query
+	var cond *fhir.SearchQuery
 	if err == nil {
 		if ine := r.Header.Get("If-None-Exist"); ine != "" {
-			cond, err = conditionQuery(typ, ine)
+			cond, err = s.conditionQuery(typ, ine)
 		}
 	}
 	if err != nil {
@@ -120,7 +120,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	existing := false
 	err = s.store.Transact(r.Context(), func(tx store.Tx) error {
 		if cond != nil {
-			matches, err := tx.Search(r.Context(), typ, *cond, 2)
+			matches, err := tx.Search(r.Context(), cond, 2)
 			if err != nil {
 				return err
 			}
@@ -148,50 +148,25 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	s.respondWrite(w, r, http.StatusCreated, res, "created "+res.Type+"/"+res.ID)
 }
 
-// conditionQuery parses an If-None-Exist value ("identifier=sys|val&…")
-// into a store query. Until full search lands, only _id and token
-// parameters are accepted; anything else is refused rather than ignored,
-// because ignoring a condition could create a duplicate.
-func conditionQuery(typ, raw string) (*store.Query, error) {
+// conditionQuery parses the search of a conditional operation
+// ("identifier=sys|val&…", or "Patient?identifier=…"). Unknown parameters
+// are refused, not ignored: ignoring a condition could create a duplicate or
+// change the wrong resource.
+func (s *Server) conditionQuery(typ, raw string) (*fhir.SearchQuery, error) {
 	raw = strings.TrimPrefix(raw, "?")
 	if i := strings.IndexByte(raw, '?'); i >= 0 {
-		raw = raw[i+1:] // "Patient?identifier=…" form
+		raw = raw[i+1:]
 	}
 	vals, err := url.ParseQuery(raw)
 	if err != nil || len(vals) == 0 {
-		return nil, errorf(http.StatusBadRequest, "invalid", "If-None-Exist must be a search query such as identifier=system|value")
+		return nil, errorf(http.StatusBadRequest, "invalid", "a conditional operation needs a search query such as identifier=system|value")
 	}
-	q := &store.Query{}
-	for name, values := range vals {
-		if strings.Contains(name, ":") {
-			return nil, errorf(http.StatusBadRequest, "not-supported", "If-None-Exist: modifiers are not supported ("+quoteSafe(name)+")")
-		}
-		for _, v := range values {
-			if v == "" {
-				return nil, errorf(http.StatusBadRequest, "invalid", "If-None-Exist: parameter "+quoteSafe(name)+" has no value")
-			}
-			if name == "_id" {
-				if q.IDs != nil {
-					return nil, errorf(http.StatusBadRequest, "not-supported", "If-None-Exist: _id may appear once")
-				}
-				q.IDs = strings.Split(v, ",")
-				continue
-			}
-			if !fhir.TokenParamSupported(typ, name) {
-				return nil, errorf(http.StatusBadRequest, "not-supported", "If-None-Exist: only _id and token parameters are supported; "+quoteSafe(name)+" is not one for "+typ)
-			}
-			if strings.Contains(v, ",") {
-				return nil, errorf(http.StatusBadRequest, "not-supported", "If-None-Exist: comma-separated alternatives are not supported")
-			}
-			m := store.TokenMatch{Param: name, AnySystem: true, Code: v}
-			if sys, code, ok := strings.Cut(v, "|"); ok {
-				m = store.TokenMatch{Param: name, System: sys, Code: code}
-				if code == "" {
-					return nil, errorf(http.StatusBadRequest, "not-supported", "If-None-Exist: system| without a code is not supported")
-				}
-			}
-			q.Tokens = append(q.Tokens, m)
-		}
+	q, err := fhir.ParseSearch(typ, vals, fhir.SearchOptions{DefaultCount: 2, MaxCount: 2, Strict: true, BaseURL: s.cfg.BaseURL})
+	if err != nil {
+		return nil, searchError(err)
+	}
+	if len(q.Params) == 0 {
+		return nil, errorf(http.StatusBadRequest, "invalid", "a conditional operation needs at least one search parameter")
 	}
 	return q, nil
 }

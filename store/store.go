@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/hearth-fhir/hearth/fhir"
 )
 
 // Sentinel errors. Backends wrap them with %w; the HTTP layer maps them to
@@ -26,6 +28,8 @@ var (
 	ErrLocked = errors.New("store in use by another process")
 	// ErrInvalidCursor: a paging cursor that this store did not issue.
 	ErrInvalidCursor = errors.New("invalid paging cursor")
+	// ErrTooCostly: the request would need more work than the server allows.
+	ErrTooCostly = errors.New("too costly")
 	// ErrUnsupported: the backend cannot answer this query exactly.
 	ErrUnsupported = errors.New("query not supported")
 )
@@ -63,24 +67,6 @@ type Write struct {
 	IfMatch int64
 }
 
-// TokenMatch matches resources indexed under a token search parameter.
-// An empty System matches any system; Code is required.
-type TokenMatch struct {
-	Param  string
-	System string
-	Code   string
-	// AnySystem is false when the client wrote "|code": only entries
-	// without a system match.
-	AnySystem bool
-}
-
-// Query selects current, non-deleted resources of one type. Every condition
-// must hold (AND); an empty query matches every resource of the type.
-type Query struct {
-	IDs    []string     // _id: any of these (OR)
-	Tokens []TokenMatch // each must match
-}
-
 // Tx is the view of the store inside one atomic unit of work.
 type Tx interface {
 	// Read returns the current version; ErrGone (with the deletion version)
@@ -95,9 +81,10 @@ type Tx interface {
 	// Delete records a deletion. Deleting a deleted resource is a no-op that
 	// returns the existing deletion; a resource that never existed is ErrNotFound.
 	Delete(ctx context.Context, typ, id string, ifMatch int64) (Resource, error)
-	// Search returns the current resources of typ matching q, at most limit
-	// (0 for no limit), ordered by id.
-	Search(ctx context.Context, typ string, q Query, limit int) ([]Resource, error)
+	// Search returns current resources matching q, at most limit (0 for no
+	// limit), in q's order. Conditional operations use it inside their
+	// transaction.
+	Search(ctx context.Context, q *fhir.SearchQuery, limit int) ([]Resource, error)
 }
 
 // HistoryQuery selects versions for a history interaction: all resources
@@ -131,7 +118,30 @@ type Store interface {
 	// fn may be retried by a backend and must not have other side effects.
 	Transact(ctx context.Context, fn func(Tx) error) error
 	History(ctx context.Context, q HistoryQuery) (HistoryPage, error)
-	// Search is Tx.Search outside a transaction.
-	Search(ctx context.Context, typ string, q Query, limit int) ([]Resource, error)
+	Searcher
 	Close() error
+}
+
+// Searcher is what a backend provides for search; the paging, _include and
+// _revinclude logic on top of it is shared (see Search).
+type Searcher interface {
+	// SearchIDs returns the ids of current resources matching q, in q.Sort
+	// order then by id, at most limit (0: no limit). afterID, when set and
+	// q has no sort, continues after that id (keyset paging).
+	SearchIDs(ctx context.Context, q *fhir.SearchQuery, afterID string, limit int) ([]string, error)
+	// Count returns how many current resources match q.
+	Count(ctx context.Context, q *fhir.SearchQuery) (int, error)
+	// ReadMany returns the current versions of ids, in the order given,
+	// leaving out ids that do not exist or are deleted.
+	ReadMany(ctx context.Context, typ string, ids []string) ([]Resource, error)
+	// References returns the references the given resources hold in the
+	// reference parameter param ("*" for every reference parameter).
+	References(ctx context.Context, typ string, ids []string, param string) ([]fhir.RefKey, error)
+	// ReferencedBy returns the ids of current resources of srcType whose
+	// parameter param references any of the targets (all of targetType).
+	ReferencedBy(ctx context.Context, srcType, param, targetType string, targetIDs []string) ([]string, error)
+	// SaveSnapshot keeps an ordered result list for paging; LoadSnapshot
+	// returns it, or ErrInvalidCursor once it has expired.
+	SaveSnapshot(ctx context.Context, ids []string) (string, error)
+	LoadSnapshot(ctx context.Context, token string) ([]string, error)
 }

@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -50,15 +49,36 @@ CREATE TABLE IF NOT EXISTS current (
 	json         BLOB,
 	UNIQUE (type, id)
 );
-CREATE TABLE IF NOT EXISTS token_index (
-	type   TEXT NOT NULL,
-	id     TEXT NOT NULL,
-	param  TEXT NOT NULL,
-	system TEXT NOT NULL,
-	code   TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS token_lookup ON token_index (type, param, code, system);
-CREATE INDEX IF NOT EXISTS token_owner ON token_index (type, id);
+CREATE TABLE IF NOT EXISTS idx_string (type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL, norm TEXT NOT NULL, exact TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_string_value ON idx_string (type, param, norm);
+CREATE INDEX IF NOT EXISTS idx_string_owner ON idx_string (type, id);
+CREATE TABLE IF NOT EXISTS idx_token (type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, text TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_token_value ON idx_token (type, param, code, system);
+CREATE INDEX IF NOT EXISTS idx_token_owner ON idx_token (type, id);
+CREATE TABLE IF NOT EXISTS idx_ref (type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL, target_type TEXT NOT NULL, target_id TEXT NOT NULL, url TEXT NOT NULL, ident_system TEXT NOT NULL, ident_value TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_ref_value ON idx_ref (type, param, target_id, target_type);
+CREATE INDEX IF NOT EXISTS idx_ref_url ON idx_ref (type, param, url);
+CREATE INDEX IF NOT EXISTS idx_ref_owner ON idx_ref (type, id);
+CREATE TABLE IF NOT EXISTS idx_date (type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_date_value ON idx_date (type, param, lo);
+CREATE INDEX IF NOT EXISTS idx_date_owner ON idx_date (type, id);
+CREATE TABLE IF NOT EXISTS idx_number (type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL, value REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_number_value ON idx_number (type, param, value);
+CREATE INDEX IF NOT EXISTS idx_number_owner ON idx_number (type, id);
+CREATE TABLE IF NOT EXISTS idx_quantity (type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL, value REAL NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, unit TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_quantity_value ON idx_quantity (type, param, value);
+CREATE INDEX IF NOT EXISTS idx_quantity_owner ON idx_quantity (type, id);
+CREATE TABLE IF NOT EXISTS idx_uri (type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL, uri TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_uri_value ON idx_uri (type, param, uri);
+CREATE INDEX IF NOT EXISTS idx_uri_owner ON idx_uri (type, id);
+CREATE TABLE IF NOT EXISTS idx_composite (type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL, a_system TEXT NOT NULL, a_code TEXT NOT NULL,
+	b_system TEXT NOT NULL, b_code TEXT NOT NULL, b_unit TEXT NOT NULL, b_lo REAL NOT NULL, b_hi REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_composite_value ON idx_composite (type, param, a_code, a_system);
+CREATE INDEX IF NOT EXISTS idx_composite_owner ON idx_composite (type, id);
+CREATE TABLE IF NOT EXISTS compartment (patient_id TEXT NOT NULL, type TEXT NOT NULL, id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS compartment_members ON compartment (patient_id, type, id);
+CREATE INDEX IF NOT EXISTS compartment_owner ON compartment (type, id);
+CREATE TABLE IF NOT EXISTS search_snapshots (token TEXT PRIMARY KEY, expires INTEGER NOT NULL, ids BLOB NOT NULL);
 `
 
 // Store is the SQLite backend. It implements store.Store.
@@ -199,58 +219,8 @@ func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (store
 	return r, readErr(r)
 }
 
-// Search runs a query on the read pool.
-func (s *Store) Search(ctx context.Context, typ string, q store.Query, limit int) ([]store.Resource, error) {
-	return search(ctx, s.reader, typ, q, limit)
-}
-
 type queryer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
-func search(ctx context.Context, db queryer, typ string, q store.Query, limit int) ([]store.Resource, error) {
-	var sb strings.Builder
-	args := []any{typ}
-	sb.WriteString(`SELECT c.id, c.version, c.last_updated, c.op, c.json FROM current c WHERE c.type = ? AND c.op <> 'delete'`)
-	if len(q.IDs) > 0 {
-		sb.WriteString(` AND c.id IN (` + strings.TrimSuffix(strings.Repeat("?,", len(q.IDs)), ",") + `)`)
-		for _, id := range q.IDs {
-			args = append(args, id)
-		}
-	}
-	for _, t := range q.Tokens {
-		sb.WriteString(` AND EXISTS (SELECT 1 FROM token_index t WHERE t.type = c.type AND t.id = c.id AND t.param = ? AND t.code = ?`)
-		args = append(args, t.Param, t.Code)
-		if t.System != "" || !t.AnySystem {
-			sb.WriteString(` AND t.system = ?`)
-			args = append(args, t.System)
-		}
-		sb.WriteString(`)`)
-	}
-	sb.WriteString(` ORDER BY c.id`)
-	if limit > 0 {
-		sb.WriteString(fmt.Sprintf(` LIMIT %d`, limit))
-	}
-	rows, err := db.QueryContext(ctx, sb.String(), args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: search: %w", err)
-	}
-	defer rows.Close()
-	var out []store.Resource
-	for rows.Next() {
-		var (
-			id        string
-			version   int64
-			lu        int64
-			op        string
-			resources []byte
-		)
-		if err := rows.Scan(&id, &version, &lu, &op, &resources); err != nil {
-			return nil, fmt.Errorf("sqlite: search: %w", err)
-		}
-		out = append(out, makeResource(typ, id, version, lu, op, resources))
-	}
-	return out, rows.Err()
 }
 
 // Transact runs fn inside one SQLite transaction on the writer connection.
@@ -291,6 +261,25 @@ type tx struct {
 	tx      *sql.Tx
 	now     time.Time
 	touched []string
+	stmts   map[string]*sql.Stmt
+}
+
+// exec runs a statement prepared once per transaction: bulk loads write
+// dozens of index rows per resource.
+func (t *tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, ok := t.stmts[query]
+	if !ok {
+		var err error
+		st, err = t.tx.PrepareContext(ctx, query)
+		if err != nil {
+			return nil, err
+		}
+		if t.stmts == nil {
+			t.stmts = map[string]*sql.Stmt{}
+		}
+		t.stmts[query] = st
+	}
+	return st.ExecContext(ctx, args...)
 }
 
 func (t *tx) Read(ctx context.Context, typ, id string) (store.Resource, error) {
@@ -311,8 +300,22 @@ func (t *tx) Read(ctx context.Context, typ, id string) (store.Resource, error) {
 	return r, readErr(r)
 }
 
-func (t *tx) Search(ctx context.Context, typ string, q store.Query, limit int) ([]store.Resource, error) {
-	return search(ctx, t.tx, typ, q, limit)
+// Search runs inside the transaction, so a conditional write sees the
+// writes made before it in the same transaction.
+func (t *tx) Search(ctx context.Context, q *fhir.SearchQuery, limit int) ([]store.Resource, error) {
+	ids, err := searchIDs(ctx, t.tx, q, "", limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.Resource, 0, len(ids))
+	for _, id := range ids {
+		r, err := t.Read(ctx, q.Type, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 func (t *tx) Create(ctx context.Context, w store.Write) (store.Resource, error) {
@@ -362,7 +365,7 @@ func (t *tx) Delete(ctx context.Context, typ, id string, ifMatch int64) (store.R
 // put writes one version: the history row, the current row and the index.
 func (t *tx) put(ctx context.Context, w store.Write, version int64, op store.Op) (store.Resource, error) {
 	var body []byte
-	var tokens []fhir.TokenKey
+	var ix fhir.Index
 	if op != store.OpDelete {
 		var err error
 		body, err = fhir.Stamp(w.Body, w.ID, version, t.now)
@@ -373,26 +376,20 @@ func (t *tx) put(ctx context.Context, w store.Write, version int64, op store.Op)
 		if err != nil {
 			return store.Resource{}, fmt.Errorf("sqlite: index: %w", err)
 		}
-		tokens = fhir.ExtractTokens(w.Type, decoded)
+		ix = fhir.Extract(w.Type, decoded)
 	}
 	lu := t.now.UnixMilli()
-	if _, err := t.tx.ExecContext(ctx, `INSERT INTO versions (type, id, version, last_updated, op, json) VALUES (?, ?, ?, ?, ?, ?)`,
+	if _, err := t.exec(ctx, `INSERT INTO versions (type, id, version, last_updated, op, json) VALUES (?, ?, ?, ?, ?, ?)`,
 		w.Type, w.ID, version, lu, string(op), body); err != nil {
 		return store.Resource{}, fmt.Errorf("sqlite: insert version: %w", err)
 	}
-	if _, err := t.tx.ExecContext(ctx, `INSERT INTO current (type, id, version, last_updated, op, json) VALUES (?, ?, ?, ?, ?, ?)
+	if _, err := t.exec(ctx, `INSERT INTO current (type, id, version, last_updated, op, json) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, op = excluded.op, json = excluded.json`,
 		w.Type, w.ID, version, lu, string(op), body); err != nil {
 		return store.Resource{}, fmt.Errorf("sqlite: upsert current: %w", err)
 	}
-	if _, err := t.tx.ExecContext(ctx, `DELETE FROM token_index WHERE type = ? AND id = ?`, w.Type, w.ID); err != nil {
+	if err := t.writeIndex(ctx, w.Type, w.ID, version > 1, ix); err != nil {
 		return store.Resource{}, fmt.Errorf("sqlite: index: %w", err)
-	}
-	for _, k := range tokens {
-		if _, err := t.tx.ExecContext(ctx, `INSERT INTO token_index (type, id, param, system, code) VALUES (?, ?, ?, ?, ?)`,
-			w.Type, w.ID, k.Param, k.System, k.Code); err != nil {
-			return store.Resource{}, fmt.Errorf("sqlite: index: %w", err)
-		}
 	}
 	t.touched = append(t.touched, cacheKey(w.Type, w.ID))
 	return makeResource(w.Type, w.ID, version, lu, string(op), body), nil

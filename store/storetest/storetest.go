@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/store"
 )
 
@@ -36,7 +38,9 @@ func Run(t *testing.T, open Opener) {
 		{"HistoryPagingStableUnderWrites", testHistoryPagingStable},
 		{"HistorySince", testHistorySince},
 		{"TransactionAtomic", testTransactionAtomic},
-		{"SearchTokens", testSearchTokens},
+		{"SearchInsideTransaction", testSearchInsideTransaction},
+		{"SearchTable", testSearchTable},
+		{"SearchPagingAndIncludes", testSearchPagingAndIncludes},
 		{"ConcurrentUpdatesNeverLoseWrites", testConcurrentUpdates},
 	}
 	for _, tc := range tests {
@@ -226,8 +230,8 @@ func testDeleteGoneAndResurrect(t *testing.T, s store.Store) {
 	if got, err := s.Read(ctx, "Patient", r.ID); err != nil || got.VersionID != 3 {
 		t.Fatalf("read resurrected: %+v %v", got, err)
 	}
-	if res, err := s.Search(ctx, "Patient", store.Query{IDs: []string{r.ID}}, 0); err != nil || len(res) != 1 {
-		t.Errorf("search finds resurrected resource: %d %v", len(res), err)
+	if ids, err := s.SearchIDs(ctx, mustQuery(t, "Patient", "_id="+r.ID), "", 0); err != nil || len(ids) != 1 {
+		t.Errorf("search finds resurrected resource: %d %v", len(ids), err)
 	}
 }
 
@@ -373,45 +377,36 @@ func testTransactionAtomic(t *testing.T, s store.Store) {
 	}
 }
 
-func testSearchTokens(t *testing.T, s store.Store) {
-	a := create(t, s, "Patient", []byte(`{"resourceType":"Patient","identifier":[{"system":"urn:mrn","value":"123"}],"gender":"female"}`))
-	b := create(t, s, "Patient", []byte(`{"resourceType":"Patient","identifier":[{"system":"urn:other","value":"123"}],"gender":"male"}`))
-	c := create(t, s, "Patient", []byte(`{"resourceType":"Patient","identifier":[{"value":"123"}]}`))
-	cases := []struct {
-		name string
-		q    store.Query
-		want []string
-	}{
-		{"system and code", store.Query{Tokens: []store.TokenMatch{{Param: "identifier", System: "urn:mrn", Code: "123"}}}, []string{a.ID}},
-		{"code in any system", store.Query{Tokens: []store.TokenMatch{{Param: "identifier", Code: "123", AnySystem: true}}}, []string{a.ID, b.ID, c.ID}},
-		{"code without system", store.Query{Tokens: []store.TokenMatch{{Param: "identifier", Code: "123"}}}, []string{c.ID}},
-		{"and", store.Query{Tokens: []store.TokenMatch{{Param: "identifier", Code: "123", AnySystem: true}, {Param: "gender", Code: "male", AnySystem: true}}}, []string{b.ID}},
-		{"ids", store.Query{IDs: []string{a.ID, c.ID, "nope"}}, []string{a.ID, c.ID}},
-		{"no match", store.Query{Tokens: []store.TokenMatch{{Param: "identifier", System: "urn:mrn", Code: "999"}}}, nil},
+// mustQuery parses a search query string for typ.
+func mustQuery(t *testing.T, typ, query string) *fhir.SearchQuery {
+	t.Helper()
+	vals, err := url.ParseQuery(query)
+	if err != nil {
+		t.Fatalf("query %q: %v", query, err)
 	}
-	for _, tc := range cases {
-		res, err := s.Search(ctx, "Patient", tc.q, 0)
+	q, err := fhir.ParseSearch(typ, vals, fhir.SearchOptions{DefaultCount: 1000, MaxCount: 1000, Strict: true})
+	if err != nil {
+		t.Fatalf("query %q: %v", query, err)
+	}
+	return q
+}
+
+func testSearchInsideTransaction(t *testing.T, s store.Store) {
+	err := s.Transact(ctx, func(tx store.Tx) error {
+		if _, err := tx.Create(ctx, store.Write{Type: "Patient", Body: []byte(`{"resourceType":"Patient","identifier":[{"system":"urn:mrn","value":"7"}]}`)}); err != nil {
+			return err
+		}
+		got, err := tx.Search(ctx, mustQuery(t, "Patient", "identifier=urn:mrn|7"), 2)
 		if err != nil {
-			t.Fatalf("%s: %v", tc.name, err)
+			return err
 		}
-		got := map[string]bool{}
-		for _, r := range res {
-			got[r.ID] = true
+		if len(got) != 1 {
+			return fmt.Errorf("search inside the transaction found %d, want its own write", len(got))
 		}
-		if len(got) != len(tc.want) {
-			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
-		}
-		for _, id := range tc.want {
-			if !got[id] {
-				t.Errorf("%s: missing %s", tc.name, id)
-			}
-		}
-	}
-	// Index follows updates and deletes.
-	update(s, store.Write{Type: "Patient", ID: a.ID, Body: []byte(`{"resourceType":"Patient","identifier":[{"system":"urn:mrn","value":"456"}]}`)})
-	del(s, "Patient", b.ID, 0)
-	if res, _ := s.Search(ctx, "Patient", store.Query{Tokens: []store.TokenMatch{{Param: "identifier", Code: "123", AnySystem: true}}}, 0); len(res) != 1 || res[0].ID != c.ID {
-		t.Errorf("after update and delete, search found %d resources, want only %s", len(res), c.ID)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

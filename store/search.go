@@ -1,0 +1,253 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/hearth-fhir/hearth/fhir"
+)
+
+// SearchPage is one page of a search: the matches, what _include and
+// _revinclude brought in, the total and the token of the next page.
+type SearchPage struct {
+	Matches  []Resource
+	Included []Resource
+	Total    int // -1 when not computed (_total=none)
+	Next     string
+	// Offset is the position of the first match in the whole result.
+	Offset int
+}
+
+// SearchLimits bound the work one search may cause.
+type SearchLimits struct {
+	MaxSnapshot  int // most results a sorted search pages through
+	MaxIncluded  int // most resources _include/_revinclude add to a page
+	MaxIterate   int // rounds of :iterate
+	IncludeAllow func(Resource) bool
+}
+
+// DefaultSearchLimits are used where a field is zero.
+var DefaultSearchLimits = SearchLimits{MaxSnapshot: 100_000, MaxIncluded: 5_000, MaxIterate: 4}
+
+// Search runs q on a backend and returns the page named by token ("" for the
+// first). Paging is stable under concurrent writes: an unsorted search pages
+// by id, which never changes, and a sorted one pages through a snapshot of
+// its ordered ids taken when the first page was served.
+func Search(ctx context.Context, s Searcher, q *fhir.SearchQuery, token string, lim SearchLimits) (*SearchPage, error) {
+	if lim.MaxSnapshot == 0 {
+		lim.MaxSnapshot = DefaultSearchLimits.MaxSnapshot
+	}
+	if lim.MaxIncluded == 0 {
+		lim.MaxIncluded = DefaultSearchLimits.MaxIncluded
+	}
+	if lim.MaxIterate == 0 {
+		lim.MaxIterate = DefaultSearchLimits.MaxIterate
+	}
+	page := &SearchPage{Total: -1}
+	wantTotal := q.Total != "none"
+	if q.Summary == "count" || q.Count == 0 {
+		n, err := s.Count(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		page.Total = n
+		return page, nil
+	}
+	var ids []string
+	switch {
+	case token != "":
+		var err error
+		ids, err = loadPage(ctx, s, q, token, page)
+		if err != nil {
+			return nil, err
+		}
+	case len(q.Sort) == 0:
+		got, err := s.SearchIDs(ctx, q, "", q.Count+1)
+		if err != nil {
+			return nil, err
+		}
+		ids = got
+		if len(got) > q.Count {
+			ids = got[:q.Count]
+			if wantTotal {
+				if page.Total, err = s.Count(ctx, q); err != nil {
+					return nil, err
+				}
+			}
+			page.Next = keysetToken(page.Total, q.Count, ids[len(ids)-1])
+		} else if wantTotal {
+			page.Total = len(got)
+		}
+	default:
+		got, err := s.SearchIDs(ctx, q, "", lim.MaxSnapshot+1)
+		if err != nil {
+			return nil, err
+		}
+		if len(got) > lim.MaxSnapshot {
+			return nil, fmt.Errorf("the search matches more than %d resources; narrow it to sort it: %w", lim.MaxSnapshot, ErrTooCostly)
+		}
+		page.Total = len(got)
+		ids = got
+		if len(got) > q.Count {
+			snap, err := s.SaveSnapshot(ctx, got)
+			if err != nil {
+				return nil, err
+			}
+			ids = got[:q.Count]
+			page.Next = "s." + snap + "." + strconv.Itoa(q.Count)
+		}
+	}
+	matches, err := s.ReadMany(ctx, q.Type, ids)
+	if err != nil {
+		return nil, err
+	}
+	page.Matches = matches
+	if len(q.Includes) > 0 || len(q.RevIncludes) > 0 {
+		inc, err := includes(ctx, s, q, matches, lim)
+		if err != nil {
+			return nil, err
+		}
+		page.Included = inc
+	}
+	return page, nil
+}
+
+// keysetToken continues an unsorted search after lastID; it carries the
+// total and the offset so that every page reports them.
+func keysetToken(total, offset int, lastID string) string {
+	return "k." + strconv.Itoa(total) + "." + strconv.Itoa(offset) + "." + lastID
+}
+
+func loadPage(ctx context.Context, s Searcher, q *fhir.SearchQuery, token string, page *SearchPage) ([]string, error) {
+	parts := strings.SplitN(token, ".", 4)
+	bad := fmt.Errorf("page token %q: %w", token, ErrInvalidCursor)
+	switch {
+	case len(parts) == 4 && parts[0] == "k":
+		total, err1 := strconv.Atoi(parts[1])
+		offset, err2 := strconv.Atoi(parts[2])
+		if err1 != nil || err2 != nil || len(q.Sort) > 0 {
+			return nil, bad
+		}
+		got, err := s.SearchIDs(ctx, q, parts[3], q.Count+1)
+		if err != nil {
+			return nil, err
+		}
+		page.Total, page.Offset = total, offset
+		if len(got) > q.Count {
+			got = got[:q.Count]
+			page.Next = keysetToken(total, offset+q.Count, got[len(got)-1])
+		}
+		return got, nil
+	case len(parts) == 3 && parts[0] == "s":
+		offset, err := strconv.Atoi(parts[2])
+		if err != nil || offset < 0 {
+			return nil, bad
+		}
+		all, err := s.LoadSnapshot(ctx, parts[1])
+		if err != nil {
+			return nil, err
+		}
+		page.Total, page.Offset = len(all), offset
+		if offset >= len(all) {
+			return nil, nil
+		}
+		end := min(offset+q.Count, len(all))
+		if end < len(all) {
+			page.Next = "s." + parts[1] + "." + strconv.Itoa(end)
+		}
+		return all[offset:end], nil
+	}
+	return nil, bad
+}
+
+type typeID struct{ typ, id string }
+
+// includes resolves _include and _revinclude, with :iterate, for a page.
+func includes(ctx context.Context, s Searcher, q *fhir.SearchQuery, matches []Resource, lim SearchLimits) ([]Resource, error) {
+	seen := map[typeID]bool{}
+	for _, m := range matches {
+		seen[typeID{m.Type, m.ID}] = true
+	}
+	var out []Resource
+	frontier := matches
+	for round := 0; round <= lim.MaxIterate && len(frontier) > 0; round++ {
+		byType := map[string][]string{}
+		for _, r := range frontier {
+			byType[r.Type] = append(byType[r.Type], r.ID)
+		}
+		wanted := map[string][]string{} // type → ids to read
+		add := func(typ, id string) {
+			k := typeID{typ, id}
+			if !seen[k] {
+				seen[k] = true
+				wanted[typ] = append(wanted[typ], id)
+			}
+		}
+		for _, inc := range q.Includes {
+			if round > 0 && !inc.Iterate {
+				continue
+			}
+			ids := byType[inc.SourceType]
+			if len(ids) == 0 {
+				continue
+			}
+			refs, err := s.References(ctx, inc.SourceType, ids, inc.Param)
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range refs {
+				if r.Type == "" || (inc.TargetType != "" && r.Type != inc.TargetType) {
+					continue
+				}
+				add(r.Type, r.ID)
+			}
+		}
+		for _, inc := range q.RevIncludes {
+			if round > 0 && !inc.Iterate {
+				continue
+			}
+			for typ, ids := range byType {
+				if inc.TargetType != "" && inc.TargetType != typ {
+					continue
+				}
+				src, err := s.ReferencedBy(ctx, inc.SourceType, inc.Param, typ, ids)
+				if err != nil {
+					return nil, err
+				}
+				for _, id := range src {
+					add(inc.SourceType, id)
+				}
+			}
+		}
+		frontier = nil
+		for _, typ := range sortedKeys(wanted) {
+			res, err := s.ReadMany(ctx, typ, wanted[typ])
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range res {
+				if lim.IncludeAllow != nil && !lim.IncludeAllow(r) {
+					continue
+				}
+				if len(out) >= lim.MaxIncluded {
+					return nil, fmt.Errorf("_include/_revinclude would add more than %d resources to one page; lower _count: %w", lim.MaxIncluded, ErrTooCostly)
+				}
+				out = append(out, r)
+				frontier = append(frontier, r)
+			}
+		}
+	}
+	return out, nil
+}
+
+func sortedKeys(m map[string][]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
