@@ -341,8 +341,8 @@ func TestConditionalCreate(t *testing.T) {
 	if multi.status != 412 || !strings.HasPrefix(multi.issue(t), "multiple-matches") {
 		t.Errorf("multiple matches: %d %s", multi.status, multi.body)
 	}
-	unsupported := do(t, ts, "POST", "/fhir/Patient", body, "If-None-Exist", "name=Doe")
-	if unsupported.status != 400 || !strings.HasPrefix(unsupported.issue(t), "not-supported") {
+	unsupported := do(t, ts, "POST", "/fhir/Patient", body, "If-None-Exist", "foo=Doe")
+	if unsupported.status != 400 || !strings.Contains(unsupported.issue(t), "unknown search parameter") {
 		t.Errorf("unsupported parameter: %d %s", unsupported.status, unsupported.body)
 	}
 	h := do(t, ts, "GET", "/fhir/Patient/_history", "").json(t)
