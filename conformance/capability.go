@@ -36,6 +36,7 @@ func CapabilityStatement(o Options) []byte {
 		fhir.TypeRestfulInteractionHistoryInstance,
 		fhir.TypeRestfulInteractionHistoryType,
 		fhir.TypeRestfulInteractionCreate,
+		fhir.TypeRestfulInteractionSearchType,
 	}
 	var resources []fhir.CapabilityStatementRestResource
 	for _, name := range hfhir.ResourceTypes() {
@@ -56,6 +57,9 @@ func CapabilityStatement(o Options) []byte {
 		for _, code := range interactions {
 			res.Interaction = append(res.Interaction, fhir.CapabilityStatementRestResourceInteraction{Code: code})
 		}
+		res.SearchParam = searchParams(name)
+		res.SearchInclude = includes(name)
+		res.SearchRevInclude = []string{"*"}
 		resources = append(resources, res)
 	}
 	name := "Hearth"
@@ -94,3 +98,34 @@ func CapabilityStatement(o Options) []byte {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// searchParams lists the parameters of a type that search answers exactly:
+// those indexed at write time, and the special ones every type has.
+func searchParams(typ string) []fhir.CapabilityStatementRestResourceSearchParam {
+	var out []fhir.CapabilityStatementRestResourceSearchParam
+	for _, p := range hfhir.SearchParams(typ) {
+		if !hfhir.ParamIndexed(typ, p.Code) {
+			continue
+		}
+		var t fhir.SearchParamType
+		if err := t.UnmarshalJSON([]byte(`"` + p.Type + `"`)); err != nil {
+			continue
+		}
+		out = append(out, fhir.CapabilityStatementRestResourceSearchParam{Name: p.Code, Definition: ptr(p.URL), Type: t})
+	}
+	for _, special := range []string{"_text", "_content", "_list"} {
+		out = append(out, fhir.CapabilityStatementRestResourceSearchParam{Name: special, Type: fhir.SearchParamTypeSpecial})
+	}
+	return out
+}
+
+// includes lists Type:param for every reference parameter, and *.
+func includes(typ string) []string {
+	out := []string{"*"}
+	for _, p := range hfhir.SearchParams(typ) {
+		if p.Type == "reference" && hfhir.ParamIndexed(typ, p.Code) {
+			out = append(out, typ+":"+p.Code)
+		}
+	}
+	return out
+}

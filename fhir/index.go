@@ -139,8 +139,8 @@ func indexedParams(resourceType string) []compiledParam {
 		}
 	})
 	for _, def := range SearchParams(resourceType) {
-		if def.Expression == "" || def.Code == "_id" || def.Code == "_lastUpdated" {
-			continue
+		if def.Expression == "" || def.Code == "_id" || def.Code == "_lastUpdated" || def.Type == "special" {
+			continue // special parameters (near) have no generic semantics
 		}
 		expr, err := compilePath(def.Expression)
 		if err != nil {

@@ -337,9 +337,3 @@ func (s *Server) respondWrite(w http.ResponseWriter, r *http.Request, status int
 		s.writeJSON(w, r, status, res.JSON)
 	}
 }
-
-// searchType is answered until search is implemented (see the search issue):
-// a clear refusal, never an empty or partial result.
-func (s *Server) searchType(w http.ResponseWriter, r *http.Request) {
-	s.writeError(w, r, errorf(http.StatusNotImplemented, "not-supported", "search is not supported yet"))
-}
