@@ -146,4 +146,3 @@ func (s *Server) searchBundle(typ, compartment string, q *fhir.SearchQuery, page
 	}
 	return b.MarshalJSON()
 }
-
