@@ -116,36 +116,28 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	var res store.Resource
-	existing := false
-	err = s.store.Transact(r.Context(), func(tx store.Tx) error {
-		if cond != nil {
-			matches, err := tx.Search(r.Context(), cond, 2)
-			if err != nil {
-				return err
-			}
-			switch len(matches) {
-			case 1:
-				res, existing = matches[0], true
-				return nil
-			case 2:
-				return fmt.Errorf("If-None-Exist matched more than one %s: %w", typ, store.ErrMultipleMatches)
-			}
-		}
-		res, err = tx.Create(r.Context(), store.Write{Type: typ, Body: body})
+	s.runWrite(w, r, func(tx store.Tx) (writeResult, error) {
+		return s.opCreate(r.Context(), tx, typ, body, cond)
+	})
+}
+
+// runWrite runs one write interaction in a transaction and answers it.
+func (s *Server) runWrite(w http.ResponseWriter, r *http.Request, op func(tx store.Tx) (writeResult, error)) {
+	var res writeResult
+	err := s.store.Transact(r.Context(), func(tx store.Tx) error {
+		var err error
+		res, err = op(tx)
 		return err
 	})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if existing {
-		// The spec: a conditional create that matches one resource is ignored
-		// and answered 200 OK.
-		s.respondWrite(w, r, http.StatusOK, res, "")
+	if res.res.Deleted || res.res.ID == "" {
+		s.respondDelete(w, r, res)
 		return
 	}
-	s.respondWrite(w, r, http.StatusCreated, res, "created "+res.Type+"/"+res.ID)
+	s.respondWrite(w, r, res.status, res.res, res.info)
 }
 
 // conditionQuery parses the search of a conditional operation
@@ -183,12 +175,9 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 		err = parseResource(body, typ)
 	}
 	if err == nil {
-		_, bodyID, _ := fhir.ResourceHeader(body)
-		if bodyID != id {
-			err = errorf(http.StatusBadRequest, "invalid", "the resource id must be present and equal the id in the URL")
-		}
+		err = checkBodyID(body, id)
 	}
-	ifMatch, merr := ifMatch(r)
+	want, merr := ifMatch(r)
 	if err == nil {
 		err = merr
 	}
@@ -196,22 +185,33 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	var res store.Resource
-	var created bool
-	err = s.store.Transact(r.Context(), func(tx store.Tx) error {
-		var err error
-		res, created, err = tx.Update(r.Context(), store.Write{Type: typ, ID: id, Body: body, IfMatch: ifMatch})
-		return err
+	s.runWrite(w, r, func(tx store.Tx) (writeResult, error) {
+		return s.opUpdate(r.Context(), tx, typ, id, body, want)
 	})
+}
+
+// conditionalUpdate handles PUT [type]?search.
+func (s *Server) conditionalUpdate(w http.ResponseWriter, r *http.Request) {
+	typ := chi.URLParam(r, "type")
+	cond, err := s.conditionQuery(typ, r.URL.RawQuery)
+	var body []byte
+	if err == nil {
+		body, err = s.readBody(w, r, jsonTypes...)
+	}
+	if err == nil {
+		err = parseResource(body, typ)
+	}
+	want, merr := ifMatch(r)
+	if err == nil {
+		err = merr
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if created {
-		s.respondWrite(w, r, http.StatusCreated, res, "created "+typ+"/"+id)
-		return
-	}
-	s.respondWrite(w, r, http.StatusOK, res, "updated "+typ+"/"+id)
+	s.runWrite(w, r, func(tx store.Tx) (writeResult, error) {
+		return s.opConditionalUpdate(r.Context(), tx, typ, cond, body, want)
+	})
 }
 
 func ifMatch(r *http.Request) (int64, error) {
@@ -227,57 +227,51 @@ func ifMatch(r *http.Request) (int64, error) {
 }
 
 // patch handles PATCH [type]/[id] with a JSON Patch (RFC 6902) document.
-// The patched resource is validated like any update, and the write is
-// conditional on the version patched, so a concurrent update is never lost.
 func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 	typ, id := chi.URLParam(r, "type"), chi.URLParam(r, "id")
-	body, err := s.readBody(w, r, jsonPatch)
-	var p jsonpatch.Patch
-	if err == nil {
-		p, err = jsonpatch.DecodePatch(body)
-		if err != nil {
-			err = errorf(http.StatusBadRequest, "structure", "body is not a valid JSON Patch document")
-		}
-	}
-	want, merr := ifMatch(r)
-	if err == nil {
-		err = merr
-	}
+	p, want, err := s.readPatch(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	var res store.Resource
-	err = s.store.Transact(r.Context(), func(tx store.Tx) error {
-		cur, err := tx.Read(r.Context(), typ, id)
-		if err != nil {
-			return err
-		}
-		if want != 0 && want != cur.VersionID {
-			return fmt.Errorf("%s/%s: %w", typ, id, store.ErrVersionMismatch)
-		}
-		patched, err := p.Apply(cur.JSON)
-		if err != nil {
-			return errorf(http.StatusUnprocessableEntity, "processing", "the patch could not be applied: "+patchErrorText(err))
-		}
-		if err := parseResource(patched, typ); err != nil {
-			var ae *apiError
-			if errors.As(err, &ae) {
-				ae.status = http.StatusUnprocessableEntity
-			}
-			return err
-		}
-		if _, pid, _ := fhir.ResourceHeader(patched); pid != id {
-			return errorf(http.StatusUnprocessableEntity, "processing", "a patch may not change the resource id")
-		}
-		res, _, err = tx.Update(r.Context(), store.Write{Type: typ, ID: id, Body: patched, IfMatch: cur.VersionID})
-		return err
+	s.runWrite(w, r, func(tx store.Tx) (writeResult, error) {
+		return s.opPatch(r.Context(), tx, typ, id, p, want)
 	})
+}
+
+// conditionalPatch handles PATCH [type]?search.
+func (s *Server) conditionalPatch(w http.ResponseWriter, r *http.Request) {
+	typ := chi.URLParam(r, "type")
+	cond, err := s.conditionQuery(typ, r.URL.RawQuery)
+	var p jsonpatch.Patch
+	var want int64
+	if err == nil {
+		p, want, err = s.readPatch(w, r)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.respondWrite(w, r, http.StatusOK, res, "patched "+typ+"/"+id)
+	s.runWrite(w, r, func(tx store.Tx) (writeResult, error) {
+		id, err := matchOne(r.Context(), tx, cond, true)
+		if err != nil {
+			return writeResult{}, err
+		}
+		return s.opPatch(r.Context(), tx, typ, id, p, want)
+	})
+}
+
+func (s *Server) readPatch(w http.ResponseWriter, r *http.Request) (jsonpatch.Patch, int64, error) {
+	body, err := s.readBody(w, r, jsonPatch)
+	if err != nil {
+		return nil, 0, err
+	}
+	p, err := jsonpatch.DecodePatch(body)
+	if err != nil {
+		return nil, 0, errorf(http.StatusBadRequest, "structure", "body is not a valid JSON Patch document")
+	}
+	want, err := ifMatch(r)
+	return p, want, err
 }
 
 // patchErrorText describes a patch failure without echoing resource values.
@@ -299,22 +293,36 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	var res store.Resource
-	err = s.store.Transact(r.Context(), func(tx store.Tx) error {
-		var err error
-		res, err = tx.Delete(r.Context(), typ, id, want)
-		return err
+	s.runWrite(w, r, func(tx store.Tx) (writeResult, error) {
+		return s.opDelete(r.Context(), tx, typ, id, want)
 	})
+}
+
+// conditionalDelete handles DELETE [type]?search: no match is a success
+// with nothing to do; several matches are refused (412).
+func (s *Server) conditionalDelete(w http.ResponseWriter, r *http.Request) {
+	typ := chi.URLParam(r, "type")
+	cond, err := s.conditionQuery(typ, r.URL.RawQuery)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	setVersionHeaders(w.Header(), res)
+	s.runWrite(w, r, func(tx store.Tx) (writeResult, error) {
+		return s.opConditionalDelete(r.Context(), tx, typ, cond)
+	})
+}
+
+// respondDelete answers a delete: 200 with an OperationOutcome, or 204
+// under Prefer: return=minimal.
+func (s *Server) respondDelete(w http.ResponseWriter, r *http.Request, res writeResult) {
+	if res.res.ID != "" {
+		setVersionHeaders(w.Header(), res.res)
+	}
 	if preferReturn(r) == "minimal" {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, fhir.Information(fmt.Sprintf("deleted %s/%s (version %d)", typ, id, res.VersionID)))
+	s.writeJSON(w, r, http.StatusOK, fhir.Information(res.info))
 }
 
 // respondWrite answers a create, update or patch according to Prefer.

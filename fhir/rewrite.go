@@ -1,0 +1,98 @@
+package fhir
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+)
+
+// RewriteStrings calls fn for every string value in a JSON document, with
+// the key it is the value of ("" inside arrays of strings… the key of the
+// array). Where fn returns ok, the string is replaced. Every other byte of
+// the document is kept as it was, so a transaction can resolve urn:uuid and
+// conditional references without re-encoding the resource.
+func RewriteStrings(doc []byte, fn func(key, value string) (string, bool)) ([]byte, error) {
+	var out bytes.Buffer
+	out.Grow(len(doc))
+	var stack []byte   // '{' or '['
+	var keys []string  // key of the value being read at each object level
+	expectKey := false // the next string in an object is a key
+	last := 0
+	for i := 0; i < len(doc); i++ {
+		switch c := doc[i]; c {
+		case '{':
+			stack = append(stack, '{')
+			keys = append(keys, "")
+			expectKey = true
+		case '[':
+			stack = append(stack, '[')
+		case '}', ']':
+			if len(stack) == 0 {
+				return nil, errors.New("unbalanced JSON")
+			}
+			if stack[len(stack)-1] == '{' {
+				keys = keys[:len(keys)-1]
+			}
+			stack = stack[:len(stack)-1]
+		case ',':
+			if len(stack) > 0 && stack[len(stack)-1] == '{' {
+				expectKey = true
+			}
+		case '"':
+			end := i + 1
+			escaped := false
+			for ; end < len(doc); end++ {
+				if doc[end] == '\\' {
+					escaped = true
+					end++
+					continue
+				}
+				if doc[end] == '"' {
+					break
+				}
+			}
+			if end >= len(doc) {
+				return nil, errors.New("unterminated string")
+			}
+			raw := doc[i : end+1]
+			var s string
+			if escaped {
+				if err := json.Unmarshal(raw, &s); err != nil {
+					return nil, err
+				}
+			} else {
+				s = string(raw[1 : len(raw)-1])
+			}
+			inObject := len(stack) > 0 && stack[len(stack)-1] == '{'
+			if inObject && expectKey {
+				keys[len(keys)-1] = s
+				expectKey = false
+			} else {
+				key := ""
+				if len(keys) > 0 {
+					key = keys[len(keys)-1]
+				}
+				if repl, ok := fn(key, s); ok {
+					out.Write(doc[last:i])
+					enc, _ := json.Marshal(repl)
+					out.Write(enc)
+					last = end + 1
+				}
+			}
+			i = end
+		}
+	}
+	out.Write(doc[last:])
+	return out.Bytes(), nil
+}
+
+// IsConditionalReference reports whether a reference is a search, as
+// "Patient?identifier=http://x|1", and splits it.
+func IsConditionalReference(ref string) (typ, query string, ok bool) {
+	typ, query, ok = strings.Cut(ref, "?")
+	if !ok || !IsResourceType(typ) || query == "" {
+		return "", "", false
+	}
+	return typ, query, true
+}
