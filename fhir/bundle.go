@@ -20,10 +20,11 @@ type BundleEntryRequest struct {
 
 // BundleEntryResponse is a Bundle.entry.response.
 type BundleEntryResponse struct {
-	Status       string `json:"status"`
-	Location     string `json:"location,omitempty"`
-	Etag         string `json:"etag,omitempty"`
-	LastModified string `json:"lastModified,omitempty"`
+	Status       string          `json:"status"`
+	Location     string          `json:"location,omitempty"`
+	Etag         string          `json:"etag,omitempty"`
+	LastModified string          `json:"lastModified,omitempty"`
+	Outcome      json.RawMessage `json:"outcome,omitempty"`
 }
 
 // BundleEntrySearch is a Bundle.entry.search.

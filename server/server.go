@@ -60,6 +60,7 @@ func New(cfg Config, st store.Store, log *slog.Logger) http.Handler {
 		r.NotFound(s.notFound)
 		r.MethodNotAllowed(s.methodNotAllowed)
 		r.Get("/metadata", s.metadata)
+		r.Post("/", s.bundle)
 		r.Get("/_history", s.history)
 		r.Route("/{type}", func(r chi.Router) {
 			r.Use(s.knownType)

@@ -19,6 +19,11 @@ import (
 // newServer starts Hearth over a real SQLite file behind a real HTTP server.
 func newServer(t *testing.T) *httptest.Server {
 	t.Helper()
+	return newServerWithLimit(t, 64<<10)
+}
+
+func newServerWithLimit(t *testing.T, maxBody int64) *httptest.Server {
+	t.Helper()
 	st, err := sqlite.Open(t.TempDir(), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -27,7 +32,7 @@ func newServer(t *testing.T) *httptest.Server {
 	var ts *httptest.Server
 	ts = httptest.NewUnstartedServer(nil)
 	ts.Start()
-	ts.Config.Handler = server.New(server.Config{BaseURL: ts.URL + "/fhir", MaxBodyBytes: 64 << 10, Version: "test"}, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ts.Config.Handler = server.New(server.Config{BaseURL: ts.URL + "/fhir", MaxBodyBytes: maxBody, Version: "test"}, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(ts.Close)
 	return ts
 }
