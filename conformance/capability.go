@@ -25,7 +25,6 @@ var built = time.Now().UTC()
 func CapabilityStatement(o Options) []byte {
 	yes := true
 	versioned := fhir.ResourceVersionPolicyVersionedUpdate
-	notSupported := fhir.ConditionalDeleteStatusNotSupported
 	readNotSupported := fhir.ConditionalReadStatusNotSupported
 	interactions := []fhir.TypeRestfulInteraction{
 		fhir.TypeRestfulInteractionRead,
@@ -52,7 +51,6 @@ func CapabilityStatement(o Options) []byte {
 			UpdateCreate:      &yes,
 			ConditionalCreate: &yes,
 			ConditionalRead:   &readNotSupported,
-			ConditionalDelete: &notSupported,
 		}
 		for _, code := range interactions {
 			res.Interaction = append(res.Interaction, fhir.CapabilityStatementRestResourceInteraction{Code: code})
@@ -60,6 +58,15 @@ func CapabilityStatement(o Options) []byte {
 		res.SearchParam = searchParams(name)
 		res.SearchInclude = includes(name)
 		res.SearchRevInclude = []string{"*"}
+		if name == "Patient" || name == "Encounter" {
+			res.Operation = []fhir.CapabilityStatementRestResourceOperation{{
+				Name:       "everything",
+				Definition: "http://hl7.org/fhir/OperationDefinition/" + name + "-everything",
+			}}
+		}
+		res.ConditionalUpdate = &yes
+		conditionalSingle := fhir.ConditionalDeleteStatusSingle
+		res.ConditionalDelete = &conditionalSingle
 		resources = append(resources, res)
 	}
 	name := "Hearth"
@@ -84,6 +91,8 @@ func CapabilityStatement(o Options) []byte {
 			Resource: resources,
 			Interaction: []fhir.CapabilityStatementRestInteraction{
 				{Code: fhir.SystemRestfulInteractionHistorySystem},
+				{Code: fhir.SystemRestfulInteractionBatch},
+				{Code: fhir.SystemRestfulInteractionTransaction},
 			},
 		}},
 	}

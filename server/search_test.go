@@ -152,3 +152,69 @@ func TestSearchOverHTTP(t *testing.T) {
 		t.Errorf("expired page: %d", r.status)
 	}
 }
+
+func TestEverything(t *testing.T) {
+	ts := newServer(t)
+	seedSearch(t, ts, func(path, body string) {
+		if r := do(t, ts, "PUT", path, body); r.status != 201 {
+			t.Fatalf("PUT %s: %d %s", path, r.status, r.body)
+		}
+	})
+	do(t, ts, "PUT", "/fhir/Encounter/e1", `{"resourceType":"Encounter","id":"e1","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/p1"},"participant":[{"individual":{"reference":"Practitioner/d1"}}]}`)
+	do(t, ts, "PUT", "/fhir/Observation/oe", `{"resourceType":"Observation","id":"oe","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/p1"},"encounter":{"reference":"Encounter/e1"}}`)
+
+	all := do(t, ts, "GET", "/fhir/Patient/p1/$everything", "").json(t)
+	var got []string
+	for _, e := range entries(t, all) {
+		res := e["resource"].(map[string]any)
+		got = append(got, res["resourceType"].(string)+"/"+res["id"].(string))
+	}
+	want := "Patient/p1,Encounter/e1,Observation/o0,Observation/o1,Observation/o2,Observation/o3,Observation/oe,Practitioner/d1"
+	if strings.Join(got, ",") != want {
+		t.Errorf("$everything:\n got %v\nwant %s", got, want)
+	}
+	for _, e := range got {
+		if e == "Patient/p2" || e == "Observation/o4" {
+			t.Errorf("another patient's data in $everything: %s", e)
+		}
+	}
+
+	// Paging through a snapshot.
+	var paged []string
+	next := "/fhir/Patient/p1/$everything?_count=3"
+	for next != "" {
+		page := do(t, ts, "GET", next, "").json(t)
+		if page["total"].(float64) != 8 {
+			t.Errorf("page total %v", page["total"])
+		}
+		for _, e := range entries(t, page) {
+			res := e["resource"].(map[string]any)
+			paged = append(paged, res["resourceType"].(string)+"/"+res["id"].(string))
+		}
+		next = strings.TrimPrefix(linkURL(page, "next"), ts.URL)
+	}
+	if strings.Join(paged, ",") != want {
+		t.Errorf("paged $everything: %v", paged)
+	}
+
+	typed := do(t, ts, "GET", "/fhir/Patient/p1/$everything?_type=Observation", "").json(t)
+	if typed["total"].(float64) != 5 {
+		t.Errorf("_type=Observation total %v", typed["total"])
+	}
+	since := do(t, ts, "GET", "/fhir/Patient/p1/$everything?_since=2999-01-01T00:00:00Z", "").json(t)
+	if since["total"].(float64) != 0 {
+		t.Errorf("_since in the future: %v", since["total"])
+	}
+	enc := do(t, ts, "GET", "/fhir/Encounter/e1/$everything", "").json(t)
+	var encGot []string
+	for _, e := range entries(t, enc) {
+		res := e["resource"].(map[string]any)
+		encGot = append(encGot, res["resourceType"].(string)+"/"+res["id"].(string))
+	}
+	if strings.Join(encGot, ",") != "Encounter/e1,Observation/oe,Patient/p1,Practitioner/d1" {
+		t.Errorf("Encounter $everything: %v", encGot)
+	}
+	if r := do(t, ts, "GET", "/fhir/Patient/nobody/$everything", ""); r.status != 404 {
+		t.Errorf("$everything of a missing patient: %d", r.status)
+	}
+}

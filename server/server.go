@@ -77,6 +77,7 @@ func New(cfg Config, st store.Store, log *slog.Logger) http.Handler {
 			r.Delete("/{id}", s.delete)
 			r.Get("/{id}/_history", s.history)
 			r.Get("/{id}/_history/{vid}", s.vread)
+			r.Get("/{id}/$everything", s.everything)
 			r.Get("/{id}/{ctype}", s.searchCompartment)
 		})
 	})

@@ -109,6 +109,13 @@ type HistoryPage struct {
 	Total int
 }
 
+// Member names a current resource and when it last changed.
+type Member struct {
+	Type        string
+	ID          string
+	LastUpdated time.Time
+}
+
 // Store is a FHIR resource store with full version history.
 type Store interface {
 	// Read and VRead serve stored bytes; they never decode the resource.
@@ -140,6 +147,12 @@ type Searcher interface {
 	// ReferencedBy returns the ids of current resources of srcType whose
 	// parameter param references any of the targets (all of targetType).
 	ReferencedBy(ctx context.Context, srcType, param, targetType string, targetIDs []string) ([]string, error)
+	// CompartmentMembers lists the current resources in a Patient's
+	// compartment (the Patient itself included).
+	CompartmentMembers(ctx context.Context, patientID string) ([]Member, error)
+	// ReferencingMembers lists the current resources that hold a reference to
+	// Type/id in any reference parameter.
+	ReferencingMembers(ctx context.Context, typ, id string) ([]Member, error)
 	// SaveSnapshot keeps an ordered result list for paging; LoadSnapshot
 	// returns it, or ErrInvalidCursor once it has expired.
 	SaveSnapshot(ctx context.Context, ids []string) (string, error)

@@ -538,3 +538,32 @@ func (s *Store) LoadSnapshot(ctx context.Context, token string) ([]string, error
 	}
 	return ids, nil
 }
+
+func (s *Store) members(ctx context.Context, query string, args ...any) ([]store.Member, error) {
+	rows, err := s.reader.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: members: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Member
+	for rows.Next() {
+		var m store.Member
+		var lu int64
+		if err := rows.Scan(&m.Type, &m.ID, &lu); err != nil {
+			return nil, err
+		}
+		m.LastUpdated = time.UnixMilli(lu).UTC()
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+func (s *Store) CompartmentMembers(ctx context.Context, patientID string) ([]store.Member, error) {
+	return s.members(ctx, `SELECT c.type, c.id, c.last_updated FROM compartment m JOIN current c ON c.type = m.type AND c.id = m.id
+		WHERE m.patient_id = ? AND c.op <> 'delete' ORDER BY c.type, c.id`, patientID)
+}
+
+func (s *Store) ReferencingMembers(ctx context.Context, typ, id string) ([]store.Member, error) {
+	return s.members(ctx, `SELECT DISTINCT c.type, c.id, c.last_updated FROM idx_ref r JOIN current c ON c.type = r.type AND c.id = r.id
+		WHERE r.target_type = ? AND r.target_id = ? AND c.op <> 'delete' ORDER BY c.type, c.id`, typ, id)
+}

@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS idx_ref (type TEXT NOT NULL, id TEXT NOT NULL, param 
 CREATE INDEX IF NOT EXISTS idx_ref_value ON idx_ref (type, param, target_id, target_type);
 CREATE INDEX IF NOT EXISTS idx_ref_url ON idx_ref (type, param, url);
 CREATE INDEX IF NOT EXISTS idx_ref_owner ON idx_ref (type, id);
+CREATE INDEX IF NOT EXISTS idx_ref_target ON idx_ref (target_id, target_type);
 CREATE TABLE IF NOT EXISTS idx_date (type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS idx_date_value ON idx_date (type, param, lo);
 CREATE INDEX IF NOT EXISTS idx_date_owner ON idx_date (type, id);
