@@ -64,48 +64,56 @@ type entryOp struct {
 // bundle handles POST [base]: a batch or a transaction.
 func (s *Server) bundle(w http.ResponseWriter, r *http.Request) {
 	body, err := s.readBody(w, r, jsonTypes...)
+	if err == nil {
+		body, err = s.ProcessBundle(r.Context(), body, preferReturn(r))
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	s.writeJSON(w, r, http.StatusOK, body)
+}
+
+// ProcessBundle runs a batch or transaction Bundle and returns the response
+// Bundle. prefer is the Prefer return value (representation, minimal or
+// operationoutcome). `hearth import` uses it to load bundles in process.
+func (s *Server) ProcessBundle(ctx context.Context, body []byte, prefer string) ([]byte, error) {
 	var b inBundle
 	if err := json.Unmarshal(body, &b); err != nil {
-		s.writeError(w, r, errorf(http.StatusBadRequest, "structure", "body is not a Bundle"))
-		return
+		return nil, errorf(http.StatusBadRequest, "structure", "body is not a Bundle")
 	}
 	if b.ResourceType != "Bundle" || (b.Type != "batch" && b.Type != "transaction") {
-		s.writeError(w, r, errorf(http.StatusBadRequest, "invalid", "POST to the base takes a Bundle of type batch or transaction"))
-		return
+		return nil, errorf(http.StatusBadRequest, "invalid", "POST to the base takes a Bundle of type batch or transaction")
 	}
 	ops := make([]*entryOp, len(b.Entry))
-	var parseErrs []*entryOp
 	for i, e := range b.Entry {
 		op, err := s.parseEntry(i, e)
 		if err != nil {
 			if b.Type == "transaction" {
-				s.writeError(w, r, withEntry(i, err))
-				return
+				return nil, withEntry(i, err)
 			}
 			op = &entryOp{index: i, err: err}
-			parseErrs = append(parseErrs, op)
 		}
 		ops[i] = op
 	}
 	if b.Type == "transaction" {
-		err = s.transaction(r.Context(), ops)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
+		if err := s.transaction(ctx, ops); err != nil {
+			return nil, err
 		}
 	} else {
-		s.batch(r.Context(), ops)
+		s.batch(ctx, ops)
 	}
-	out, err := s.bundleResponse(r, b.Type+"-response", ops)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
+	return s.bundleResponse(prefer, b.Type+"-response", ops)
+}
+
+// BundleError describes a failed ProcessBundle as an HTTP status and text.
+func BundleError(err error) (int, string) {
+	status, issues := statusOf(err)
+	var msgs []string
+	for _, is := range issues {
+		msgs = append(msgs, is.Error())
 	}
-	s.writeJSON(w, r, http.StatusOK, out)
+	return status, strings.Join(msgs, "; ")
 }
 
 // withEntry names the failing entry in a transaction's error.
@@ -393,51 +401,8 @@ func (s *Server) runEntry(ctx context.Context, tx store.Tx, op *entryOp) error {
 	return err
 }
 
-// resolveReferences rewrites urn:uuid references to entries of the bundle
-// and conditional references ("Patient?identifier=…") to the one resource
-// each matches. Only those strings change; every other byte stays.
 func (s *Server) resolveReferences(ctx context.Context, tx store.Tx, body []byte, ids map[string]string) ([]byte, error) {
-	var resolveErr error
-	out, err := fhir.RewriteStrings(body, func(key, value string) (string, bool) {
-		if resolveErr != nil {
-			return "", false
-		}
-		if strings.HasPrefix(value, "urn:uuid:") || strings.HasPrefix(value, "urn:oid:") {
-			if ref, ok := ids[value]; ok {
-				return ref, true
-			}
-			if key == "reference" && ids != nil {
-				resolveErr = errorf(http.StatusBadRequest, "not-found", "a reference to "+value+" names no entry of the bundle")
-			}
-			return "", false
-		}
-		if key != "reference" {
-			return "", false
-		}
-		typ, query, ok := fhir.IsConditionalReference(value)
-		if !ok {
-			return "", false
-		}
-		cond, err := s.conditionQuery(typ, query)
-		if err != nil {
-			resolveErr = err
-			return "", false
-		}
-		id, err := matchOne(ctx, tx, cond, false)
-		if err != nil {
-			resolveErr = errorf(http.StatusPreconditionFailed, "multiple-matches", "a conditional reference to "+typ+" matches more than one resource")
-			return "", false
-		}
-		if id == "" {
-			resolveErr = errorf(http.StatusBadRequest, "not-found", "a conditional reference to "+typ+" matches no resource")
-			return "", false
-		}
-		return typ + "/" + id, true
-	})
-	if err != nil {
-		return nil, errorf(http.StatusBadRequest, "structure", "resource JSON could not be scanned")
-	}
-	return out, resolveErr
+	return store.ResolveReferences(ctx, tx, body, ids, s.cfg.BaseURL)
 }
 
 // readEntry answers a GET entry: read, vread or search.
@@ -473,9 +438,8 @@ func (s *Server) readEntry(ctx context.Context, op *entryOp) {
 }
 
 // bundleResponse renders the batch-response or transaction-response.
-func (s *Server) bundleResponse(r *http.Request, typ string, ops []*entryOp) ([]byte, error) {
+func (s *Server) bundleResponse(prefer, typ string, ops []*entryOp) ([]byte, error) {
 	b := fhir.Bundle{Type: typ}
-	prefer := preferReturn(r)
 	for _, op := range ops {
 		e := fhir.BundleEntry{}
 		switch {

@@ -49,6 +49,10 @@ func statusOf(err error) (int, []fhir.Issue) {
 	if errors.As(err, &ae) {
 		return ae.status, ae.issues
 	}
+	var se *fhir.SearchError
+	if errors.As(err, &se) {
+		return http.StatusBadRequest, []fhir.Issue{{Severity: "error", Code: "invalid", Diagnostics: se.Msg}}
+	}
 	issue := func(code, diag string) []fhir.Issue {
 		return []fhir.Issue{{Severity: "error", Code: code, Diagnostics: diag}}
 	}
@@ -65,6 +69,8 @@ func statusOf(err error) (int, []fhir.Issue) {
 		return http.StatusPreconditionFailed, issue("multiple-matches", err.Error())
 	case errors.Is(err, store.ErrInvalidCursor):
 		return http.StatusBadRequest, issue("invalid", err.Error())
+	case errors.Is(err, store.ErrUnresolved):
+		return http.StatusBadRequest, issue("not-found", err.Error())
 	case errors.Is(err, store.ErrTooCostly):
 		return http.StatusBadRequest, issue("too-costly", err.Error())
 	case errors.Is(err, store.ErrUnsupported):

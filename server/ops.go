@@ -28,23 +28,8 @@ func checkBodyID(body []byte, id string) error {
 	return nil
 }
 
-// matchOne resolves a conditional operation's search to one id: "" when
-// nothing matches (an error if required), ErrMultipleMatches for several.
 func matchOne(ctx context.Context, tx store.Tx, cond *fhir.SearchQuery, required bool) (string, error) {
-	matches, err := tx.Search(ctx, cond, 2)
-	if err != nil {
-		return "", err
-	}
-	switch len(matches) {
-	case 0:
-		if required {
-			return "", fmt.Errorf("no %s matches the condition: %w", cond.Type, store.ErrNotFound)
-		}
-		return "", nil
-	case 1:
-		return matches[0].ID, nil
-	}
-	return "", fmt.Errorf("the condition matches more than one %s: %w", cond.Type, store.ErrMultipleMatches)
+	return store.MatchOne(ctx, tx, cond, required)
 }
 
 func (s *Server) opCreate(ctx context.Context, tx store.Tx, typ string, body []byte, cond *fhir.SearchQuery) (writeResult, error) {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -140,25 +139,11 @@ func (s *Server) runWrite(w http.ResponseWriter, r *http.Request, op func(tx sto
 	s.respondWrite(w, r, res.status, res.res, res.info)
 }
 
-// conditionQuery parses the search of a conditional operation
-// ("identifier=sys|val&…", or "Patient?identifier=…"). Unknown parameters
-// are refused, not ignored: ignoring a condition could create a duplicate or
-// change the wrong resource.
+// conditionQuery parses the search of a conditional operation.
 func (s *Server) conditionQuery(typ, raw string) (*fhir.SearchQuery, error) {
-	raw = strings.TrimPrefix(raw, "?")
-	if i := strings.IndexByte(raw, '?'); i >= 0 {
-		raw = raw[i+1:]
-	}
-	vals, err := url.ParseQuery(raw)
-	if err != nil || len(vals) == 0 {
-		return nil, errorf(http.StatusBadRequest, "invalid", "a conditional operation needs a search query such as identifier=system|value")
-	}
-	q, err := fhir.ParseSearch(typ, vals, fhir.SearchOptions{DefaultCount: 2, MaxCount: 2, Strict: true, BaseURL: s.cfg.BaseURL})
+	q, err := store.ConditionQuery(typ, raw, s.cfg.BaseURL)
 	if err != nil {
 		return nil, searchError(err)
-	}
-	if len(q.Params) == 0 {
-		return nil, errorf(http.StatusBadRequest, "invalid", "a conditional operation needs at least one search parameter")
 	}
 	return q, nil
 }

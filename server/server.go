@@ -32,10 +32,14 @@ type Server struct {
 	store      store.Store
 	log        *slog.Logger
 	capability []byte
+	router     http.Handler
 }
 
-// New returns the HTTP handler for the whole server.
-func New(cfg Config, st store.Store, log *slog.Logger) http.Handler {
+// ServeHTTP serves the whole API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+// New returns the server; it is the HTTP handler for the whole API.
+func New(cfg Config, st store.Store, log *slog.Logger) *Server {
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 16 << 20
@@ -81,7 +85,8 @@ func New(cfg Config, st store.Store, log *slog.Logger) http.Handler {
 			r.Get("/{id}/{ctype}", s.searchCompartment)
 		})
 	})
-	return r
+	s.router = r
+	return s
 }
 
 // negotiate refuses, before any work is done, a request for a format

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/server"
 	"github.com/hearth-fhir/hearth/store"
 )
 
@@ -28,7 +29,12 @@ func importCmd(args []string) error {
 	serverURL := fs.String("server", "", "FHIR base URL of a running Hearth to load into, instead of --data")
 	storeKind := fs.String("store", "sqlite", "storage backend, as for serve")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: hearth import [--data DIR | --server URL] FILE.ndjson[.gz]...\n\nLoads NDJSON (one resource per line); ids are kept.")
+		fmt.Fprintln(fs.Output(), `Usage: hearth import [--data DIR | --server URL] FILE...
+
+Loads NDJSON (.ndjson, one resource per line, ids kept) and Bundles (.json:
+transactions and batches run as such, other bundles load their resources).
+Files may be gzipped (.gz). Conditional references such as
+Organization?identifier=… are resolved as a transaction would resolve them.`)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -43,14 +49,14 @@ func importCmd(args []string) error {
 	}
 	var sink resourceSink
 	if *serverURL != "" {
-		sink = &httpSink{base: strings.TrimSuffix(*serverURL, "/"), client: &http.Client{Timeout: time.Minute}}
+		sink = &httpSink{base: strings.TrimSuffix(*serverURL, "/"), client: &http.Client{Timeout: 5 * time.Minute}}
 	} else {
 		st, _, err := openStore(*storeKind, *data)
 		if err != nil {
 			return err
 		}
 		defer st.Close()
-		sink = &storeSink{st: st}
+		sink = newStoreSink(st)
 	}
 	sum, err := importFiles(context.Background(), sink, fs.Args(), os.Stderr)
 	sum.print(os.Stdout)
@@ -66,12 +72,14 @@ func importCmd(args []string) error {
 // seed loads the demo patients into a fresh store.
 func seed(st store.Store, dir string, log *slog.Logger) error {
 	files, _ := filepath.Glob(filepath.Join(dir, "*.ndjson*"))
+	bundles, _ := filepath.Glob(filepath.Join(dir, "*.json*"))
+	files = append(files, bundles...)
 	if len(files) == 0 {
 		log.Warn("no demo data to seed; run from the repository root or pass --seed-dir", slog.String("seed_dir", dir))
 		return nil
 	}
 	start := time.Now()
-	sum, err := importFiles(context.Background(), &storeSink{st: st}, files, io.Discard)
+	sum, err := importFiles(context.Background(), newStoreSink(st), files, io.Discard)
 	if err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
@@ -82,7 +90,12 @@ func seed(st store.Store, dir string, log *slog.Logger) error {
 // resourceSink is where import puts validated resources.
 type resourceSink interface {
 	// put stores a batch; it returns one error per resource (nil if stored).
+	// An error wrapping store.ErrUnresolved defers the resource: it is
+	// retried once the other files are loaded.
 	put(ctx context.Context, batch []parsedLine) ([]error, error)
+	// bundle runs a transaction or batch Bundle; it returns how many
+	// entries succeeded and one message per failed entry.
+	bundle(ctx context.Context, body []byte) (loaded map[string]int, failures []string, err error)
 }
 
 type parsedLine struct {
@@ -121,97 +134,202 @@ func (s summary) print(w io.Writer) {
 
 const importBatch = 500
 
-// importFiles validates every line and stores the valid ones in batches.
-// Rejections name the file, line and problem, never the line's content.
+// importer validates every resource and stores the valid ones in batches.
+// Rejections name the file, line and problem, never the content.
+type importer struct {
+	ctx      context.Context
+	sink     resourceSink
+	sum      summary
+	batch    []parsedLine
+	deferred []parsedLine
+}
+
+func (im *importer) reject(file string, line int, why string) {
+	im.sum.rejected++
+	im.sum.reasons = append(im.sum.reasons, fmt.Sprintf("%s:%d: %s", filepath.Base(file), line, why))
+}
+
+// add validates one resource and queues it.
+func (im *importer) add(file string, line int, raw []byte) error {
+	typ, issues, err := fhir.Validate(raw)
+	if err != nil {
+		im.reject(file, line, err.Error())
+		return nil
+	}
+	if len(issues) > 0 {
+		im.reject(file, line, issues[0].Error()+moreIssues(len(issues)))
+		return nil
+	}
+	_, id, _ := fhir.ResourceHeader(raw)
+	im.batch = append(im.batch, parsedLine{file: file, line: line, typ: typ, id: id, body: append([]byte(nil), raw...)})
+	if len(im.batch) >= importBatch {
+		return im.flush()
+	}
+	return nil
+}
+
+func (im *importer) flush() error {
+	if len(im.batch) == 0 {
+		return nil
+	}
+	errs, err := im.sink.put(im.ctx, im.batch)
+	if err != nil {
+		return err
+	}
+	for i, e := range errs {
+		p := im.batch[i]
+		switch {
+		case e == nil:
+			im.sum.loaded++
+			im.sum.byType[p.typ]++
+		case errors.Is(e, store.ErrUnresolved):
+			im.deferred = append(im.deferred, p)
+		default:
+			im.reject(p.file, p.line, e.Error())
+		}
+	}
+	im.batch = im.batch[:0]
+	return nil
+}
+
+// retryDeferred loads the resources whose references named resources that
+// came later, until a pass makes no progress.
+func (im *importer) retryDeferred() error {
+	for len(im.deferred) > 0 {
+		pending := im.deferred
+		im.deferred = nil
+		for start := 0; start < len(pending); start += importBatch {
+			im.batch = append(im.batch[:0], pending[start:min(start+importBatch, len(pending))]...)
+			if err := im.flush(); err != nil {
+				return err
+			}
+		}
+		if len(im.deferred) == len(pending) {
+			for _, p := range im.deferred {
+				im.reject(p.file, p.line, "a conditional reference matches no resource")
+			}
+			im.deferred = nil
+		}
+	}
+	return nil
+}
+
 func importFiles(ctx context.Context, sink resourceSink, files []string, progress io.Writer) (summary, error) {
-	sum := summary{byType: map[string]int{}}
-	var total int64
+	im := &importer{ctx: ctx, sink: sink, sum: summary{byType: map[string]int{}}}
+	var total, done int64
 	for _, f := range files {
 		if fi, err := os.Stat(f); err == nil {
 			total += fi.Size()
 		}
 	}
-	var done int64
-	reject := func(file string, line int, why string) {
-		sum.rejected++
-		sum.reasons = append(sum.reasons, fmt.Sprintf("%s:%d: %s", filepath.Base(file), line, why))
-	}
-	var batch []parsedLine
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		errs, err := sink.put(ctx, batch)
+	for _, file := range files {
+		n, err := im.file(file, func(read int64) { showProgress(progress, done+read, total, im.sum.loaded) })
 		if err != nil {
-			return err
+			return im.sum, err
 		}
-		for i, e := range errs {
-			if e != nil {
-				reject(batch[i].file, batch[i].line, e.Error())
-				continue
-			}
-			sum.loaded++
-			sum.byType[batch[i].typ]++
+		done += n
+	}
+	if err := im.flush(); err != nil {
+		return im.sum, err
+	}
+	if err := im.retryDeferred(); err != nil {
+		return im.sum, err
+	}
+	showProgress(progress, total, total, im.sum.loaded)
+	fmt.Fprintln(progress)
+	return im.sum, nil
+}
+
+// file loads one file and returns how many of its bytes it read.
+func (im *importer) file(file string, progress func(int64)) (int64, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	counted := &countingReader{r: f}
+	var r io.Reader = counted
+	name := file
+	if strings.HasSuffix(file, ".gz") {
+		zr, err := gzip.NewReader(counted)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", file, err)
 		}
-		batch = batch[:0]
+		r = zr
+		name = strings.TrimSuffix(file, ".gz")
+	}
+	if strings.HasSuffix(name, ".json") {
+		body, err := io.ReadAll(r)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", file, err)
+		}
+		return counted.n, im.document(file, body)
+	}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		raw := bytes.TrimSpace(sc.Bytes())
+		if len(raw) == 0 {
+			continue
+		}
+		if err := im.add(file, line, raw); err != nil {
+			return 0, err
+		}
+		if line%importBatch == 0 {
+			progress(counted.n)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("%s:%d: %w", file, line, err)
+	}
+	return counted.n, nil
+}
+
+// document loads a .json file: a transaction or batch runs as one; any
+// other Bundle gives its resources; anything else is one resource.
+func (im *importer) document(file string, body []byte) error {
+	var head struct {
+		ResourceType string `json:"resourceType"`
+		Type         string `json:"type"`
+		Entry        []struct {
+			Resource json.RawMessage `json:"resource"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(body, &head); err != nil {
+		im.reject(file, 1, "not valid JSON")
 		return nil
 	}
-	for _, file := range files {
-		f, err := os.Open(file)
-		if err != nil {
-			return sum, err
-		}
-		counted := &countingReader{r: f}
-		var r io.Reader = counted
-		if strings.HasSuffix(file, ".gz") {
-			zr, err := gzip.NewReader(counted)
-			if err != nil {
-				f.Close()
-				return sum, fmt.Errorf("%s: %w", file, err)
-			}
-			r = zr
-		}
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
-		line := 0
-		for sc.Scan() {
-			line++
-			raw := bytes.TrimSpace(sc.Bytes())
-			if len(raw) == 0 {
-				continue
-			}
-			typ, issues, err := fhir.Validate(raw)
-			if err != nil {
-				reject(file, line, err.Error())
-				continue
-			}
-			if len(issues) > 0 {
-				reject(file, line, issues[0].Error()+moreIssues(len(issues)))
-				continue
-			}
-			_, id, _ := fhir.ResourceHeader(raw)
-			batch = append(batch, parsedLine{file: file, line: line, typ: typ, id: id, body: append([]byte(nil), raw...)})
-			if len(batch) == importBatch {
-				if err := flush(); err != nil {
-					f.Close()
-					return sum, err
-				}
-				showProgress(progress, done+counted.n, total, sum.loaded)
-			}
-		}
-		err = sc.Err()
-		f.Close()
-		if err != nil {
-			return sum, fmt.Errorf("%s:%d: %w", file, line, err)
-		}
-		done += counted.n
+	if head.ResourceType != "Bundle" {
+		return im.add(file, 1, body)
 	}
-	if err := flush(); err != nil {
-		return sum, err
+	if head.Type == "transaction" || head.Type == "batch" {
+		if err := im.flush(); err != nil {
+			return err
+		}
+		loaded, failures, err := im.sink.bundle(im.ctx, body)
+		if err != nil {
+			im.reject(file, 1, err.Error())
+			return nil
+		}
+		for t, n := range loaded {
+			im.sum.loaded += n
+			im.sum.byType[t] += n
+		}
+		for _, f := range failures {
+			im.reject(file, 1, f)
+		}
+		return nil
 	}
-	showProgress(progress, total, total, sum.loaded)
-	fmt.Fprintln(progress)
-	return sum, nil
+	for i, e := range head.Entry {
+		if len(e.Resource) > 0 {
+			if err := im.add(file, i+1, e.Resource); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func moreIssues(n int) string {
@@ -222,10 +340,11 @@ func moreIssues(n int) string {
 }
 
 func showProgress(w io.Writer, done, total int64, loaded int) {
-	if total == 0 {
+	if total == 0 || w == io.Discard {
 		return
 	}
 	const width = 30
+	done = min(done, total)
 	filled := int(done * width / total)
 	fmt.Fprintf(w, "\r[%s%s] %3d%%  %d resources", strings.Repeat("=", filled), strings.Repeat(" ", width-filled), done*100/total, loaded)
 }
@@ -242,18 +361,33 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 // storeSink writes a batch in one transaction. Lines with an id keep it
-// (update-as-create); lines without one get a server id.
-type storeSink struct{ st store.Store }
+// (update-as-create); lines without one get a server id. Conditional
+// references are resolved first; a line whose reference matches nothing
+// yet is left out of the transaction and deferred.
+type storeSink struct {
+	st  store.Store
+	srv *server.Server
+}
+
+func newStoreSink(st store.Store) *storeSink {
+	// The in-process server runs bundles exactly as POST [base] would.
+	return &storeSink{st: st, srv: server.New(server.Config{}, st, slog.New(slog.NewTextHandler(io.Discard, nil)))}
+}
 
 func (s *storeSink) put(ctx context.Context, batch []parsedLine) ([]error, error) {
 	errs := make([]error, len(batch))
 	err := s.st.Transact(ctx, func(tx store.Tx) error {
-		for _, p := range batch {
-			var err error
+		for i, p := range batch {
+			body, err := store.ResolveReferences(ctx, tx, p.body, nil, "")
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			errs[i] = nil
 			if p.id == "" {
-				_, err = tx.Create(ctx, store.Write{Type: p.typ, Body: p.body})
+				_, err = tx.Create(ctx, store.Write{Type: p.typ, Body: body})
 			} else {
-				_, _, err = tx.Update(ctx, store.Write{Type: p.typ, ID: p.id, Body: p.body})
+				_, _, err = tx.Update(ctx, store.Write{Type: p.typ, ID: p.id, Body: body})
 			}
 			if err != nil {
 				return err
@@ -264,36 +398,125 @@ func (s *storeSink) put(ctx context.Context, batch []parsedLine) ([]error, error
 	return errs, err
 }
 
-// httpSink PUTs (or POSTs, without an id) each resource to a running server.
+func (s *storeSink) bundle(ctx context.Context, body []byte) (map[string]int, []string, error) {
+	resp, err := s.srv.ProcessBundle(ctx, body, "minimal")
+	if err != nil {
+		_, msg := server.BundleError(err)
+		return nil, nil, errors.New(msg)
+	}
+	return bundleOutcome(resp)
+}
+
+// bundleOutcome counts what a batch- or transaction-response reports.
+func bundleOutcome(resp []byte) (map[string]int, []string, error) {
+	var b struct {
+		Entry []struct {
+			Response struct {
+				Status   string          `json:"status"`
+				Location string          `json:"location"`
+				Outcome  json.RawMessage `json:"outcome"`
+			} `json:"response"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(resp, &b); err != nil {
+		return nil, nil, fmt.Errorf("bundle response: %w", err)
+	}
+	loaded := map[string]int{}
+	var failures []string
+	for i, e := range b.Entry {
+		if strings.HasPrefix(e.Response.Status, "2") {
+			typ, _, _ := strings.Cut(e.Response.Location, "/")
+			if typ == "" {
+				typ = "(unchanged)"
+			}
+			loaded[typ]++
+			continue
+		}
+		failures = append(failures, fmt.Sprintf("entry %d: %s %s", i, e.Response.Status, outcomeText(e.Response.Outcome)))
+	}
+	return loaded, failures, nil
+}
+
+// httpSink sends each batch to a running server as a batch Bundle of
+// PUTs (POSTs without an id), so the server resolves conditional references.
 type httpSink struct {
 	base   string
 	client *http.Client
 }
 
+func (h *httpSink) post(ctx context.Context, body []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.base, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/fhir+json")
+	req.Header.Set("Prefer", "return=minimal")
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("server answered %s: %s", resp.Status, outcomeText(out))
+	}
+	return out, nil
+}
+
 func (h *httpSink) put(ctx context.Context, batch []parsedLine) ([]error, error) {
-	errs := make([]error, len(batch))
+	var b bytes.Buffer
+	b.WriteString(`{"resourceType":"Bundle","type":"batch","entry":[`)
 	for i, p := range batch {
-		method, url := http.MethodPut, h.base+"/"+p.typ+"/"+p.id
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		req := fmt.Sprintf(`{"method":"PUT","url":%q}`, p.typ+"/"+p.id)
 		if p.id == "" {
-			method, url = http.MethodPost, h.base+"/"+p.typ
+			req = fmt.Sprintf(`{"method":"POST","url":%q}`, p.typ)
 		}
-		req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(p.body))
-		if err != nil {
-			return nil, err
+		b.WriteString(`{"resource":`)
+		b.Write(p.body)
+		b.WriteString(`,"request":` + req + `}`)
+	}
+	b.WriteString(`]}`)
+	resp, err := h.post(ctx, b.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	var rb struct {
+		Entry []struct {
+			Response struct {
+				Status  string          `json:"status"`
+				Outcome json.RawMessage `json:"outcome"`
+			} `json:"response"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(resp, &rb); err != nil || len(rb.Entry) != len(batch) {
+		return nil, errors.New("the server's batch response does not match the batch")
+	}
+	errs := make([]error, len(batch))
+	for i, e := range rb.Entry {
+		if strings.HasPrefix(e.Response.Status, "2") {
+			continue
 		}
-		req.Header.Set("Content-Type", "application/fhir+json")
-		req.Header.Set("Prefer", "return=minimal")
-		resp, err := h.client.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		resp.Body.Close()
-		if resp.StatusCode >= 300 {
-			errs[i] = fmt.Errorf("server answered %s: %s", resp.Status, outcomeText(msg))
+		msg := outcomeText(e.Response.Outcome)
+		errs[i] = fmt.Errorf("server answered %s: %s", e.Response.Status, msg)
+		if strings.Contains(msg, "matches no resource") {
+			errs[i] = fmt.Errorf("%s: %w", msg, store.ErrUnresolved)
 		}
 	}
 	return errs, nil
+}
+
+func (h *httpSink) bundle(ctx context.Context, body []byte) (map[string]int, []string, error) {
+	resp, err := h.post(ctx, body)
+	if err != nil {
+		return nil, nil, err
+	}
+	return bundleOutcome(resp)
 }
 
 // outcomeText pulls the first diagnostics out of an OperationOutcome.
@@ -304,7 +527,7 @@ func outcomeText(body []byte) string {
 			Expression  []string `json:"expression"`
 		} `json:"issue"`
 	}
-	if fhirErr := json.Unmarshal(body, &oo); fhirErr != nil || len(oo.Issue) == 0 {
+	if err := json.Unmarshal(body, &oo); err != nil || len(oo.Issue) == 0 {
 		return "no OperationOutcome"
 	}
 	is := oo.Issue[0]

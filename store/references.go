@@ -1,0 +1,106 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/hearth-fhir/hearth/fhir"
+)
+
+// ConditionQuery parses the search of a conditional operation or reference
+// ("identifier=sys|val", "Patient?identifier=…"). Unknown parameters are
+// refused, not ignored: ignoring a condition could pick the wrong resource.
+func ConditionQuery(typ, raw, baseURL string) (*fhir.SearchQuery, error) {
+	raw = strings.TrimPrefix(raw, "?")
+	if i := strings.IndexByte(raw, '?'); i >= 0 {
+		raw = raw[i+1:]
+	}
+	vals, err := url.ParseQuery(raw)
+	if err != nil || len(vals) == 0 {
+		return nil, &fhir.SearchError{Msg: "a condition needs a search query such as identifier=system|value"}
+	}
+	q, err := fhir.ParseSearch(typ, vals, fhir.SearchOptions{DefaultCount: 2, MaxCount: 2, Strict: true, BaseURL: baseURL})
+	if err != nil {
+		return nil, err
+	}
+	if len(q.Params) == 0 {
+		return nil, &fhir.SearchError{Msg: "a condition needs at least one search parameter"}
+	}
+	return q, nil
+}
+
+// MatchOne resolves a condition to one id: "" when nothing matches (an
+// ErrNotFound if required), ErrMultipleMatches for several.
+func MatchOne(ctx context.Context, tx Tx, cond *fhir.SearchQuery, required bool) (string, error) {
+	matches, err := tx.Search(ctx, cond, 2)
+	if err != nil {
+		return "", err
+	}
+	switch len(matches) {
+	case 0:
+		if required {
+			return "", fmt.Errorf("no %s matches the condition: %w", cond.Type, ErrNotFound)
+		}
+		return "", nil
+	case 1:
+		return matches[0].ID, nil
+	}
+	return "", fmt.Errorf("the condition matches more than one %s: %w", cond.Type, ErrMultipleMatches)
+}
+
+// ErrUnresolved is returned when a reference of a resource cannot be
+// resolved: a urn:uuid naming no entry, or a conditional reference that
+// matches nothing.
+var ErrUnresolved = errors.New("unresolved reference")
+
+// ResolveReferences rewrites urn:uuid references found in ids (fullUrl →
+// Type/id) and conditional references ("Organization?identifier=…") to the
+// one resource each matches, inside tx. Only those strings change; every
+// other byte of the resource stays. ids may be nil (a batch entry).
+func ResolveReferences(ctx context.Context, tx Tx, body []byte, ids map[string]string, baseURL string) ([]byte, error) {
+	var resolveErr error
+	out, err := fhir.RewriteStrings(body, func(key, value string) (string, bool) {
+		if resolveErr != nil {
+			return "", false
+		}
+		if strings.HasPrefix(value, "urn:uuid:") || strings.HasPrefix(value, "urn:oid:") {
+			if ref, ok := ids[value]; ok {
+				return ref, true
+			}
+			if key == "reference" && ids != nil {
+				resolveErr = fmt.Errorf("a reference to %s names no entry of the bundle: %w", value, ErrUnresolved)
+			}
+			return "", false
+		}
+		if key != "reference" {
+			return "", false
+		}
+		typ, query, ok := fhir.IsConditionalReference(value)
+		if !ok {
+			return "", false
+		}
+		cond, err := ConditionQuery(typ, query, baseURL)
+		if err != nil {
+			resolveErr = err
+			return "", false
+		}
+		id, err := MatchOne(ctx, tx, cond, false)
+		if err != nil {
+			// The query may hold identifiers: say which type, not the values.
+			resolveErr = fmt.Errorf("a conditional reference to %s matches more than one resource: %w", typ, ErrMultipleMatches)
+			return "", false
+		}
+		if id == "" {
+			resolveErr = fmt.Errorf("a conditional reference to %s matches no resource: %w", typ, ErrUnresolved)
+			return "", false
+		}
+		return typ + "/" + id, true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("resource JSON could not be scanned: %w", err)
+	}
+	return out, resolveErr
+}
