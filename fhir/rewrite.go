@@ -96,3 +96,34 @@ func IsConditionalReference(ref string) (typ, query string, ok bool) {
 	}
 	return typ, query, true
 }
+
+// RewriteDecodedStrings applies the same replacement as RewriteStrings to
+// a decoded document, in place, so a decoded copy stays equal to the bytes.
+func RewriteDecodedStrings(v any, fn func(key, value string) (string, bool)) {
+	rewriteDecoded(v, "", fn)
+}
+
+func rewriteDecoded(v any, key string, fn func(key, value string) (string, bool)) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, val := range x {
+			if s, ok := val.(string); ok {
+				if repl, ok := fn(k, s); ok {
+					x[k] = repl
+				}
+				continue
+			}
+			rewriteDecoded(val, k, fn)
+		}
+	case []any:
+		for i, val := range x {
+			if s, ok := val.(string); ok {
+				if repl, ok := fn(key, s); ok {
+					x[i] = repl
+				}
+				continue
+			}
+			rewriteDecoded(val, key, fn)
+		}
+	}
+}

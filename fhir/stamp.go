@@ -15,30 +15,121 @@ type member struct {
 	val json.RawMessage
 }
 
-// decodeMembers splits a JSON object into its properties in document order.
+// decodeMembers splits a JSON object into its properties in document
+// order. It scans the bytes instead of decoding them: values are kept as
+// they are written (and must already be valid JSON, as validated bodies and
+// stored resources are). Whitespace between tokens is kept.
 func decodeMembers(obj []byte) ([]member, error) {
-	dec := json.NewDecoder(bytes.NewReader(obj))
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
 		return nil, errors.New("not a JSON object")
 	}
+	i++
 	var out []member
-	for dec.More() {
-		tok, err := dec.Token()
+	for {
+		i = skipSpace(obj, i)
+		if i < len(obj) && obj[i] == '}' {
+			return out, nil
+		}
+		if i >= len(obj) || obj[i] != '"' {
+			return nil, errors.New("malformed JSON object")
+		}
+		kEnd, escaped := scanString(obj, i)
+		if kEnd < 0 {
+			return nil, errors.New("malformed JSON string")
+		}
+		key := string(obj[i+1 : kEnd])
+		if escaped {
+			if err := json.Unmarshal(obj[i:kEnd+1], &key); err != nil {
+				return nil, err
+			}
+		}
+		i = skipSpace(obj, kEnd+1)
+		if i >= len(obj) || obj[i] != ':' {
+			return nil, errors.New("malformed JSON object")
+		}
+		i = skipSpace(obj, i+1)
+		vEnd, err := skipValue(obj, i)
 		if err != nil {
 			return nil, err
 		}
-		key, _ := tok.(string)
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, err
+		out = append(out, member{key: key, val: obj[i:vEnd]})
+		i = skipSpace(obj, vEnd)
+		if i < len(obj) && obj[i] == ',' {
+			i++
+			continue
 		}
-		out = append(out, member{key: key, val: raw})
+		if i < len(obj) && obj[i] == '}' {
+			return out, nil
+		}
+		return nil, errors.New("malformed JSON object")
 	}
-	return out, nil
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
+		i++
+	}
+	return i
+}
+
+// scanString returns the index of the closing quote of the string starting
+// at b[i], and whether it holds escapes.
+func scanString(b []byte, i int) (int, bool) {
+	escaped := false
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			escaped = true
+			j++
+		case '"':
+			return j, escaped
+		}
+	}
+	return -1, escaped
+}
+
+// skipValue returns the end of the JSON value starting at b[i].
+func skipValue(b []byte, i int) (int, error) {
+	if i >= len(b) {
+		return 0, errors.New("unexpected end of JSON")
+	}
+	switch b[i] {
+	case '"':
+		end, _ := scanString(b, i)
+		if end < 0 {
+			return 0, errors.New("malformed JSON string")
+		}
+		return end + 1, nil
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				end, _ := scanString(b, j)
+				if end < 0 {
+					return 0, errors.New("malformed JSON string")
+				}
+				j = end
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1, nil
+				}
+			}
+		}
+		return 0, errors.New("unexpected end of JSON")
+	}
+	j := i
+	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\n' && b[j] != '\r' && b[j] != '\t' {
+		j++
+	}
+	if j == i {
+		return 0, errors.New("malformed JSON value")
+	}
+	return j, nil
 }
 
 func encodeMembers(ms []member) []byte {
@@ -103,8 +194,12 @@ func Stamp(body []byte, id string, versionID int64, lastUpdated time.Time) ([]by
 	idJSON, _ := json.Marshal(id)
 	out := []member{{"resourceType", rt}, {"id", idJSON}, {"meta", encodeMembers(meta)}}
 	out = append(out, rest...)
+	joined := encodeMembers(out)
+	if !hasSpaceOutsideStrings(joined) {
+		return joined, nil
+	}
 	var compact bytes.Buffer
-	if err := json.Compact(&compact, encodeMembers(out)); err != nil {
+	if err := json.Compact(&compact, joined); err != nil {
 		return nil, fmt.Errorf("stamp: %w", err)
 	}
 	return compact.Bytes(), nil
@@ -119,4 +214,21 @@ func ResourceHeader(body []byte) (resourceType, id string, err error) {
 	}
 	err = json.Unmarshal(body, &h)
 	return h.ResourceType, h.ID, err
+}
+
+// hasSpaceOutsideStrings reports whether compacting b would change it.
+func hasSpaceOutsideStrings(b []byte) bool {
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			end, _ := scanString(b, i)
+			if end < 0 {
+				return true
+			}
+			i = end
+		case ' ', '\n', '\r', '\t':
+			return true
+		}
+	}
+	return false
 }

@@ -81,22 +81,30 @@ func (e *ParseError) Error() string { return e.Msg }
 // returns the resource type found in the body and the issues; an empty list
 // means the resource is structurally valid. The body itself is not changed.
 func Validate(body []byte) (string, []Issue, error) {
+	rt, _, issues, err := ValidateDecoded(body)
+	return rt, issues, err
+}
+
+// ValidateDecoded is Validate that also returns the decoded resource
+// (numbers as json.Number), so that a caller can index it without decoding
+// it again.
+func ValidateDecoded(body []byte) (string, map[string]any, []Issue, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
-		return "", nil, &ParseError{Msg: "body is not valid JSON: " + jsonErrorText(err)}
+		return "", nil, nil, &ParseError{Msg: "body is not valid JSON: " + jsonErrorText(err)}
 	}
 	if dec.More() {
-		return "", nil, &ParseError{Msg: "body has content after the JSON value"}
+		return "", nil, nil, &ParseError{Msg: "body has content after the JSON value"}
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
-		return "", nil, &ParseError{Msg: "body is not a JSON object"}
+		return "", nil, nil, &ParseError{Msg: "body is not a JSON object"}
 	}
 	var val validator
 	rt := val.resource(obj, "")
-	return rt, val.issues, nil
+	return rt, obj, val.issues, nil
 }
 
 // jsonErrorText keeps the position of a syntax error but not the input text.

@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/google/uuid"
@@ -49,7 +52,7 @@ type entryOp struct {
 	cond    *fhir.SearchQuery
 	ifNone  *fhir.SearchQuery
 	ifMatch int64
-	body    []byte
+	body    resourceBody
 	patch   jsonpatch.Patch
 	fullURL string
 
@@ -85,16 +88,20 @@ func (s *Server) ProcessBundle(ctx context.Context, body []byte, prefer string) 
 	if b.ResourceType != "Bundle" || (b.Type != "batch" && b.Type != "transaction") {
 		return nil, errorf(http.StatusBadRequest, "invalid", "POST to the base takes a Bundle of type batch or transaction")
 	}
+	// Validation is most of the CPU work of a large bundle and needs no
+	// store: spread it over the cores.
 	ops := make([]*entryOp, len(b.Entry))
-	for i, e := range b.Entry {
-		op, err := s.parseEntry(i, e)
+	errs := make([]error, len(b.Entry))
+	parallel(len(b.Entry), func(i int) {
+		ops[i], errs[i] = s.parseEntry(i, b.Entry[i])
+	})
+	for i, err := range errs {
 		if err != nil {
 			if b.Type == "transaction" {
 				return nil, withEntry(i, err)
 			}
-			op = &entryOp{index: i, err: err}
+			ops[i] = &entryOp{index: i, err: err}
 		}
-		ops[i] = op
 	}
 	if b.Type == "transaction" {
 		if err := s.transaction(ctx, ops); err != nil {
@@ -171,10 +178,11 @@ func (s *Server) parseEntry(i int, e inEntry) (*entryOp, error) {
 		if len(e.Resource) == 0 {
 			return errorf(http.StatusBadRequest, "required", op.method+" needs a resource")
 		}
-		if err := parseResource(e.Resource, op.typ); err != nil {
+		body, err := parseResource(e.Resource, op.typ)
+		if err != nil {
 			return err
 		}
-		op.body = e.Resource
+		op.body = body
 		return nil
 	}
 	var err error
@@ -197,7 +205,7 @@ func (s *Server) parseEntry(i int, e inEntry) (*entryOp, error) {
 		}
 		switch {
 		case op.id != "":
-			err = checkBodyID(op.body, op.id)
+			err = checkBodyID(op.body.raw, op.id)
 		case hasQuery:
 			op.cond, err = s.conditionQuery(op.typ, query)
 		default:
@@ -275,7 +283,7 @@ func (s *Server) transaction(ctx context.Context, ops []*entryOp) error {
 				if err != nil {
 					return withEntry(op.index, err)
 				}
-				_, bodyID, _ := fhir.ResourceHeader(op.body)
+				bodyID, _ := op.body.parsed["id"].(string)
 				switch {
 				case id != "" && bodyID != "" && bodyID != id:
 					return withEntry(op.index, errorf(http.StatusBadRequest, "invalid", "the resource id does not match the resource the condition found"))
@@ -292,7 +300,7 @@ func (s *Server) transaction(ctx context.Context, ops []*entryOp) error {
 			}
 		}
 		for _, op := range ops {
-			if op.body == nil {
+			if op.body.raw == nil {
 				continue
 			}
 			body, err := s.resolveReferences(ctx, tx, op.body, ids)
@@ -347,7 +355,7 @@ func (s *Server) batch(ctx context.Context, ops []*entryOp) {
 					op.id, op.result.status = id, http.StatusOK
 				}
 			}
-			if op.body != nil {
+			if op.body.raw != nil {
 				body, err := s.resolveReferences(ctx, tx, op.body, nil)
 				if err != nil {
 					return err
@@ -401,8 +409,18 @@ func (s *Server) runEntry(ctx context.Context, tx store.Tx, op *entryOp) error {
 	return err
 }
 
-func (s *Server) resolveReferences(ctx context.Context, tx store.Tx, body []byte, ids map[string]string) ([]byte, error) {
-	return store.ResolveReferences(ctx, tx, body, ids, s.cfg.BaseURL)
+// resolveReferences resolves urn:uuid and conditional references in the
+// bytes and, identically, in the decoded copy the store will index.
+func (s *Server) resolveReferences(ctx context.Context, tx store.Tx, body resourceBody, ids map[string]string) (resourceBody, error) {
+	raw, replaced, err := store.ResolveReferences(ctx, tx, body.raw, ids, s.cfg.BaseURL)
+	if err != nil || len(replaced) == 0 {
+		return resourceBody{raw: raw, parsed: body.parsed}, err
+	}
+	fhir.RewriteDecodedStrings(body.parsed, func(_, value string) (string, bool) {
+		r, ok := replaced[value]
+		return r, ok
+	})
+	return resourceBody{raw: raw, parsed: body.parsed}, nil
 }
 
 // readEntry answers a GET entry: read, vread or search.
@@ -480,4 +498,25 @@ func (s *Server) bundleResponse(prefer, typ string, ops []*entryOp) ([]byte, err
 
 func statusLine(code int) string {
 	return strconv.Itoa(code) + " " + http.StatusText(code)
+}
+
+// parallel runs fn(0..n-1) on as many goroutines as there are CPUs.
+func parallel(n int, fn func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -32,7 +32,7 @@ func matchOne(ctx context.Context, tx store.Tx, cond *fhir.SearchQuery, required
 	return store.MatchOne(ctx, tx, cond, required)
 }
 
-func (s *Server) opCreate(ctx context.Context, tx store.Tx, typ string, body []byte, cond *fhir.SearchQuery) (writeResult, error) {
+func (s *Server) opCreate(ctx context.Context, tx store.Tx, typ string, body resourceBody, cond *fhir.SearchQuery) (writeResult, error) {
 	if cond != nil {
 		id, err := matchOne(ctx, tx, cond, false)
 		if err != nil {
@@ -44,12 +44,12 @@ func (s *Server) opCreate(ctx context.Context, tx store.Tx, typ string, body []b
 			return writeResult{status: http.StatusOK, res: res, info: "matched existing " + typ + "/" + id}, err
 		}
 	}
-	res, err := tx.Create(ctx, store.Write{Type: typ, Body: body})
+	res, err := tx.Create(ctx, store.Write{Type: typ, Body: body.raw, Parsed: body.parsed})
 	return writeResult{status: http.StatusCreated, res: res, info: "created " + typ + "/" + res.ID}, err
 }
 
-func (s *Server) opUpdate(ctx context.Context, tx store.Tx, typ, id string, body []byte, ifMatch int64) (writeResult, error) {
-	res, created, err := tx.Update(ctx, store.Write{Type: typ, ID: id, Body: body, IfMatch: ifMatch})
+func (s *Server) opUpdate(ctx context.Context, tx store.Tx, typ, id string, body resourceBody, ifMatch int64) (writeResult, error) {
+	res, created, err := tx.Update(ctx, store.Write{Type: typ, ID: id, Body: body.raw, Parsed: body.parsed, IfMatch: ifMatch})
 	if err != nil {
 		return writeResult{}, err
 	}
@@ -61,12 +61,12 @@ func (s *Server) opUpdate(ctx context.Context, tx store.Tx, typ, id string, body
 
 // opConditionalUpdate: one match is updated (a body id must be that one);
 // no match creates, with the body's id if it has one.
-func (s *Server) opConditionalUpdate(ctx context.Context, tx store.Tx, typ string, cond *fhir.SearchQuery, body []byte, ifMatch int64) (writeResult, error) {
+func (s *Server) opConditionalUpdate(ctx context.Context, tx store.Tx, typ string, cond *fhir.SearchQuery, body resourceBody, ifMatch int64) (writeResult, error) {
 	id, err := matchOne(ctx, tx, cond, false)
 	if err != nil {
 		return writeResult{}, err
 	}
-	_, bodyID, _ := fhir.ResourceHeader(body)
+	bodyID, _ := body.parsed["id"].(string)
 	switch {
 	case id != "" && bodyID != "" && bodyID != id:
 		return writeResult{}, errorf(http.StatusBadRequest, "invalid", "the resource id does not match the resource the condition found")
@@ -93,17 +93,18 @@ func (s *Server) opPatch(ctx context.Context, tx store.Tx, typ, id string, p jso
 	if err != nil {
 		return writeResult{}, errorf(http.StatusUnprocessableEntity, "processing", "the patch could not be applied: "+patchErrorText(err))
 	}
-	if err := parseResource(patched, typ); err != nil {
+	body, err := parseResource(patched, typ)
+	if err != nil {
 		var ae *apiError
 		if errors.As(err, &ae) {
 			ae.status = http.StatusUnprocessableEntity
 		}
 		return writeResult{}, err
 	}
-	if _, pid, _ := fhir.ResourceHeader(patched); pid != id {
+	if pid, _ := body.parsed["id"].(string); pid != id {
 		return writeResult{}, errorf(http.StatusUnprocessableEntity, "processing", "a patch may not change the resource id")
 	}
-	res, _, err := tx.Update(ctx, store.Write{Type: typ, ID: id, Body: patched, IfMatch: cur.VersionID})
+	res, _, err := tx.Update(ctx, store.Write{Type: typ, ID: id, Body: body.raw, Parsed: body.parsed, IfMatch: cur.VersionID})
 	return writeResult{status: http.StatusOK, res: res, info: "patched " + typ + "/" + id}, err
 }
 

@@ -112,23 +112,30 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, allowed ...str
 	return body, nil
 }
 
+// resourceBody is a client's resource: the bytes to store and, once
+// validated, the same resource decoded, which the store indexes.
+type resourceBody struct {
+	raw    []byte
+	parsed map[string]any
+}
+
 // parseResource validates a client's resource body for the endpoint's type.
-func parseResource(body []byte, wantType string) error {
-	rt, issues, err := fhir.Validate(body)
+func parseResource(raw []byte, wantType string) (resourceBody, error) {
+	rt, parsed, issues, err := fhir.ValidateDecoded(raw)
 	var pe *fhir.ParseError
 	if errors.As(err, &pe) {
-		return errorf(http.StatusBadRequest, "structure", pe.Msg)
+		return resourceBody{}, errorf(http.StatusBadRequest, "structure", pe.Msg)
 	}
 	if err != nil {
-		return err
+		return resourceBody{}, err
 	}
 	if rt != "" && rt != wantType {
-		return errorf(http.StatusBadRequest, "invalid", "resourceType "+rt+" does not match the endpoint type "+wantType)
+		return resourceBody{}, errorf(http.StatusBadRequest, "invalid", "resourceType "+rt+" does not match the endpoint type "+wantType)
 	}
 	if len(issues) > 0 {
-		return invalid(issues)
+		return resourceBody{}, invalid(issues)
 	}
-	return nil
+	return resourceBody{raw: raw, parsed: parsed}, nil
 }
 
 // preferReturn reads Prefer: return=…; representation is the default.

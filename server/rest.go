@@ -101,9 +101,10 @@ func (s *Server) vread(w http.ResponseWriter, r *http.Request) {
 // create handles POST [type], with If-None-Exist for conditional create.
 func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	typ := chi.URLParam(r, "type")
-	body, err := s.readBody(w, r, jsonTypes...)
+	raw, err := s.readBody(w, r, jsonTypes...)
+	var body resourceBody
 	if err == nil {
-		err = parseResource(body, typ)
+		body, err = parseResource(raw, typ)
 	}
 	var cond *fhir.SearchQuery
 	if err == nil {
@@ -155,12 +156,13 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusBadRequest, "value", "id in the URL must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'"))
 		return
 	}
-	body, err := s.readBody(w, r, jsonTypes...)
+	raw, err := s.readBody(w, r, jsonTypes...)
+	var body resourceBody
 	if err == nil {
-		err = parseResource(body, typ)
+		body, err = parseResource(raw, typ)
 	}
 	if err == nil {
-		err = checkBodyID(body, id)
+		err = checkBodyID(raw, id)
 	}
 	want, merr := ifMatch(r)
 	if err == nil {
@@ -179,12 +181,13 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 func (s *Server) conditionalUpdate(w http.ResponseWriter, r *http.Request) {
 	typ := chi.URLParam(r, "type")
 	cond, err := s.conditionQuery(typ, r.URL.RawQuery)
-	var body []byte
+	var raw []byte
+	var body resourceBody
 	if err == nil {
-		body, err = s.readBody(w, r, jsonTypes...)
+		raw, err = s.readBody(w, r, jsonTypes...)
 	}
 	if err == nil {
-		err = parseResource(body, typ)
+		body, err = parseResource(raw, typ)
 	}
 	want, merr := ifMatch(r)
 	if err == nil {

@@ -59,10 +59,17 @@ var ErrUnresolved = errors.New("unresolved reference")
 // ResolveReferences rewrites urn:uuid references found in ids (fullUrl →
 // Type/id) and conditional references ("Organization?identifier=…") to the
 // one resource each matches, inside tx. Only those strings change; every
-// other byte of the resource stays. ids may be nil (a batch entry).
-func ResolveReferences(ctx context.Context, tx Tx, body []byte, ids map[string]string, baseURL string) ([]byte, error) {
+// other byte of the resource stays. ids may be nil (a batch entry). It
+// returns what it replaced, so a decoded copy can be kept equal.
+func ResolveReferences(ctx context.Context, tx Tx, body []byte, ids map[string]string, baseURL string) ([]byte, map[string]string, error) {
 	var resolveErr error
-	out, err := fhir.RewriteStrings(body, func(key, value string) (string, bool) {
+	replaced := map[string]string{}
+	out, err := fhir.RewriteStrings(body, func(key, value string) (repl string, ok bool) {
+		defer func() {
+			if ok {
+				replaced[value] = repl
+			}
+		}()
 		if resolveErr != nil {
 			return "", false
 		}
@@ -100,7 +107,7 @@ func ResolveReferences(ctx context.Context, tx Tx, body []byte, ids map[string]s
 		return typ + "/" + id, true
 	})
 	if err != nil {
-		return nil, fmt.Errorf("resource JSON could not be scanned: %w", err)
+		return nil, nil, fmt.Errorf("resource JSON could not be scanned: %w", err)
 	}
-	return out, resolveErr
+	return out, replaced, resolveErr
 }

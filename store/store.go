@@ -65,6 +65,10 @@ type Write struct {
 	Body []byte
 	// IfMatch, when non-zero, is the version the current one must be.
 	IfMatch int64
+	// Parsed, when set, is Body already decoded (numbers as json.Number),
+	// so the store can index it without decoding it again. It must be
+	// equal to Body.
+	Parsed map[string]any
 }
 
 // Tx is the view of the store inside one atomic unit of work.

@@ -378,7 +378,7 @@ func (s *storeSink) put(ctx context.Context, batch []parsedLine) ([]error, error
 	errs := make([]error, len(batch))
 	err := s.st.Transact(ctx, func(tx store.Tx) error {
 		for i, p := range batch {
-			body, err := store.ResolveReferences(ctx, tx, p.body, nil, "")
+			body, _, err := store.ResolveReferences(ctx, tx, p.body, nil, "")
 			if err != nil {
 				errs[i] = err
 				continue

@@ -2,16 +2,38 @@ package sqlite
 
 import (
 	"context"
+	"strings"
 
 	"github.com/hearth-fhir/hearth/fhir"
 )
 
 var indexTables = []string{"idx_string", "idx_token", "idx_ref", "idx_date", "idx_number", "idx_quantity", "idx_uri", "idx_composite", "compartment"}
 
-// writeIndex replaces the search index rows of one resource. replacing is
-// false for a first version, which has no rows to delete.
+var indexColumns = map[string][]string{
+	"idx_string":    {"type", "id", "param", "norm", "exact"},
+	"idx_token":     {"type", "id", "param", "system", "code", "text"},
+	"idx_ref":       {"type", "id", "param", "target_type", "target_id", "url", "ident_system", "ident_value"},
+	"idx_date":      {"type", "id", "param", "lo", "hi"},
+	"idx_number":    {"type", "id", "param", "value"},
+	"idx_quantity":  {"type", "id", "param", "value", "system", "code", "unit"},
+	"idx_uri":       {"type", "id", "param", "uri"},
+	"idx_composite": {"type", "id", "param", "a_system", "a_code", "b_system", "b_code", "b_unit", "b_lo", "b_hi"},
+	"compartment":   {"type", "id", "patient_id"},
+}
+
+// maxRowsPerInsert keeps a multi-row INSERT under SQLite's variable limit.
+const maxRowsPerInsert = 400
+
+// writeIndex replaces the search index rows of one resource. New rows are
+// queued and written in multi-row INSERTs when the transaction searches or
+// commits: a bulk load writes dozens of rows per resource, and one
+// statement per row dominated its cost. replacing is false for a first
+// version, which has no rows to delete.
 func (t *tx) writeIndex(ctx context.Context, typ, id string, replacing bool, ix fhir.Index) error {
 	if replacing {
+		if err := t.flushIndex(ctx); err != nil {
+			return err
+		}
 		for _, table := range indexTables {
 			if _, err := t.exec(ctx, `DELETE FROM `+table+` WHERE type = ? AND id = ?`, typ, id); err != nil {
 				return err
@@ -19,52 +41,61 @@ func (t *tx) writeIndex(ctx context.Context, typ, id string, replacing bool, ix 
 		}
 	}
 	for _, k := range ix.Strings {
-		if _, err := t.exec(ctx, `INSERT INTO idx_string (type, id, param, norm, exact) VALUES (?, ?, ?, ?, ?)`, typ, id, k.Param, k.Norm, k.Exact); err != nil {
-			return err
-		}
+		t.queue("idx_string", typ, id, k.Param, k.Norm, k.Exact)
 	}
 	for _, k := range ix.Tokens {
-		if _, err := t.exec(ctx, `INSERT INTO idx_token (type, id, param, system, code, text) VALUES (?, ?, ?, ?, ?, ?)`, typ, id, k.Param, k.System, k.Code, k.Text); err != nil {
-			return err
-		}
+		t.queue("idx_token", typ, id, k.Param, k.System, k.Code, k.Text)
 	}
 	for _, k := range ix.Refs {
-		if _, err := t.exec(ctx, `INSERT INTO idx_ref (type, id, param, target_type, target_id, url, ident_system, ident_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			typ, id, k.Param, k.Type, k.ID, k.URL, k.IdentSystem, k.IdentValue); err != nil {
-			return err
-		}
+		t.queue("idx_ref", typ, id, k.Param, k.Type, k.ID, k.URL, k.IdentSystem, k.IdentValue)
 	}
 	for _, k := range ix.Dates {
-		if _, err := t.exec(ctx, `INSERT INTO idx_date (type, id, param, lo, hi) VALUES (?, ?, ?, ?, ?)`, typ, id, k.Param, k.Lo, k.Hi); err != nil {
-			return err
-		}
+		t.queue("idx_date", typ, id, k.Param, k.Lo, k.Hi)
 	}
 	for _, k := range ix.Numbers {
-		if _, err := t.exec(ctx, `INSERT INTO idx_number (type, id, param, value) VALUES (?, ?, ?, ?)`, typ, id, k.Param, k.Value); err != nil {
-			return err
-		}
+		t.queue("idx_number", typ, id, k.Param, k.Value)
 	}
 	for _, k := range ix.Quantities {
-		if _, err := t.exec(ctx, `INSERT INTO idx_quantity (type, id, param, value, system, code, unit) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			typ, id, k.Param, k.Value, k.System, k.Code, k.Unit); err != nil {
-			return err
-		}
+		t.queue("idx_quantity", typ, id, k.Param, k.Value, k.System, k.Code, k.Unit)
 	}
 	for _, k := range ix.URIs {
-		if _, err := t.exec(ctx, `INSERT INTO idx_uri (type, id, param, uri) VALUES (?, ?, ?, ?)`, typ, id, k.Param, k.URI); err != nil {
-			return err
-		}
+		t.queue("idx_uri", typ, id, k.Param, k.URI)
 	}
 	for _, k := range ix.Composites {
-		if _, err := t.exec(ctx, `INSERT INTO idx_composite (type, id, param, a_system, a_code, b_system, b_code, b_unit, b_lo, b_hi) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			typ, id, k.Param, k.A.System, k.A.Code, k.B.System, k.B.Code, k.B.Unit, k.B.Lo, k.B.Hi); err != nil {
-			return err
-		}
+		t.queue("idx_composite", typ, id, k.Param, k.A.System, k.A.Code, k.B.System, k.B.Code, k.B.Unit, k.B.Lo, k.B.Hi)
 	}
 	for _, p := range ix.Compartments {
-		if _, err := t.exec(ctx, `INSERT INTO compartment (patient_id, type, id) VALUES (?, ?, ?)`, p, typ, id); err != nil {
-			return err
+		t.queue("compartment", typ, id, p)
+	}
+	return nil
+}
+
+func (t *tx) queue(table string, vals ...any) {
+	if t.pending == nil {
+		t.pending = map[string][]any{}
+	}
+	t.pending[table] = append(t.pending[table], vals...)
+}
+
+// flushIndex writes the queued index rows.
+func (t *tx) flushIndex(ctx context.Context) error {
+	for _, table := range indexTables {
+		vals := t.pending[table]
+		if len(vals) == 0 {
+			continue
 		}
+		cols := indexColumns[table]
+		n := len(cols)
+		row := "(" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
+		for start := 0; start < len(vals); start += n * maxRowsPerInsert {
+			chunk := vals[start:min(start+n*maxRowsPerInsert, len(vals))]
+			rows := len(chunk) / n
+			query := "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES " + strings.TrimSuffix(strings.Repeat(row+",", rows), ",")
+			if _, err := t.exec(ctx, query, chunk...); err != nil {
+				return err
+			}
+		}
+		t.pending[table] = vals[:0]
 	}
 	return nil
 }
