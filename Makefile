@@ -6,7 +6,7 @@ BIN     := bin/hearth
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build run test lint generate bench bench-go bench-http clean
+.PHONY: all build run test lint generate bench bench-go bench-http bench-search bench-data clean
 
 all: build
 
@@ -32,7 +32,7 @@ generate:
 
 # Benchmarks: Go micro-benchmarks, then wrk against a running server
 # (needs wrk: apt-get install wrk).
-bench: bench-go bench-http
+bench: bench-go bench-http bench-search
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./fhir ./store/sqlite
@@ -40,6 +40,19 @@ bench-go:
 bench-http: build
 	$(GO) build -o bin/hearthbench ./cmd/hearthbench
 	./bin/hearthbench --hearth $(BIN)
+
+# Searches, $$everything and transaction ingest on 1,000 generated patients
+# (about 1.26M resources; generating and loading them takes minutes, once).
+BENCH_PATIENTS ?= 1000
+bench-data: build
+	@if [ ! -f bench-data/db/hearth.db ]; then \
+	  ./$(BIN) generate --patients $(BENCH_PATIENTS) --out bench-data/ndjson && \
+	  ./$(BIN) import --data bench-data/db $$(for t in Organization Practitioner Patient Encounter Condition MedicationRequest Observation; do echo bench-data/ndjson/$$t.ndjson.gz; done); \
+	fi
+
+bench-search: build bench-data
+	$(GO) build -o bin/hearthbench ./cmd/hearthbench
+	./bin/hearthbench search --hearth $(BIN) --data bench-data/db --patients $(BENCH_PATIENTS)
 
 clean:
 	rm -rf bin

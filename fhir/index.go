@@ -442,16 +442,17 @@ func refValues(n Node) []RefKey {
 	return nil
 }
 
-// ParseReference splits a literal reference into type and id where it has
-// them: "Patient/1", "http://x/fhir/Patient/1/_history/2". A canonical with
-// a version keeps it in URL.
+// ParseReference splits a relative literal reference into type and id:
+// "Patient/1", "Patient/1/_history/2". An absolute URL keeps only URL: it
+// names a resource on some server, and taking its last segments as a local
+// Type/id would put another server's patient's data in a local compartment.
 func ParseReference(ref string) RefKey {
 	k := RefKey{URL: ref}
 	r := ref
 	if i := strings.Index(r, "/_history/"); i >= 0 {
 		r = r[:i]
 	}
-	if strings.HasPrefix(r, "urn:") {
+	if strings.HasPrefix(r, "urn:") || strings.Contains(r, "://") || strings.HasPrefix(r, "/") {
 		return k
 	}
 	parts := strings.Split(r, "/")

@@ -371,6 +371,9 @@ func parseParam(resourceType, name, raw string, opts SearchOptions) (*SearchPara
 		return nil, searchErr("search parameter %q of %s is not supported (its expression cannot be evaluated exactly)", code, resourceType)
 	}
 	p := &SearchParam{Name: code, Type: def.Type, Def: def, Modifier: mod}
+	if (code == "_id" && mod != "" && mod != "not") || (code == "_lastUpdated" && mod != "") {
+		return nil, searchErr("%s:%s is not supported", code, mod)
+	}
 	if chained {
 		if def.Type != "reference" {
 			return nil, searchErr("%s: only reference parameters can be chained", code)

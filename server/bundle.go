@@ -92,7 +92,7 @@ func (s *Server) ProcessBundle(ctx context.Context, body []byte, prefer string) 
 	// store: spread it over the cores.
 	ops := make([]*entryOp, len(b.Entry))
 	errs := make([]error, len(b.Entry))
-	parallel(len(b.Entry), func(i int) {
+	Parallel(len(b.Entry), func(i int) {
 		ops[i], errs[i] = s.parseEntry(i, b.Entry[i])
 	})
 	for i, err := range errs {
@@ -500,8 +500,8 @@ func statusLine(code int) string {
 	return strconv.Itoa(code) + " " + http.StatusText(code)
 }
 
-// parallel runs fn(0..n-1) on as many goroutines as there are CPUs.
-func parallel(n int, fn func(i int)) {
+// Parallel runs fn(0..n-1) on as many goroutines as there are CPUs.
+func Parallel(n int, fn func(i int)) {
 	workers := min(runtime.GOMAXPROCS(0), n)
 	var wg sync.WaitGroup
 	var next atomic.Int64

@@ -70,12 +70,15 @@ Organization?identifier=… are resolved as a transaction would resolve them.`)
 }
 
 // seed loads the demo patients into a fresh store.
-func seed(st store.Store, dir string, log *slog.Logger) error {
-	files, _ := filepath.Glob(filepath.Join(dir, "*.ndjson*"))
-	bundles, _ := filepath.Glob(filepath.Join(dir, "*.json*"))
-	files = append(files, bundles...)
+func seed(st store.Store, dirs []string, log *slog.Logger) error {
+	var files []string
+	for _, dir := range dirs {
+		ndjson, _ := filepath.Glob(filepath.Join(dir, "*.ndjson*"))
+		bundles, _ := filepath.Glob(filepath.Join(dir, "*.json*"))
+		files = append(append(files, ndjson...), bundles...)
+	}
 	if len(files) == 0 {
-		log.Warn("no demo data to seed; run from the repository root or pass --seed-dir", slog.String("seed_dir", dir))
+		log.Warn("no demo data to seed; run from the repository root or pass --seed-dir", slog.String("seed_dir", strings.Join(dirs, ",")))
 		return nil
 	}
 	start := time.Now()
@@ -99,11 +102,12 @@ type resourceSink interface {
 }
 
 type parsedLine struct {
-	file string
-	line int
-	typ  string
-	id   string
-	body []byte
+	file   string
+	line   int
+	typ    string
+	id     string
+	body   []byte
+	parsed map[string]any
 }
 
 type summary struct {
@@ -140,6 +144,7 @@ type importer struct {
 	ctx      context.Context
 	sink     resourceSink
 	sum      summary
+	raw      []parsedLine // read, not yet validated
 	batch    []parsedLine
 	deferred []parsedLine
 }
@@ -149,26 +154,46 @@ func (im *importer) reject(file string, line int, why string) {
 	im.sum.reasons = append(im.sum.reasons, fmt.Sprintf("%s:%d: %s", filepath.Base(file), line, why))
 }
 
-// add validates one resource and queues it.
+// add queues one resource; validation happens a batch at a time, on
+// every core.
 func (im *importer) add(file string, line int, raw []byte) error {
-	typ, issues, err := fhir.Validate(raw)
-	if err != nil {
-		im.reject(file, line, err.Error())
-		return nil
-	}
-	if len(issues) > 0 {
-		im.reject(file, line, issues[0].Error()+moreIssues(len(issues)))
-		return nil
-	}
-	_, id, _ := fhir.ResourceHeader(raw)
-	im.batch = append(im.batch, parsedLine{file: file, line: line, typ: typ, id: id, body: append([]byte(nil), raw...)})
-	if len(im.batch) >= importBatch {
+	im.raw = append(im.raw, parsedLine{file: file, line: line, body: append([]byte(nil), raw...)})
+	if len(im.raw) >= importBatch {
 		return im.flush()
 	}
 	return nil
 }
 
+// validate validates the queued resources in parallel and moves the valid
+// ones to the batch.
+func (im *importer) validate() {
+	issues := make([][]fhir.Issue, len(im.raw))
+	errs := make([]error, len(im.raw))
+	server.Parallel(len(im.raw), func(i int) {
+		p := &im.raw[i]
+		p.typ, p.parsed, issues[i], errs[i] = fhir.ValidateDecoded(p.body)
+		p.id, _ = p.parsed["id"].(string)
+	})
+	for i, p := range im.raw {
+		switch {
+		case errs[i] != nil:
+			im.reject(p.file, p.line, errs[i].Error())
+		case len(issues[i]) > 0:
+			im.reject(p.file, p.line, issues[i][0].Error()+moreIssues(len(issues[i])))
+		default:
+			im.batch = append(im.batch, p)
+		}
+	}
+	im.raw = im.raw[:0]
+}
+
 func (im *importer) flush() error {
+	im.validate()
+	return im.put()
+}
+
+// put stores the validated batch.
+func (im *importer) put() error {
 	if len(im.batch) == 0 {
 		return nil
 	}
@@ -200,7 +225,7 @@ func (im *importer) retryDeferred() error {
 		im.deferred = nil
 		for start := 0; start < len(pending); start += importBatch {
 			im.batch = append(im.batch[:0], pending[start:min(start+importBatch, len(pending))]...)
-			if err := im.flush(); err != nil {
+			if err := im.put(); err != nil {
 				return err
 			}
 		}
@@ -378,16 +403,23 @@ func (s *storeSink) put(ctx context.Context, batch []parsedLine) ([]error, error
 	errs := make([]error, len(batch))
 	err := s.st.Transact(ctx, func(tx store.Tx) error {
 		for i, p := range batch {
-			body, _, err := store.ResolveReferences(ctx, tx, p.body, nil, "")
+			body, replaced, err := store.ResolveReferences(ctx, tx, p.body, nil, "")
 			if err != nil {
 				errs[i] = err
 				continue
 			}
 			errs[i] = nil
+			if len(replaced) > 0 {
+				fhir.RewriteDecodedStrings(p.parsed, func(_, v string) (string, bool) {
+					r, ok := replaced[v]
+					return r, ok
+				})
+			}
+			w := store.Write{Type: p.typ, ID: p.id, Body: body, Parsed: p.parsed}
 			if p.id == "" {
-				_, err = tx.Create(ctx, store.Write{Type: p.typ, Body: body})
+				_, err = tx.Create(ctx, w)
 			} else {
-				_, _, err = tx.Update(ctx, store.Write{Type: p.typ, ID: p.id, Body: body})
+				_, _, err = tx.Update(ctx, w)
 			}
 			if err != nil {
 				return err

@@ -29,6 +29,8 @@ func main() {
 		err = serveCmd(os.Args[2:])
 	case "import":
 		err = importCmd(os.Args[2:])
+	case "generate":
+		err = generateCmd(os.Args[2:])
 	case "version":
 		fmt.Println(version)
 	case "help", "-h", "--help":
@@ -49,7 +51,8 @@ func usage(w io.Writer) {
 
 Usage:
   hearth serve  [--listen ADDR] [--data DIR] [--base-url URL] [--store sqlite] [--no-seed] [--open]
-  hearth import [--data DIR | --server URL] FILE.ndjson[.gz]...
+  hearth import [--data DIR | --server URL] FILE.ndjson[.gz]|FILE.json[.gz]...
+  hearth generate [--patients N] [--out DIR] [--seed S]   (synthetic benchmark data)
   hearth version
 
 Every flag can also be set as an environment variable: --base-url is HEARTH_BASE_URL.

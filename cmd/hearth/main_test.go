@@ -94,8 +94,13 @@ func TestServeSeedsDemoPatients(t *testing.T) {
 		t.Fatalf("seeded patient: %d %.200s", status, body)
 	}
 	status, body = request(t, "GET", base+"/_history?_count=1", "")
-	if status != 200 || !strings.Contains(body, `"total":7160`) {
-		t.Errorf("system history after seeding: %d %.200s", status, body)
+	if status != 200 || !strings.Contains(body, `"total":11632`) {
+		t.Errorf("system history after seeding (7,160 NDJSON + 4,472 bundle resources): %d %.200s", status, body)
+	}
+	// The Synthea NDJSON's conditional references were resolved on import.
+	status, body = request(t, "GET", base+"/Encounter?participant:missing=false&_count=1&_include=Encounter:participant", "")
+	if status != 200 || !strings.Contains(body, `"mode":"include"`) || strings.Contains(body, `Practitioner?identifier`) {
+		t.Errorf("conditional references after seeding: %d %.300s", status, body)
 	}
 }
 

@@ -24,7 +24,7 @@ func serveCmd(args []string) error {
 	baseURL := fs.String("base-url", "", "public URL of the FHIR base (default http://LISTEN/fhir)")
 	storeKind := fs.String("store", "sqlite", "storage backend: sqlite (embedded) or a mongodb:// URL")
 	noSeed := fs.Bool("no-seed", false, "do not load the demo patients into a fresh data directory")
-	seedDir := fs.String("seed-dir", "testdata/synthea-10", "NDJSON files loaded into a fresh data directory")
+	seedDir := fs.String("seed-dir", "testdata/synthea-10,testdata/synthea-bundles", "comma-separated directories of NDJSON and Bundle files loaded into a fresh data directory")
 	open := fs.Bool("open", false, "serve without authorization (development only)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	maxBody := fs.Int64("max-body-bytes", 16<<20, "largest request body accepted")
@@ -46,7 +46,7 @@ func serveCmd(args []string) error {
 	defer st.Close()
 
 	if fresh && !*noSeed {
-		if err := seed(st, *seedDir, log); err != nil {
+		if err := seed(st, strings.Split(*seedDir, ","), log); err != nil {
 			return err
 		}
 	}

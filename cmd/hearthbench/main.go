@@ -3,6 +3,10 @@
 // writes the same resource bytes from memory (the ceiling for this machine).
 //
 //	go run ./cmd/hearthbench --hearth bin/hearth
+//	go run ./cmd/hearthbench search --data bench-data/db
+//
+// The search mode measures searches, $everything and transaction ingest on
+// the dataset `hearth generate` makes (make bench-data).
 //
 // It starts `hearth serve` on a fresh data directory seeded with the demo
 // dataset (testdata/synthea-10, 7,160 resources), so figures are comparable
@@ -28,6 +32,10 @@ import (
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "bare" {
 		bare(os.Args[2:])
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "search" {
+		searchBench(os.Args[2:])
 		return
 	}
 	hearth := flag.String("hearth", "bin/hearth", "hearth binary")

@@ -44,6 +44,7 @@ var searchFixtures = []string{
 	`{"resourceType":"Observation","id":"obs-5","status":"amended","subject":{"reference":"Patient/pat-b"},
 	  "code":{"coding":[{"system":"http://loinc.org","code":"8480-6"}]},"effectiveDateTime":"2022-03-03T09:30:00+02:00",
 	  "valueQuantity":{"value":100.5,"system":"http://unitsofmeasure.org","code":"mm[Hg]"}}`,
+	`{"resourceType":"Observation","id":"obs-ext","status":"final","code":{"coding":[{"system":"urn:ext","code":"e"}]},"subject":{"reference":"http://elsewhere.example/fhir/Patient/pat-a"}}`,
 	`{"resourceType":"Encounter","id":"enc-1","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/pat-a"},"period":{"start":"2020-01-15"}}`,
 	`{"resourceType":"List","id":"list-1","status":"current","mode":"working","entry":[{"item":{"reference":"Observation/obs-1"}},{"item":{"reference":"Observation/obs-3"}}]}`,
 	`{"resourceType":"RiskAssessment","id":"ra-1","status":"final","subject":{"reference":"Patient/pat-a"},"prediction":[{"probabilityDecimal":0.8}]}`,
@@ -94,7 +95,7 @@ var SearchTable = []SearchCase{
 	{Type: "Observation", Query: "code=http://loinc.org|8480-6", Want: []string{"obs-1", "obs-3", "obs-5"}},
 	{Type: "Observation", Query: "code:text=gluc", Want: []string{"obs-2"}},
 	{Type: "Observation", Query: "code:text=pressure", Want: []string{"obs-1"}},
-	{Type: "Observation", Query: "status=final,amended", Want: []string{"obs-1", "obs-3", "obs-4", "obs-5"}},
+	{Type: "Observation", Query: "status=final,amended", Want: []string{"obs-1", "obs-3", "obs-4", "obs-5", "obs-ext"}},
 	{Type: "Observation", Query: "category=laboratory", Want: []string{"obs-2"}},
 	{Type: "Observation", Query: "code=8480-6&status:not=final", Want: []string{"obs-5"}},
 	{Type: "Patient", Query: "_tag=urn:tag|vip", Want: []string{"pat-a"}},
@@ -105,8 +106,10 @@ var SearchTable = []SearchCase{
 	{Type: "Observation", Query: "subject=pat-b", Want: []string{"obs-3", "obs-5"}},
 	{Type: "Observation", Query: "patient=pat-c", Want: []string{"obs-4"}},
 	{Type: "Observation", Query: "subject:Patient=pat-a", Want: []string{"obs-1", "obs-2"}},
-	{Type: "Observation", Query: "subject=http://elsewhere.example/fhir/Patient/pat-a", Want: nil},
-	{Type: "Observation", Query: "performer:missing=true", Want: []string{"obs-2", "obs-3", "obs-4", "obs-5"}},
+	{Type: "Observation", Query: "subject=http://elsewhere.example/fhir/Patient/pat-a", Want: []string{"obs-ext"}},
+	{Type: "Observation", Query: "code=urn:ext|e&subject=pat-a", Want: nil},
+	{Type: "Observation", Query: "code=urn:ext|e", Compartment: "pat-a", Want: nil},
+	{Type: "Observation", Query: "performer:missing=true", Want: []string{"obs-2", "obs-3", "obs-4", "obs-5", "obs-ext"}},
 	{Type: "Organization", Query: "partof=Organization/org-2", Want: []string{"org-1"}},
 	// chains, several levels
 	{Type: "Observation", Query: "subject.name=smith", Want: []string{"obs-4"}},
@@ -174,9 +177,9 @@ var SearchTable = []SearchCase{
 	{Type: "Patient", Query: "_sort=-birthdate", Want: []string{"pat-c", "pat-b", "pat-a"}, Ordered: true},
 	{Type: "Patient", Query: "_sort=family", Want: []string{"pat-b", "pat-a", "pat-c"}, Ordered: true},
 	{Type: "Patient", Query: "_sort=gender,-_id", Want: []string{"pat-a", "pat-b", "pat-c"}, Ordered: true},
-	{Type: "Observation", Query: "_sort=-value-quantity", Want: []string{"obs-3", "obs-1", "obs-5", "obs-2", "obs-4"}, Ordered: true},
-	{Type: "Observation", Query: "_sort=date", Want: []string{"obs-4", "obs-1", "obs-2", "obs-3", "obs-5"}, Ordered: true},
-	{Type: "Observation", Query: "_sort=status,-date", Want: []string{"obs-5", "obs-3", "obs-1", "obs-4", "obs-2"}, Ordered: true},
+	{Type: "Observation", Query: "_sort=-value-quantity", Want: []string{"obs-3", "obs-1", "obs-5", "obs-2", "obs-4", "obs-ext"}, Ordered: true},
+	{Type: "Observation", Query: "_sort=date", Want: []string{"obs-4", "obs-1", "obs-2", "obs-3", "obs-5", "obs-ext"}, Ordered: true},
+	{Type: "Observation", Query: "_sort=status,-date", Want: []string{"obs-5", "obs-3", "obs-1", "obs-4", "obs-ext", "obs-2"}, Ordered: true},
 	// compartments
 	{Type: "Observation", Compartment: "pat-a", Want: []string{"obs-1", "obs-2"}},
 	{Type: "Observation", Query: "code=8480-6", Compartment: "pat-b", Want: []string{"obs-3", "obs-5"}},
@@ -192,6 +195,8 @@ var SearchTable = []SearchCase{
 	{Type: "Observation", Query: "code:in=http://example.org/vs", WantErr: true},
 	{Type: "Patient", Query: "_sort=nonsense", WantErr: true},
 	{Type: "Patient", Query: "_filter=name eq x", WantErr: true},
+	{Type: "Patient", Query: "_id:missing=true", WantErr: true},
+	{Type: "Patient", Query: "_lastUpdated:missing=true", WantErr: true},
 }
 
 func loadSearchFixtures(t *testing.T, s store.Store) {
