@@ -226,7 +226,7 @@ func (g *generator) patient(p, orgs, practitioners int) error {
 					"status": "active", "intent": "order",
 					"medicationCodeableConcept": map[string]any{"coding": []any{map[string]any{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": m.code, "display": m.display}}},
 					"subject":                   ref, "encounter": encRef, "requester": map[string]any{"reference": doc},
-					"authoredOn":                start.Format(time.RFC3339),
+					"authoredOn": start.Format(time.RFC3339),
 				})
 			}
 			if err != nil {
