@@ -458,14 +458,16 @@ func ParseReference(ref string) RefKey {
 	parts := strings.Split(r, "/")
 	if len(parts) >= 2 {
 		typ, id := parts[len(parts)-2], parts[len(parts)-1]
-		if IsResourceType(typ) && validIDString(id) {
+		if IsResourceType(typ) && ValidID(id) {
 			k.Type, k.ID = typ, id
 		}
 	}
 	return k
 }
 
-func validIDString(id string) bool {
+// ValidID reports whether id is a valid FHIR resource id: 1-64 characters
+// of A-Z, a-z, 0-9, '-' and '.'.
+func ValidID(id string) bool {
 	if id == "" || len(id) > 64 {
 		return false
 	}

@@ -617,7 +617,7 @@ func parseValue(p *SearchParam, v string, opts SearchOptions) (SearchValue, erro
 			}
 			sv.RefType, sv.RefID = k.Type, k.ID
 		default:
-			if !validIDString(s) {
+			if !ValidID(s) {
 				return sv, searchErr("%s: %q is not a valid id", p.Name, s)
 			}
 			sv.RefID = s

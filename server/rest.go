@@ -21,18 +21,7 @@ func (s *Server) location(res store.Resource) string {
 	return s.cfg.BaseURL + "/" + res.Type + "/" + res.ID + "/_history/" + strconv.FormatInt(res.VersionID, 10)
 }
 
-func validID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
+func validID(id string) bool { return fhir.ValidID(id) }
 
 // read serves the current version's stored bytes.
 func (s *Server) read(w http.ResponseWriter, r *http.Request) {
