@@ -43,8 +43,37 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
+	s.writeResource(w, r, res)
+}
+
+// writeResource answers a read or vread: the stored bytes, or the subset
+// _summary or _elements asks for.
+func (s *Server) writeResource(w http.ResponseWriter, r *http.Request, res store.Resource) {
 	setVersionHeaders(w.Header(), res)
-	s.writeJSON(w, r, http.StatusOK, res.JSON)
+	body := res.JSON
+	if r.URL.RawQuery != "" {
+		q := r.URL.Query()
+		summary, elements := q.Get("_summary"), q.Get("_elements")
+		switch summary {
+		case "", "true", "text", "data", "false":
+		default:
+			s.writeError(w, r, errorf(http.StatusBadRequest, "invalid", "_summary must be true, text, data or false on a read"))
+			return
+		}
+		if summary != "" || elements != "" {
+			var list []string
+			if elements != "" {
+				list = strings.Split(elements, ",")
+			}
+			subset, err := fhir.Subset(body, summary, list)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			body = subset
+		}
+	}
+	s.writeJSON(w, r, http.StatusOK, body)
 }
 
 // notModified evaluates If-None-Match, then If-Modified-Since (RFC 9110 §13.2.2).
@@ -83,8 +112,7 @@ func (s *Server) vread(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	setVersionHeaders(w.Header(), res)
-	s.writeJSON(w, r, http.StatusOK, res.JSON)
+	s.writeResource(w, r, res)
 }
 
 // create handles POST [type], with If-None-Exist for conditional create.

@@ -119,6 +119,12 @@ func TestCreateReadVReadRoundTrip(t *testing.T) {
 	if !strings.Contains(string(r.body), `"_birthDate":{"extension":[{"url":"http://example.org/time","valueString":"about noon"}]}`) {
 		t.Errorf("primitive extension lost: %s", r.body)
 	}
+	if sum := do(t, ts, "GET", "/fhir/Patient/"+id+"?_elements=birthDate", "").json(t); sum["name"] != nil || sum["birthDate"] != "1980-02-29" || !strings.Contains(fmt.Sprint(sum["meta"]), "SUBSETTED") {
+		t.Errorf("read with _elements: %v", sum)
+	}
+	if sum := do(t, ts, "GET", "/fhir/Patient/"+id+"?_summary=count", ""); sum.status != 400 {
+		t.Errorf("read with _summary=count: %d", sum.status)
+	}
 	v := do(t, ts, "GET", "/fhir/Patient/"+id+"/_history/1", "")
 	if v.status != 200 || !bytes.Equal(v.body, c.body) {
 		t.Fatalf("vread: %d %s", v.status, v.body)
