@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -83,6 +84,11 @@ func statusOf(err error) (int, []fhir.Issue) {
 // logged with the request id; their text is not sent to the client.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, issues := statusOf(err)
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client went away; there is nobody to answer and nothing to
+		// alarm an operator about.
+		return
+	}
 	if status >= 500 {
 		s.log.ErrorContext(r.Context(), "request failed", slog.String("request_id", requestID(r.Context())), slog.String("error", err.Error()))
 	}

@@ -130,6 +130,7 @@ type Store interface {
 	Transact(ctx context.Context, fn func(Tx) error) error
 	History(ctx context.Context, q HistoryQuery) (HistoryPage, error)
 	Searcher
+	AuthStore
 	Close() error
 }
 

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 )
@@ -73,7 +72,7 @@ func searchBench(args []string) {
 	}
 	var rows []row
 	run := func(name string, paths []string, conns int) {
-		script := filepath.Join(work, strings.ReplaceAll(name, " ", "_")+".lua")
+		script := filepath.Join(work, fmt.Sprintf("search%d.lua", len(rows)))
 		check(os.WriteFile(script, []byte(rotateScript(paths)), 0o600))
 		wa := w
 		wa.conns = conns

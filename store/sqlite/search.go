@@ -32,20 +32,122 @@ func (c *compiler) arg(v any) string {
 	return "?" + strconv.Itoa(len(c.args))
 }
 
-// where returns the conditions on alias a (a row of current) for q.
-func (c *compiler) where(q *fhir.SearchQuery, a string) (string, error) {
-	conds := []string{a + ".type = " + c.arg(q.Type), a + ".op <> 'delete'"}
+// where returns the FROM clause and the conditions on alias a (a row of
+// current) for q.
+//
+// Every condition compiles to "a.id IN (SELECT id FROM idx_… WHERE …)". Left
+// like that, SQLite materialises each subquery in full — every Observation
+// with a common code, every one dated after 2020 — before intersecting them.
+// So only the most selective condition stays an IN that drives the query;
+// the others become correlated EXISTS probes on the index table's (type, id)
+// index, checked only for the rows the driver yields. The driver is joined
+// with CROSS JOIN, which SQLite never reorders: left to itself the planner
+// prefers walking all of current in id order to avoid a sort, probing each
+// row, which is ruinous when the driver matches a few rows in a million.
+func (c *compiler) where(q *fhir.SearchQuery, a string) (from, where string, err error) {
+	type cond struct {
+		sql  string
+		rank int // lower drives better
+	}
+	var conds []cond
 	if q.Compartment != "" {
-		conds = append(conds, fmt.Sprintf("%s.id IN (SELECT id FROM compartment WHERE patient_id = %s AND type = %s)", a, c.arg(q.Compartment), c.arg(q.Type)))
+		conds = append(conds, cond{fmt.Sprintf("%s.id IN (SELECT id FROM compartment WHERE patient_id = %s AND type = %s)", a, c.arg(q.Compartment), c.arg(q.Type)), 1})
 	}
 	for _, p := range q.Params {
-		cond, err := c.param(q.Type, p, a)
+		sql, err := c.param(q.Type, p, a)
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
-		conds = append(conds, cond)
+		conds = append(conds, cond{sql, driveRank(p)})
 	}
-	return strings.Join(conds, " AND "), nil
+	driver := -1
+	for i, cd := range conds {
+		if driver < 0 || cd.rank < conds[driver].rank {
+			driver = i
+		}
+	}
+	from = "current " + a
+	out := []string{a + ".type = " + c.arg(q.Type), a + ".op <> 'delete'"}
+	for i, cd := range conds {
+		if i != driver {
+			out = append(out, asExists(cd.sql, a))
+			continue
+		}
+		if sub, ok := drivingSubquery(cd.sql, a); ok {
+			from = "(" + sub + ") d CROSS JOIN current " + a
+			out = append(out, a+".id = d.id")
+		} else {
+			out = append(out, cd.sql)
+		}
+	}
+	return from, strings.Join(out, " AND "), nil
+}
+
+// drivingSubquery turns "a.id IN (SELECT id FROM …)" into
+// "SELECT DISTINCT id FROM …" to be joined as the outer loop.
+func drivingSubquery(cond, a string) (string, bool) {
+	prefix := a + ".id IN (SELECT id FROM "
+	if !strings.HasPrefix(cond, prefix) || !strings.HasSuffix(cond, ")") {
+		return "", false
+	}
+	rest := cond[len(prefix) : len(cond)-1]
+	sp := strings.Index(rest, " WHERE ")
+	if sp < 0 {
+		return "", false
+	}
+	// Without statistics SQLite picks the (type, id) index to produce
+	// DISTINCT ids in order — a scan of every row of the type. Name the
+	// index that starts with the condition's own columns instead.
+	table := rest[:sp]
+	index := table + "_value"
+	switch {
+	case table == "compartment":
+		index = "compartment_members"
+	case table == "idx_ref" && !strings.Contains(rest, "target_id"):
+		index = "idx_ref_url"
+	case !strings.HasPrefix(table, "idx_") || strings.ContainsAny(table, " ,()"):
+		return "", false
+	}
+	return "SELECT DISTINCT id FROM " + table + " INDEXED BY " + index + rest[sp:], true
+}
+
+// driveRank orders parameters by how few rows they usually match.
+func driveRank(p *fhir.SearchParam) int {
+	switch {
+	case p.Modifier == "missing" || p.Modifier == "not" || p.Has != nil || p.Name == "_content":
+		return 9
+	case p.Name == "_id":
+		return 0
+	case p.Chain != nil:
+		return 6
+	case p.Type == "reference":
+		return 1
+	case p.Type == "token":
+		return 2
+	case p.Type == "string" || p.Type == "uri":
+		return 3
+	}
+	return 5
+}
+
+// asExists rewrites "a.id [NOT ]IN (SELECT id FROM t WHERE w)" as a
+// correlated "[NOT ]EXISTS (SELECT 1 FROM t WHERE id = a.id AND w)"; other
+// conditions are returned unchanged.
+func asExists(cond, a string) string {
+	for _, form := range []struct{ in, exists string }{{" IN ", "EXISTS"}, {" NOT IN ", "NOT EXISTS"}} {
+		prefix := a + ".id" + form.in + "(SELECT id FROM "
+		if !strings.HasPrefix(cond, prefix) || !strings.HasSuffix(cond, ")") {
+			continue
+		}
+		rest := cond[len(prefix):]
+		sp := strings.Index(rest, " WHERE ")
+		if sp < 0 || strings.ContainsAny(rest[:sp], " ,()") {
+			return cond
+		}
+		table, w := rest[:sp], rest[sp+len(" WHERE "):len(rest)-1]
+		return fmt.Sprintf("%s (SELECT 1 FROM %s INDEXED BY %s_owner WHERE %s.id = %s.id AND %s)", form.exists, table, table, table, a, w)
+	}
+	return cond
 }
 
 // param compiles one parameter (an OR of its values) for rows of alias a.
@@ -351,23 +453,23 @@ func (c *compiler) orderBy(q *fhir.SearchQuery, a string) string {
 			keys = append(keys, a+".last_updated "+dir)
 			continue
 		case k.Type == "string":
-			expr = fmt.Sprintf("(SELECT %s(norm) FROM idx_string s WHERE s.type = %s.type AND s.id = %s.id AND s.param = %s)", agg, a, a, c.arg(k.Name))
+			expr = fmt.Sprintf("(SELECT %s(norm) FROM idx_string s INDEXED BY idx_string_owner WHERE s.type = %s.type AND s.id = %s.id AND s.param = %s)", agg, a, a, c.arg(k.Name))
 		case k.Type == "token":
-			expr = fmt.Sprintf("(SELECT %s(code) FROM idx_token s WHERE s.type = %s.type AND s.id = %s.id AND s.param = %s)", agg, a, a, c.arg(k.Name))
+			expr = fmt.Sprintf("(SELECT %s(code) FROM idx_token s INDEXED BY idx_token_owner WHERE s.type = %s.type AND s.id = %s.id AND s.param = %s)", agg, a, a, c.arg(k.Name))
 		case k.Type == "date":
 			col := "lo"
 			if k.Desc {
 				col = "hi"
 			}
-			expr = fmt.Sprintf("(SELECT %s(%s) FROM idx_date s WHERE s.type = %s.type AND s.id = %s.id AND s.param = %s)", agg, col, a, a, c.arg(k.Name))
+			expr = fmt.Sprintf("(SELECT %s(%s) FROM idx_date s INDEXED BY idx_date_owner WHERE s.type = %s.type AND s.id = %s.id AND s.param = %s)", agg, col, a, a, c.arg(k.Name))
 		case k.Type == "number":
-			expr = fmt.Sprintf("(SELECT %s(value) FROM idx_number s WHERE s.type = %s.type AND s.id = %s.id AND s.param = %s)", agg, a, a, c.arg(k.Name))
+			expr = fmt.Sprintf("(SELECT %s(value) FROM idx_number s INDEXED BY idx_number_owner WHERE s.type = %s.type AND s.id = %s.id AND s.param = %s)", agg, a, a, c.arg(k.Name))
 		case k.Type == "quantity":
-			expr = fmt.Sprintf("(SELECT %s(value) FROM idx_quantity s WHERE s.type = %s.type AND s.id = %s.id AND s.param = %s)", agg, a, a, c.arg(k.Name))
+			expr = fmt.Sprintf("(SELECT %s(value) FROM idx_quantity s INDEXED BY idx_quantity_owner WHERE s.type = %s.type AND s.id = %s.id AND s.param = %s)", agg, a, a, c.arg(k.Name))
 		case k.Type == "uri":
-			expr = fmt.Sprintf("(SELECT %s(uri) FROM idx_uri s WHERE s.type = %s.type AND s.id = %s.id AND s.param = %s)", agg, a, a, c.arg(k.Name))
+			expr = fmt.Sprintf("(SELECT %s(uri) FROM idx_uri s INDEXED BY idx_uri_owner WHERE s.type = %s.type AND s.id = %s.id AND s.param = %s)", agg, a, a, c.arg(k.Name))
 		case k.Type == "reference":
-			expr = fmt.Sprintf("(SELECT %s(url) FROM idx_ref s WHERE s.type = %s.type AND s.id = %s.id AND s.param = %s)", agg, a, a, c.arg(k.Name))
+			expr = fmt.Sprintf("(SELECT %s(url) FROM idx_ref s INDEXED BY idx_ref_owner WHERE s.type = %s.type AND s.id = %s.id AND s.param = %s)", agg, a, a, c.arg(k.Name))
 		default:
 			continue
 		}
@@ -383,14 +485,14 @@ func (s *Store) SearchIDs(ctx context.Context, q *fhir.SearchQuery, afterID stri
 
 func searchIDs(ctx context.Context, db queryer, q *fhir.SearchQuery, afterID string, limit int) ([]string, error) {
 	c := &compiler{now: time.Now()}
-	where, err := c.where(q, "c")
+	from, where, err := c.where(q, "c")
 	if err != nil {
 		return nil, err
 	}
 	if afterID != "" {
 		where += " AND c.id > " + c.arg(afterID)
 	}
-	query := "SELECT c.id FROM current c WHERE " + where + " ORDER BY " + c.orderBy(q, "c")
+	query := "SELECT c.id FROM " + from + " WHERE " + where + " ORDER BY " + c.orderBy(q, "c")
 	if limit > 0 {
 		query += fmt.Sprintf(" LIMIT %d", limit)
 	}
@@ -412,12 +514,12 @@ func searchIDs(ctx context.Context, db queryer, q *fhir.SearchQuery, afterID str
 
 func (s *Store) Count(ctx context.Context, q *fhir.SearchQuery) (int, error) {
 	c := &compiler{now: time.Now()}
-	where, err := c.where(q, "c")
+	from, where, err := c.where(q, "c")
 	if err != nil {
 		return 0, err
 	}
 	var n int
-	if err := s.reader.QueryRowContext(ctx, "SELECT COUNT(*) FROM current c WHERE "+where, c.args...).Scan(&n); err != nil {
+	if err := s.reader.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+from+" WHERE "+where, c.args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("sqlite: count: %w", err)
 	}
 	return n, nil
@@ -449,7 +551,7 @@ func (s *Store) References(ctx context.Context, typ string, ids []string, param 
 	for start := 0; start < len(ids); start += 500 {
 		chunk := ids[start:min(start+500, len(ids))]
 		args := []any{typ}
-		q := `SELECT param, target_type, target_id, url FROM idx_ref WHERE type = ? AND id IN (` + placeholders(len(chunk)) + `) AND target_id <> ''`
+		q := `SELECT param, target_type, target_id, url FROM idx_ref INDEXED BY idx_ref_owner WHERE type = ? AND id IN (` + placeholders(len(chunk)) + `) AND target_id <> ''`
 		for _, id := range chunk {
 			args = append(args, id)
 		}
@@ -482,7 +584,7 @@ func (s *Store) ReferencedBy(ctx context.Context, srcType, param, targetType str
 		for _, id := range chunk {
 			args = append(args, id)
 		}
-		rows, err := s.reader.QueryContext(ctx, `SELECT DISTINCT r.id FROM idx_ref r JOIN current c ON c.type = r.type AND c.id = r.id AND c.op <> 'delete'
+		rows, err := s.reader.QueryContext(ctx, `SELECT DISTINCT r.id FROM idx_ref r INDEXED BY idx_ref_value JOIN current c ON c.type = r.type AND c.id = r.id AND c.op <> 'delete'
 			WHERE r.type = ? AND r.param = ? AND r.target_type = ? AND r.target_id IN (`+placeholders(len(chunk))+`) ORDER BY r.id`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: referenced by: %w", err)

@@ -40,6 +40,19 @@ CREATE TABLE IF NOT EXISTS versions (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS versions_by_resource ON versions (type, id, version);
 CREATE INDEX IF NOT EXISTS versions_by_type ON versions (type, seq);
+-- OAuth state (store.AuthRecord); expires_at is Unix milliseconds, 0 = never.
+CREATE TABLE IF NOT EXISTS auth (
+	kind       TEXT    NOT NULL,
+	key        TEXT    NOT NULL,
+	request_id TEXT    NOT NULL,
+	subject    TEXT    NOT NULL,
+	active     INTEGER NOT NULL,
+	expires_at INTEGER NOT NULL,
+	data       BLOB,
+	PRIMARY KEY (kind, key)
+);
+CREATE INDEX IF NOT EXISTS auth_by_grant ON auth (kind, request_id);
+CREATE INDEX IF NOT EXISTS auth_by_subject ON auth (kind, subject, key);
 CREATE TABLE IF NOT EXISTS current (
 	type         TEXT    NOT NULL,
 	id           TEXT    NOT NULL,

@@ -42,6 +42,7 @@ func Run(t *testing.T, open Opener) {
 		{"SearchTable", testSearchTable},
 		{"SearchPagingAndIncludes", testSearchPagingAndIncludes},
 		{"ConcurrentUpdatesNeverLoseWrites", testConcurrentUpdates},
+		{"AuthRecords", testAuthRecords},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
