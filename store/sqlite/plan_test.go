@@ -44,7 +44,7 @@ func TestSearchPlanDrivesFromSelectiveIndex(t *testing.T) {
 		plan = append(plan, detail)
 	}
 	all := strings.Join(plan, "\n")
-	for _, want := range []string{"idx_ref_value (type=? AND param=? AND target_id=?)", "idx_token_owner (type=? AND id=?)", "idx_date_owner (type=? AND id=?)"} {
+	for _, want := range []string{"COVERING INDEX idx_ref_value (type=? AND param=? AND target_id=?)", "COVERING INDEX idx_token_owner (type=? AND id=? AND param=? AND code=? AND system=?)", "COVERING INDEX idx_date_owner (type=? AND id=? AND param=?)"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("plan lacks %q:\n%s", want, all)
 		}

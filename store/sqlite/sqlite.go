@@ -28,6 +28,15 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
+// schemaVersion is stored in PRAGMA user_version. Version 2 made the
+// search indexes covering (the columns a probe tests are in the index, so a
+// probe never visits the table); opening an older database rebuilds them.
+const schemaVersion = 2
+
+// coveringIndexes are the indexes version 2 redefined.
+var coveringIndexes = []string{"idx_string_value", "idx_string_owner", "idx_token_value", "idx_token_owner",
+	"idx_ref_value", "idx_ref_owner", "idx_date_value", "idx_date_owner", "compartment_owner"}
+
 const schema = `
 CREATE TABLE IF NOT EXISTS versions (
 	seq          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -63,19 +72,19 @@ CREATE TABLE IF NOT EXISTS current (
 	UNIQUE (type, id)
 );
 CREATE TABLE IF NOT EXISTS idx_string (type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL, norm TEXT NOT NULL, exact TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS idx_string_value ON idx_string (type, param, norm);
-CREATE INDEX IF NOT EXISTS idx_string_owner ON idx_string (type, id);
+CREATE INDEX IF NOT EXISTS idx_string_value ON idx_string (type, param, norm, id);
+CREATE INDEX IF NOT EXISTS idx_string_owner ON idx_string (type, id, param, norm);
 CREATE TABLE IF NOT EXISTS idx_token (type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, text TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS idx_token_value ON idx_token (type, param, code, system);
-CREATE INDEX IF NOT EXISTS idx_token_owner ON idx_token (type, id);
+CREATE INDEX IF NOT EXISTS idx_token_value ON idx_token (type, param, code, system, id);
+CREATE INDEX IF NOT EXISTS idx_token_owner ON idx_token (type, id, param, code, system);
 CREATE TABLE IF NOT EXISTS idx_ref (type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL, target_type TEXT NOT NULL, target_id TEXT NOT NULL, url TEXT NOT NULL, ident_system TEXT NOT NULL, ident_value TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS idx_ref_value ON idx_ref (type, param, target_id, target_type);
+CREATE INDEX IF NOT EXISTS idx_ref_value ON idx_ref (type, param, target_id, target_type, id);
 CREATE INDEX IF NOT EXISTS idx_ref_url ON idx_ref (type, param, url);
-CREATE INDEX IF NOT EXISTS idx_ref_owner ON idx_ref (type, id);
+CREATE INDEX IF NOT EXISTS idx_ref_owner ON idx_ref (type, id, param, target_type, target_id);
 CREATE INDEX IF NOT EXISTS idx_ref_target ON idx_ref (target_id, target_type);
 CREATE TABLE IF NOT EXISTS idx_date (type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS idx_date_value ON idx_date (type, param, lo);
-CREATE INDEX IF NOT EXISTS idx_date_owner ON idx_date (type, id);
+CREATE INDEX IF NOT EXISTS idx_date_value ON idx_date (type, param, lo, hi, id);
+CREATE INDEX IF NOT EXISTS idx_date_owner ON idx_date (type, id, param, lo, hi);
 CREATE TABLE IF NOT EXISTS idx_number (type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL, value REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS idx_number_value ON idx_number (type, param, value);
 CREATE INDEX IF NOT EXISTS idx_number_owner ON idx_number (type, id);
@@ -91,7 +100,7 @@ CREATE INDEX IF NOT EXISTS idx_composite_value ON idx_composite (type, param, a_
 CREATE INDEX IF NOT EXISTS idx_composite_owner ON idx_composite (type, id);
 CREATE TABLE IF NOT EXISTS compartment (patient_id TEXT NOT NULL, type TEXT NOT NULL, id TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS compartment_members ON compartment (patient_id, type, id);
-CREATE INDEX IF NOT EXISTS compartment_owner ON compartment (type, id);
+CREATE INDEX IF NOT EXISTS compartment_owner ON compartment (type, id, patient_id);
 CREATE TABLE IF NOT EXISTS search_snapshots (token TEXT PRIMARY KEY, expires INTEGER NOT NULL, ids BLOB NOT NULL);
 `
 
@@ -140,6 +149,11 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
 	writer.SetMaxOpenConns(1)
+	if err := migrate(writer); err != nil {
+		writer.Close()
+		lock.Close()
+		return nil, fmt.Errorf("sqlite: migrate: %w", err)
+	}
 	if _, err := writer.Exec(schema); err != nil {
 		writer.Close()
 		lock.Close()
@@ -428,4 +442,26 @@ func (t *tx) put(ctx context.Context, w store.Write, version int64, op store.Op)
 	}
 	t.touched = append(t.touched, cacheKey(w.Type, w.ID))
 	return makeResource(w.Type, w.ID, version, lu, string(op), body), nil
+}
+
+// migrate drops the indexes an older schema defined differently; the schema
+// then creates them afresh. On a large database this takes minutes, once.
+func migrate(db *sql.DB) error {
+	var v int
+	if err := db.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil {
+		return err
+	}
+	if v >= schemaVersion {
+		return nil
+	}
+	for _, name := range coveringIndexes {
+		if _, err := db.Exec(`DROP INDEX IF EXISTS ` + name); err != nil {
+			return err
+		}
+	}
+	if _, err := db.Exec(schema); err != nil {
+		return err
+	}
+	_, err := db.Exec(fmt.Sprintf(`PRAGMA user_version = %d`, schemaVersion))
+	return err
 }
