@@ -14,6 +14,38 @@ import (
 type Options struct {
 	BaseURL string
 	Version string
+	// OAuth, when set, declares SMART on FHIR security with these
+	// endpoints (the oauth-uris extension, still read by SMART v1 clients).
+	OAuth *OAuthURIs
+}
+
+// OAuthURIs are the authorization server's endpoints.
+type OAuthURIs struct {
+	Authorize, Token, Introspect, Revoke, Register string
+}
+
+func security(o *OAuthURIs) *fhir.CapabilityStatementRestSecurity {
+	if o == nil {
+		return nil
+	}
+	var exts []fhir.Extension
+	for _, e := range []struct{ name, url string }{
+		{"authorize", o.Authorize}, {"token", o.Token}, {"introspect", o.Introspect}, {"revoke", o.Revoke}, {"register", o.Register},
+	} {
+		exts = append(exts, fhir.Extension{Url: e.name, ValueUri: ptr(e.url)})
+	}
+	system := "http://terminology.hl7.org/CodeSystem/restful-security-service"
+	return &fhir.CapabilityStatementRestSecurity{
+		Cors: ptr(true),
+		Service: []fhir.CodeableConcept{{
+			Coding: []fhir.Coding{{System: &system, Code: ptr("SMART-on-FHIR"), Display: ptr("SMART-on-FHIR")}},
+			Text:   ptr("OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)"),
+		}},
+		Extension: []fhir.Extension{{
+			Url:       "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+			Extension: exts,
+		}},
+	}
 }
 
 // built is when this process started: the statement's date.
@@ -88,6 +120,7 @@ func CapabilityStatement(o Options) []byte {
 		PatchFormat: []string{"application/json-patch+json"},
 		Rest: []fhir.CapabilityStatementRest{{
 			Mode:     fhir.RestfulCapabilityModeServer,
+			Security: security(o.OAuth),
 			Resource: resources,
 			Interaction: []fhir.CapabilityStatementRestInteraction{
 				{Code: fhir.SystemRestfulInteractionHistorySystem},

@@ -256,7 +256,7 @@ func entryPatch(res json.RawMessage) (jsonpatch.Patch, error) {
 // order the spec gives (DELETE, POST, PUT/PATCH), after resolving urn:uuid
 // and conditional references; GET entries run after the commit.
 func (s *Server) transaction(ctx context.Context, ops []*entryOp) error {
-	err := s.store.Transact(ctx, func(tx store.Tx) error {
+	err := s.storeFor(ctx).Transact(ctx, func(tx store.Tx) error {
 		for _, op := range ops {
 			op.result, op.err = writeResult{}, nil
 		}
@@ -345,7 +345,7 @@ func (s *Server) batch(ctx context.Context, ops []*entryOp) {
 		if op.method == http.MethodPost {
 			op.id = uuid.NewString()
 		}
-		op.err = s.store.Transact(ctx, func(tx store.Tx) error {
+		op.err = s.storeFor(ctx).Transact(ctx, func(tx store.Tx) error {
 			if op.method == http.MethodPost && op.ifNone != nil {
 				id, err := matchOne(ctx, tx, op.ifNone, false)
 				if err != nil {
@@ -429,9 +429,9 @@ func (s *Server) readEntry(ctx context.Context, op *entryOp) {
 	var err error
 	switch {
 	case op.id != "" && op.vid != 0:
-		res, err = s.store.VRead(ctx, op.typ, op.id, op.vid)
+		res, err = s.storeFor(ctx).VRead(ctx, op.typ, op.id, op.vid)
 	case op.id != "":
-		res, err = s.store.Read(ctx, op.typ, op.id)
+		res, err = s.storeFor(ctx).Read(ctx, op.typ, op.id)
 	default:
 		var q *fhir.SearchQuery
 		q, err = fhir.ParseSearch(op.typ, op.query, fhir.SearchOptions{DefaultCount: defaultCount, MaxCount: maxCount, BaseURL: s.cfg.BaseURL})
@@ -440,7 +440,7 @@ func (s *Server) readEntry(ctx context.Context, op *entryOp) {
 			return
 		}
 		var page *store.SearchPage
-		page, err = store.Search(ctx, s.store, q, op.query.Get("_page"), store.SearchLimits{})
+		page, err = store.Search(ctx, s.storeFor(ctx), q, op.query.Get("_page"), store.SearchLimits{})
 		if err == nil {
 			op.readBody, err = s.searchBundle(op.typ, "", q, page, op.query.Get("_page"))
 			op.readStatus = http.StatusOK

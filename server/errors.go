@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"github.com/hearth-fhir/hearth/smart/access"
 	"log/slog"
 	"net/http"
 
@@ -58,6 +59,8 @@ func statusOf(err error) (int, []fhir.Issue) {
 		return []fhir.Issue{{Severity: "error", Code: code, Diagnostics: diag}}
 	}
 	switch {
+	case errors.Is(err, access.ErrForbidden):
+		return http.StatusForbidden, issue("forbidden", err.Error())
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, issue("not-found", err.Error())
 	case errors.Is(err, store.ErrGone):
@@ -88,6 +91,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// The client went away; there is nobody to answer and nothing to
 		// alarm an operator about.
 		return
+	}
+	if status == http.StatusForbidden && errors.Is(err, access.ErrForbidden) {
+		w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", error_description="the token's scopes do not allow this"`)
 	}
 	if status >= 500 {
 		s.log.ErrorContext(r.Context(), "request failed", slog.String("request_id", requestID(r.Context())), slog.String("error", err.Error()))

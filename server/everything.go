@@ -63,7 +63,7 @@ func (s *Server) everything(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	token := params.Get("_page")
-	page, err := store.Everything(r.Context(), s.store, q, token)
+	page, err := store.Everything(r.Context(), s.storeFor(r.Context()), q, token)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

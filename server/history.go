@@ -51,7 +51,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 	}
 	if id != "" {
 		// An instance history of a resource that never existed is a 404.
-		if _, err := s.store.Read(r.Context(), typ, id); err != nil && !errors.Is(err, store.ErrGone) {
+		if _, err := s.storeFor(r.Context()).Read(r.Context(), typ, id); err != nil && !errors.Is(err, store.ErrGone) {
 			s.writeError(w, r, err)
 			return
 		}
@@ -60,7 +60,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 	if count == 0 {
 		q.Count = 1 // _count=0: only the total is wanted
 	}
-	page, err := s.store.History(r.Context(), q)
+	page, err := s.storeFor(r.Context()).History(r.Context(), q)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

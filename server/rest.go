@@ -30,7 +30,7 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%s/%s: %w", typ, quoteSafe(id), store.ErrNotFound))
 		return
 	}
-	res, err := s.store.Read(r.Context(), typ, id)
+	res, err := s.storeFor(r.Context()).Read(r.Context(), typ, id)
 	if err != nil {
 		if errors.Is(err, store.ErrGone) {
 			setVersionHeaders(w.Header(), res)
@@ -104,7 +104,7 @@ func (s *Server) vread(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%s/%s/_history/%s: %w", typ, quoteSafe(id), quoteSafe(chi.URLParam(r, "vid")), store.ErrNotFound))
 		return
 	}
-	res, err := s.store.VRead(r.Context(), typ, id, vid)
+	res, err := s.storeFor(r.Context()).VRead(r.Context(), typ, id, vid)
 	if err != nil {
 		if errors.Is(err, store.ErrGone) {
 			setVersionHeaders(w.Header(), res)
@@ -141,7 +141,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 // runWrite runs one write interaction in a transaction and answers it.
 func (s *Server) runWrite(w http.ResponseWriter, r *http.Request, op func(tx store.Tx) (writeResult, error)) {
 	var res writeResult
-	err := s.store.Transact(r.Context(), func(tx store.Tx) error {
+	err := s.storeFor(r.Context()).Transact(r.Context(), func(tx store.Tx) error {
 		var err error
 		res, err = op(tx)
 		return err

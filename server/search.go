@@ -77,7 +77,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, typ, compartment
 		return
 	}
 	q.Compartment = compartment
-	page, err := store.Search(r.Context(), s.store, q, token, store.SearchLimits{})
+	page, err := store.Search(r.Context(), s.storeFor(r.Context()), q, token, store.SearchLimits{})
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -3,6 +3,7 @@
 package server
 
 import (
+	"github.com/hearth-fhir/hearth/smart"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -24,6 +25,9 @@ type Config struct {
 	CORSOrigins []string
 	// Version is the software version reported in the CapabilityStatement.
 	Version string
+	// Auth is the SMART authorization server; nil serves the API open
+	// (hearth serve --open, for development only).
+	Auth *smart.Provider
 }
 
 // Server serves the FHIR REST API over a store.
@@ -48,7 +52,12 @@ func New(cfg Config, st store.Store, log *slog.Logger) *Server {
 		cfg.CORSOrigins = []string{"*"}
 	}
 	s := &Server{cfg: cfg, store: st, log: log}
-	s.capability = conformance.CapabilityStatement(conformance.Options{BaseURL: cfg.BaseURL, Version: cfg.Version})
+	copts := conformance.Options{BaseURL: cfg.BaseURL, Version: cfg.Version}
+	if cfg.Auth != nil {
+		e := cfg.Auth.Endpoints()
+		copts.OAuth = &conformance.OAuthURIs{Authorize: e.Authorize, Token: e.Token, Introspect: e.Introspect, Revoke: e.Revoke, Register: e.Register}
+	}
+	s.capability = conformance.CapabilityStatement(copts)
 
 	r := chi.NewRouter()
 	r.Use(withRequestID, s.recoverer, s.accessLog, cors(cfg.CORSOrigins))
@@ -59,30 +68,44 @@ func New(cfg Config, st store.Store, log *slog.Logger) *Server {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
 	})
+	if cfg.Auth != nil {
+		r.Mount("/oauth2", cfg.Auth.Routes())
+	}
 	r.Route("/fhir", func(r chi.Router) {
-		r.Use(noStore, s.negotiate)
-		r.NotFound(s.notFound)
-		r.MethodNotAllowed(s.methodNotAllowed)
-		r.Get("/metadata", s.metadata)
-		r.Post("/", s.bundle)
-		r.Get("/_history", s.history)
-		r.Route("/{type}", func(r chi.Router) {
-			r.Use(s.knownType)
-			r.Post("/", s.create)
-			r.Get("/", s.searchType)
-			r.Put("/", s.conditionalUpdate)
-			r.Patch("/", s.conditionalPatch)
-			r.Delete("/", s.conditionalDelete)
-			r.Get("/_history", s.history)
-			r.Post("/_search", s.searchPost)
-			r.Get("/{id}", s.read)
-			r.Put("/{id}", s.update)
-			r.Patch("/{id}", s.patch)
-			r.Delete("/{id}", s.delete)
-			r.Get("/{id}/_history", s.history)
-			r.Get("/{id}/_history/{vid}", s.vread)
-			r.Get("/{id}/$everything", s.everything)
-			r.Get("/{id}/{ctype}", s.searchCompartment)
+		r.Use(noStore)
+		// Discovery is JSON whatever the Accept header asks for.
+		if cfg.Auth != nil {
+			r.Get("/.well-known/smart-configuration", cfg.Auth.SMARTConfiguration)
+			r.Get("/.well-known/openid-configuration", cfg.Auth.OpenIDConfiguration)
+		}
+		r.Group(func(r chi.Router) {
+			r.Use(s.negotiate)
+			r.NotFound(s.notFound)
+			r.MethodNotAllowed(s.methodNotAllowed)
+			r.Get("/metadata", s.metadata)
+			r.Group(func(r chi.Router) {
+				r.Use(s.authenticate)
+				r.Post("/", s.bundle)
+				r.Get("/_history", s.history)
+				r.Route("/{type}", func(r chi.Router) {
+					r.Use(s.knownType)
+					r.Post("/", s.create)
+					r.Get("/", s.searchType)
+					r.Put("/", s.conditionalUpdate)
+					r.Patch("/", s.conditionalPatch)
+					r.Delete("/", s.conditionalDelete)
+					r.Get("/_history", s.history)
+					r.Post("/_search", s.searchPost)
+					r.Get("/{id}", s.read)
+					r.Put("/{id}", s.update)
+					r.Patch("/{id}", s.patch)
+					r.Delete("/{id}", s.delete)
+					r.Get("/{id}/_history", s.history)
+					r.Get("/{id}/_history/{vid}", s.vread)
+					r.Get("/{id}/$everything", s.everything)
+					r.Get("/{id}/{ctype}", s.searchCompartment)
+				})
+			})
 		})
 	})
 	s.router = r

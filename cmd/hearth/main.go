@@ -27,6 +27,10 @@ func main() {
 	switch os.Args[1] {
 	case "serve":
 		err = serveCmd(os.Args[2:])
+	case "user":
+		err = userCmd(os.Args[2:])
+	case "client":
+		err = clientCmd(os.Args[2:])
 	case "import":
 		err = importCmd(os.Args[2:])
 	case "generate":
@@ -53,6 +57,9 @@ Usage:
   hearth serve  [--listen ADDR] [--data DIR] [--base-url URL] [--store sqlite] [--no-seed] [--open]
   hearth import [--data DIR | --server URL] FILE.ndjson[.gz]|FILE.json[.gz]...
   hearth generate [--patients N] [--out DIR] [--seed S]   (synthetic benchmark data)
+  hearth user add --username U --password P [--patient Patient/ID]
+  hearth user link|unlink --username U --patient Patient/ID   (proxy access)
+  hearth client add --id ID --redirect-uri URI [--public] [--secret S] [--jwks-url U] [--backend]
   hearth version
 
 Every flag can also be set as an environment variable: --base-url is HEARTH_BASE_URL.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hearth-fhir/hearth/server"
+	"github.com/hearth-fhir/hearth/smart"
 )
 
 func serveCmd(args []string) error {
@@ -49,12 +50,9 @@ func serveCmd(args []string) error {
 		if err := seed(st, strings.Split(*seedDir, ","), log); err != nil {
 			return err
 		}
-	}
-	if *open {
-		log.Warn("--open: the API is served WITHOUT authorization; never use this with real patient data")
-	} else {
-		// Authorization arrives with the SMART issue; until then the API is open.
-		log.Warn("authorization is not implemented yet: the API is open")
+		if err := seedAccounts(st); err != nil {
+			return fmt.Errorf("demo accounts: %w", err)
+		}
 	}
 
 	// Listen before building the handler so that --listen 127.0.0.1:0 gets
@@ -66,11 +64,18 @@ func serveCmd(args []string) error {
 	if *baseURL == "" {
 		*baseURL = "http://" + ln.Addr().String() + "/fhir"
 	}
+	var auth *smart.Provider
+	if *open {
+		log.Warn("--open: the API is served WITHOUT authorization; never use this with real patient data")
+	} else if auth, err = smart.New(context.Background(), smart.Config{FHIRBase: *baseURL}, st, log); err != nil {
+		return err
+	}
 	handler := server.New(server.Config{
 		BaseURL:      *baseURL,
 		MaxBodyBytes: *maxBody,
 		CORSOrigins:  strings.Split(*corsOrigins, ","),
 		Version:      version,
+		Auth:         auth,
 	}, st, log)
 	srv := &http.Server{
 		Handler:           handler,
@@ -85,6 +90,9 @@ func serveCmd(args []string) error {
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("hearth serving", slog.String("fhir_base", *baseURL), slog.String("listen", ln.Addr().String()), slog.String("data", *data))
 	fmt.Fprintf(os.Stderr, "\nHearth is up. Try:\n  curl %s/metadata\n\n", *baseURL)
+	if auth != nil {
+		printDemoAccounts(st)
+	}
 
 	select {
 	case err := <-errc:

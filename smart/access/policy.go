@@ -49,8 +49,8 @@ type kind int
 
 const (
 	compartmentData kind = iota // visible when in the patient's compartment
-	sharedData                // readable by anyone with the scope, never writable
-	outside                   // not visible to a patient-bound token at all
+	sharedData                  // readable by anyone with the scope, never writable
+	outside                     // not visible to a patient-bound token at all
 )
 
 func (p *Policy) kindOf(typ string) kind {

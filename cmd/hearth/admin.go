@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/smart"
+	"github.com/hearth-fhir/hearth/store"
+)
+
+// userCmd: hearth user add|link|unlink …
+func userCmd(args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: hearth user add|link|unlink --username U …")
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
+	data := fs.String("data", "./hearth-data", "data directory of the embedded store")
+	storeKind := fs.String("store", "sqlite", "storage backend: sqlite or a mongodb:// URL")
+	username := fs.String("username", "", "the account's username")
+	password := fs.String("password", "", "the account's password (add)")
+	patient := fs.String("patient", "", "Patient/ID: the user's own record (add) or the patient to act for (link)")
+	relationship := fs.String("relationship", "PRN", "v3 RoleCode of a proxy link (PRN parent, GUARD guardian, …)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if err := envDefaults(fs); err != nil {
+		return err
+	}
+	pid := strings.TrimPrefix(*patient, "Patient/")
+	st, _, err := openStore(*storeKind, *data)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ctx := context.Background()
+	switch sub {
+	case "add":
+		if pid != "" {
+			if _, err := st.Read(ctx, "Patient", pid); err != nil {
+				return fmt.Errorf("--patient: %w", err)
+			}
+		}
+		if _, err := smart.NewAccounts(st).AddUser(ctx, *username, *password, pid); err != nil {
+			return err
+		}
+		fmt.Printf("user %s added\n", *username)
+	case "link":
+		l, err := smart.LinkProxy(ctx, st, *username, pid, *relationship)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("user %s is now a proxy for Patient/%s as RelatedPerson/%s\n", *username, l.Patient, l.RelatedPerson)
+	case "unlink":
+		if err := smart.Unlink(ctx, st, *username, pid); err != nil {
+			return err
+		}
+		fmt.Printf("user %s no longer acts for Patient/%s\n", *username, pid)
+	default:
+		return fmt.Errorf("unknown user command %q (add, link, unlink)", sub)
+	}
+	return nil
+}
+
+// clientCmd: hearth client add …
+func clientCmd(args []string) error {
+	if len(args) == 0 || args[0] != "add" {
+		return errors.New("usage: hearth client add --id ID --redirect-uri URI [--public] [--secret S] [--jwks-url U]")
+	}
+	fs := flag.NewFlagSet("client add", flag.ContinueOnError)
+	data := fs.String("data", "./hearth-data", "data directory of the embedded store")
+	storeKind := fs.String("store", "sqlite", "storage backend: sqlite or a mongodb:// URL")
+	id := fs.String("id", "", "client id")
+	name := fs.String("name", "", "name shown on the consent page")
+	var redirects multiFlag
+	fs.Var(&redirects, "redirect-uri", "redirect URI (repeatable)")
+	public := fs.Bool("public", false, "a public client (no secret; PKCE only)")
+	secret := fs.String("secret", "", "client secret (client_secret_basic)")
+	jwksURL := fs.String("jwks-url", "", "JWKS URL of a private_key_jwt client")
+	alg := fs.String("alg", "RS384", "the client's assertion signing algorithm (RS384 or ES384)")
+	scope := fs.String("scope", "", "scopes the client may ask for (default: all)")
+	backend := fs.Bool("backend", false, "a backend service (client_credentials with system/ scopes)")
+	launchURI := fs.String("launch-uri", "", "the app's launch URL for EHR (portal) launch")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if err := envDefaults(fs); err != nil {
+		return err
+	}
+	st, _, err := openStore(*storeKind, *data)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	c := &smart.Client{ID: *id, Name: *name, RedirectURIs: redirects, Public: *public, JWKSURI: *jwksURL, SigningAlg: *alg, Scope: *scope, LaunchURI: *launchURI}
+	if *backend {
+		c.GrantTypes = []string{"client_credentials"}
+		if c.Scope == "" {
+			c.Scope = "system/*.rs system/*.cruds system/*.read system/*.*"
+		}
+	}
+	if err := addClient(st, c, *secret); err != nil {
+		return err
+	}
+	fmt.Printf("client %s added (%s)\n", c.ID, c.AuthMethod)
+	return nil
+}
+
+func addClient(st store.Store, c *smart.Client, secret string) error {
+	ctx := context.Background()
+	p, err := smart.New(ctx, smart.Config{FHIRBase: "http://localhost/fhir"}, st, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	return p.AddClient(ctx, c, secret)
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// Demo accounts created with the demo data, printed at start-up.
+const (
+	demoPatientUser = "patient"
+	demoProxyUser   = "parent"
+	demoPassword    = "hearth-demo"
+	demoClient      = "demo-app"
+)
+
+// seedAccounts creates the demo users and the public demo client.
+func seedAccounts(st store.Store) error {
+	ctx := context.Background()
+	q, err := fhir.ParseSearch("Patient", url.Values{"_sort": {"_id"}}, fhir.SearchOptions{})
+	if err != nil {
+		return err
+	}
+	ids, err := st.SearchIDs(ctx, q, "", 3)
+	if err != nil {
+		return err
+	}
+	if len(ids) < 3 {
+		return nil // no demo patients, no demo users
+	}
+	acc := smart.NewAccounts(st)
+	if _, err := acc.AddUser(ctx, demoPatientUser, demoPassword, ids[0]); err != nil {
+		return err
+	}
+	if _, err := acc.AddUser(ctx, demoProxyUser, demoPassword, ""); err != nil {
+		return err
+	}
+	for _, pid := range ids[1:3] {
+		if _, err := smart.LinkProxy(ctx, st, demoProxyUser, pid, "PRN"); err != nil {
+			return err
+		}
+	}
+	return addClient(st, &smart.Client{ID: demoClient, Name: "Hearth demo app", Public: true,
+		RedirectURIs: []string{"http://localhost:8000/", "http://localhost:8000/callback", "http://127.0.0.1:8000/callback"}}, "")
+}
+
+func printDemoAccounts(st store.Store) {
+	u, err := smart.NewAccounts(st).Get(context.Background(), demoPatientUser)
+	if err != nil {
+		return
+	}
+	p, _ := smart.NewAccounts(st).Get(context.Background(), demoProxyUser)
+	fmt.Fprintf(os.Stderr, "Demo accounts (password %q):\n  %s → Patient/%s\n", demoPassword, demoPatientUser, u.Patient)
+	if p != nil {
+		fmt.Fprintf(os.Stderr, "  %s → proxy for", demoProxyUser)
+		for _, l := range p.Links {
+			fmt.Fprintf(os.Stderr, " Patient/%s", l.Patient)
+		}
+		fmt.Fprintln(os.Stderr)
+	}
+	fmt.Fprintf(os.Stderr, "Demo public client: %s (redirect http://localhost:8000/callback, PKCE S256)\n\n", demoClient)
+}

@@ -1,0 +1,371 @@
+package smart
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ory/fosite"
+
+	"github.com/hearth-fhir/hearth/smart/scopes"
+	"github.com/hearth-fhir/hearth/store"
+)
+
+const (
+	sessionCookie = "hearth_session"
+	csrfCookie    = "hearth_csrf"
+	pendingTTL    = 10 * time.Minute
+)
+
+// pending is an authorization request between its arrival and the user's
+// decision: the original parameters, the browser it is bound to (CSRF
+// token) and what the user has done so far.
+type pending struct {
+	Form    url.Values `json:"form"`
+	CSRF    string     `json:"csrf"`
+	Patient string     `json:"patient,omitempty"` // chosen or from the launch
+	Launch  string     `json:"launch,omitempty"`
+	Banner  bool       `json:"banner"`
+}
+
+// loginSession is a signed-in browser.
+type loginSession struct {
+	User string `json:"user"`
+}
+
+func randomToken() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return b64(b)
+}
+
+// launchContext is what an EHR (portal) launch binds to the `launch`
+// parameter.
+type launchContext struct {
+	Patient  string `json:"patient"`
+	ClientID string `json:"clientId"`
+}
+
+// CreateLaunch records an EHR launch of client for patient and returns the
+// opaque, single-use `launch` value (valid for five minutes).
+func (p *Provider) CreateLaunch(ctx context.Context, clientID, patient string) (string, error) {
+	id := randomToken()
+	data, _ := json.Marshal(launchContext{Patient: patient, ClientID: clientID})
+	return id, p.st.CreateAuth(ctx, store.AuthRecord{Kind: kindLaunch, Key: id, Active: true, ExpiresAt: time.Now().Add(5 * time.Minute), Data: data})
+}
+
+// authorize is the authorization endpoint (GET and POST).
+func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	ar, err := p.oauth.NewAuthorizeRequest(ctx, r)
+	if err != nil {
+		// fosite redirects only when client and redirect_uri are valid;
+		// otherwise the error is shown here, never sent to an unchecked URI.
+		p.oauth.WriteAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	form := ar.GetRequestForm()
+	if form.Get("code_challenge") == "" || form.Get("code_challenge_method") != "S256" {
+		p.oauth.WriteAuthorizeError(ctx, w, ar, fosite.ErrInvalidRequest.WithHint("PKCE is required: send code_challenge with code_challenge_method=S256."))
+		return
+	}
+	if strings.TrimSuffix(form.Get("aud"), "/") != p.cfg.FHIRBase {
+		p.oauth.WriteAuthorizeError(ctx, w, ar, fosite.ErrInvalidRequest.WithHintf("aud must be this server's FHIR base URL, %s.", p.cfg.FHIRBase))
+		return
+	}
+	pend := pending{Form: form, CSRF: randomToken(), Banner: true}
+	if launch := form.Get("launch"); launch != "" || ar.GetRequestedScopes().Has("launch") {
+		lc, err := p.useLaunch(ctx, launch, ar.GetClient().GetID())
+		if err != nil {
+			p.oauth.WriteAuthorizeError(ctx, w, ar, fosite.ErrInvalidRequest.WithHint("The launch parameter is missing, expired, already used or issued to another app."))
+			return
+		}
+		pend.Patient, pend.Launch, pend.Banner = lc.Patient, launch, false
+	}
+	id := randomToken()
+	data, _ := json.Marshal(pend)
+	if err := p.st.PutAuth(ctx, store.AuthRecord{Kind: kindPending, Key: id, Active: true, ExpiresAt: time.Now().Add(pendingTTL), Data: data}); err != nil {
+		p.oauth.WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: pend.CSRF, Path: "/oauth2", HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
+	p.next(w, r, id, &pend, ar)
+}
+
+// useLaunch consumes a launch value: one use, one client.
+func (p *Provider) useLaunch(ctx context.Context, launch, clientID string) (*launchContext, error) {
+	if launch == "" {
+		return nil, errors.New("no launch")
+	}
+	rec, err := p.st.GetAuth(ctx, kindLaunch, launch)
+	if err != nil || !rec.Active {
+		return nil, errors.New("unknown launch")
+	}
+	var lc launchContext
+	if err := json.Unmarshal(rec.Data, &lc); err != nil || lc.ClientID != clientID {
+		return nil, errors.New("launch for another client")
+	}
+	if err := p.st.DeactivateAuth(ctx, kindLaunch, launch); err != nil {
+		return nil, err
+	}
+	return &lc, nil
+}
+
+// currentUser returns the signed-in user of this browser, extending the
+// idle timeout, or nil.
+func (p *Provider) currentUser(ctx context.Context, w http.ResponseWriter, r *http.Request) (*User, string) {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return nil, ""
+	}
+	key := sha(c.Value)
+	rec, err := p.st.GetAuth(ctx, kindLogin, key)
+	if err != nil || !rec.Active {
+		return nil, ""
+	}
+	var ls loginSession
+	if json.Unmarshal(rec.Data, &ls) != nil {
+		return nil, ""
+	}
+	u, err := p.accounts.Get(ctx, ls.User)
+	if err != nil {
+		return nil, ""
+	}
+	rec.ExpiresAt = time.Now().Add(p.cfg.IdleTimeout)
+	p.st.PutAuth(ctx, rec)
+	return u, key
+}
+
+// next shows the page the request needs now: login, patient picker or
+// consent.
+func (p *Provider) next(w http.ResponseWriter, r *http.Request, id string, pend *pending, ar fosite.AuthorizeRequester) {
+	ctx := r.Context()
+	d := pageData{Action: p.root + "/oauth2/interact", Pending: id, CSRF: pend.CSRF, ClientName: clientName(ar.GetClient())}
+	u, _ := p.currentUser(ctx, w, r)
+	if u == nil {
+		d.Title = "Sign in"
+		renderPage(w, http.StatusOK, "login", d)
+		return
+	}
+	actors := u.Actors()
+	if pend.Patient != "" {
+		if _, ok := u.ActorFor(pend.Patient); !ok {
+			p.oauth.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The signed-in user may not act for the launch patient."))
+			return
+		}
+	} else {
+		switch len(actors) {
+		case 0:
+			p.oauth.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The account is not linked to any patient."))
+			return
+		case 1:
+			pend.Patient = actors[0].Patient
+		default:
+			d.Title = "Choose a patient"
+			for _, a := range actors {
+				d.Patients = append(d.Patients, pickPatient{ID: a.Patient, Name: p.patientName(ctx, a.Patient), Self: a.Patient == u.Patient})
+			}
+			renderPage(w, http.StatusOK, "pick", d)
+			return
+		}
+		p.savePending(ctx, id, pend)
+	}
+	d.Title = "Allow access?"
+	d.PatientName = p.patientName(ctx, pend.Patient)
+	for _, s := range ar.GetRequestedScopes() {
+		d.Scopes = append(d.Scopes, scopeChoice{Value: s, Label: describeScope(s)})
+		if s == "offline_access" {
+			d.Offline = true
+		}
+	}
+	renderPage(w, http.StatusOK, "consent", d)
+}
+
+func (p *Provider) savePending(ctx context.Context, id string, pend *pending) error {
+	data, _ := json.Marshal(pend)
+	return p.st.PutAuth(ctx, store.AuthRecord{Kind: kindPending, Key: id, Active: true, ExpiresAt: time.Now().Add(pendingTTL), Data: data})
+}
+
+// interact receives the pages' forms.
+func (p *Provider) interact(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if err := r.ParseForm(); err != nil {
+		renderPage(w, http.StatusBadRequest, "error", pageData{Title: "Error", Error: "The form could not be read."})
+		return
+	}
+	id := r.PostForm.Get("pending")
+	rec, err := p.st.GetAuth(ctx, kindPending, id)
+	var pend pending
+	if err != nil || json.Unmarshal(rec.Data, &pend) != nil {
+		renderPage(w, http.StatusBadRequest, "error", pageData{Title: "Error", Error: "This sign-in has expired. Return to the app and start again."})
+		return
+	}
+	cookie, _ := r.Cookie(csrfCookie)
+	if cookie == nil || subtle.ConstantTimeCompare([]byte(cookie.Value), []byte(pend.CSRF)) != 1 ||
+		subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(pend.CSRF)) != 1 {
+		renderPage(w, http.StatusForbidden, "error", pageData{Title: "Error", Error: "The form did not come from this browser's sign-in (CSRF check failed)."})
+		return
+	}
+	// Rebuild the original authorization request; fosite checks it again.
+	orig, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/oauth2/authorize?"+pend.Form.Encode(), nil)
+	ar, err := p.oauth.NewAuthorizeRequest(ctx, orig)
+	if err != nil {
+		p.oauth.WriteAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	switch r.PostForm.Get("step") {
+	case "login":
+		u, err := p.accounts.Login(ctx, r.PostForm.Get("username"), r.PostForm.Get("password"))
+		if err != nil {
+			renderPage(w, http.StatusUnauthorized, "login", pageData{Title: "Sign in", Action: p.root + "/oauth2/interact", Pending: id, CSRF: pend.CSRF,
+				ClientName: clientName(ar.GetClient()), Error: "Unknown username or wrong password (accounts lock after repeated failures)."})
+			return
+		}
+		token := randomToken()
+		data, _ := json.Marshal(loginSession{User: u.Username})
+		if err := p.st.PutAuth(ctx, store.AuthRecord{Kind: kindLogin, Key: sha(token), Subject: u.Username, Active: true, ExpiresAt: time.Now().Add(p.cfg.IdleTimeout), Data: data}); err != nil {
+			p.oauth.WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError)
+			return
+		}
+		http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: token, Path: "/oauth2", HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
+		r.AddCookie(&http.Cookie{Name: sessionCookie, Value: token})
+		p.next(w, r, id, &pend, ar)
+	case "pick":
+		u, _ := p.currentUser(ctx, w, r)
+		if u == nil {
+			p.next(w, r, id, &pend, ar)
+			return
+		}
+		if _, ok := u.ActorFor(r.PostForm.Get("patient")); !ok {
+			renderPage(w, http.StatusForbidden, "error", pageData{Title: "Error", Error: "You may not act for that patient."})
+			return
+		}
+		pend.Patient = r.PostForm.Get("patient")
+		p.savePending(ctx, id, &pend)
+		p.next(w, r, id, &pend, ar)
+	case "consent":
+		u, loginKey := p.currentUser(ctx, w, r)
+		if u == nil || pend.Patient == "" {
+			p.next(w, r, id, &pend, ar)
+			return
+		}
+		p.st.DeleteAuth(ctx, kindPending, id) // one decision per request
+		if r.PostForm.Get("decision") != "allow" {
+			p.oauth.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The user denied access."))
+			return
+		}
+		p.finish(w, r, ar, u, &pend, r.PostForm["scope"], loginKey)
+	default:
+		renderPage(w, http.StatusBadRequest, "error", pageData{Title: "Error", Error: "Unknown step."})
+	}
+}
+
+// finish grants what the user allowed and redirects to the app with a code.
+func (p *Provider) finish(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, u *User, pend *pending, allowed []string, loginKey string) {
+	ctx := r.Context()
+	actor, ok := u.ActorFor(pend.Patient)
+	if !ok {
+		p.oauth.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied)
+		return
+	}
+	for _, s := range ar.GetRequestedScopes() {
+		if !slices.Contains(allowed, s) {
+			continue
+		}
+		// system/ scopes belong to backend services, never to a user.
+		if rs, ok := scopes.ParseResource(s); ok && rs.Context == "system" {
+			continue
+		}
+		ar.GrantScope(s)
+	}
+	sess := p.newSession()
+	sess.User = u.Username
+	sess.Patient = actor.Patient
+	sess.FHIRUser = actor.FHIRUser
+	sess.NeedBanner = pend.Banner
+	if ar.GetGrantedScopes().Has("online_access") {
+		sess.LoginSession = loginKey
+	}
+	p.idTokenClaims(sess, time.Now().UTC())
+	resp, err := p.oauth.NewAuthorizeResponse(ctx, ar, sess)
+	if err != nil {
+		p.oauth.WriteAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	p.oauth.WriteAuthorizeResponse(ctx, w, ar, resp)
+}
+
+func clientName(c fosite.Client) string {
+	if hc, ok := c.(*Client); ok && hc.Name != "" {
+		return hc.Name
+	}
+	return c.GetID()
+}
+
+// patientName reads the patient's name for the pages.
+func (p *Provider) patientName(ctx context.Context, id string) string {
+	res, err := p.st.Read(ctx, "Patient", id)
+	if err != nil {
+		return "Patient " + id
+	}
+	var pt struct {
+		Name []struct {
+			Text   string   `json:"text"`
+			Given  []string `json:"given"`
+			Family string   `json:"family"`
+		} `json:"name"`
+	}
+	if json.Unmarshal(res.JSON, &pt) != nil || len(pt.Name) == 0 {
+		return "Patient " + id
+	}
+	n := pt.Name[0]
+	if n.Text != "" {
+		return n.Text
+	}
+	return strings.TrimSpace(strings.Join(append(n.Given, n.Family), " "))
+}
+
+// describeScope labels a scope for the consent page.
+func describeScope(s string) string {
+	switch s {
+	case "openid", "profile":
+		return "Know who you are (" + s + ")"
+	case "fhirUser":
+		return "Know your FHIR identity (fhirUser)"
+	case "launch", "launch/patient":
+		return "Know which patient's record is open (" + s + ")"
+	case "offline_access":
+		return "Keep access after you close the app (offline_access)"
+	case "online_access":
+		return "Keep access while you are signed in (online_access)"
+	}
+	rs, ok := scopes.ParseResource(s)
+	if !ok {
+		return s
+	}
+	var verbs []string
+	for _, v := range []struct {
+		p scopes.Perm
+		w string
+	}{{scopes.Read, "read"}, {scopes.Search, "search"}, {scopes.Create, "create"}, {scopes.Update, "update"}, {scopes.Delete, "delete"}} {
+		if rs.Perm&v.p != 0 {
+			verbs = append(verbs, v.w)
+		}
+	}
+	what := rs.Type
+	if what == "*" {
+		what = "all record types"
+	}
+	label := strings.Join(verbs, ", ") + " " + what
+	if rs.Query != nil {
+		label += " limited to " + rs.Query.Encode()
+	}
+	return strings.ToUpper(label[:1]) + label[1:] + " (" + s + ")"
+}

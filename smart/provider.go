@@ -1,0 +1,198 @@
+// Package smart is Hearth's SMART on FHIR authorization server, built on
+// ory/fosite: discovery, the authorize endpoint with its login, patient
+// picker and consent pages, token, introspection, revocation and dynamic
+// registration endpoints, accounts with proxy links, and the bearer-token
+// check that turns a token into an access.Policy.
+package smart
+
+import (
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"encoding/base64"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/compose"
+	"github.com/ory/fosite/token/jwt"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/hearth-fhir/hearth/smart/scopes"
+	"github.com/hearth-fhir/hearth/store"
+)
+
+const cryptoSHA256 = crypto.SHA256
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func sha(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return b64(h[:])
+}
+
+func splitScope(s string) []string { return strings.Fields(s) }
+
+// Config configures the authorization server.
+type Config struct {
+	// FHIRBase is the FHIR base URL (http://host/fhir): the `aud` apps must
+	// name, and the OpenID issuer.
+	FHIRBase string
+	// AccessTokenLifespan defaults to one hour (SMART: at most one hour).
+	AccessTokenLifespan time.Duration
+	// IdleTimeout ends a login session after this much inactivity
+	// (default 15 minutes); online_access refresh tokens end with it.
+	IdleTimeout time.Duration
+}
+
+// Provider is the authorization server.
+type Provider struct {
+	cfg      Config
+	root     string // the server root URL (FHIRBase without /fhir)
+	st       store.Store
+	oauth    fosite.OAuth2Provider
+	keys     *Keys
+	clients  *clientStore
+	accounts *Accounts
+	log      *slog.Logger
+}
+
+// New creates the provider over st, creating its keys on first use.
+func New(ctx context.Context, cfg Config, st store.Store, log *slog.Logger) (*Provider, error) {
+	cfg.FHIRBase = strings.TrimSuffix(cfg.FHIRBase, "/")
+	if cfg.AccessTokenLifespan == 0 {
+		cfg.AccessTokenLifespan = time.Hour
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 15 * time.Minute
+	}
+	keys, err := loadKeys(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	p := &Provider{cfg: cfg, root: strings.TrimSuffix(cfg.FHIRBase, "/fhir"), st: st, keys: keys,
+		clients: &clientStore{st: st}, accounts: NewAccounts(st), log: log}
+	fc := &fosite.Config{
+		AccessTokenLifespan:         cfg.AccessTokenLifespan,
+		RefreshTokenLifespan:        365 * 24 * time.Hour,
+		AuthorizeCodeLifespan:       time.Minute,
+		IDTokenLifespan:             time.Hour,
+		IDTokenIssuer:               cfg.FHIRBase,
+		AccessTokenIssuer:           cfg.FHIRBase,
+		GlobalSecret:                keys.HMAC,
+		ScopeStrategy:               clientAllowsScope,
+		AudienceMatchingStrategy:    fosite.DefaultAudienceMatchingStrategy,
+		EnforcePKCE:                 true,
+		EnforcePKCEForPublicClients: true,
+		TokenURL:                    p.root + "/oauth2/token",
+		RefreshTokenScopes:          []string{"offline_access", "online_access"},
+		SendDebugMessagesToClients:  false,
+		MinParameterEntropy:         8,
+		JWKSFetcherStrategy:         fosite.NewDefaultJWKSFetcherStrategy(),
+	}
+	getKey := func(context.Context) (interface{}, error) { return keys.Signing, nil }
+	strategy := &compose.CommonStrategy{
+		CoreStrategy:               compose.NewOAuth2HMACStrategy(fc),
+		OpenIDConnectTokenStrategy: compose.NewOpenIDConnectStrategy(getKey, fc),
+		Signer:                     &jwt.DefaultSigner{GetPrivateKey: getKey},
+	}
+	storage := &storage{st: st, clients: p.clients}
+	p.oauth = compose.Compose(fc, storage, strategy,
+		compose.OAuth2AuthorizeExplicitFactory,
+		compose.OAuth2ClientCredentialsGrantFactory,
+		compose.OAuth2RefreshTokenGrantFactory,
+		compose.OpenIDConnectExplicitFactory,
+		compose.OpenIDConnectRefreshFactory,
+		compose.OAuth2TokenIntrospectionFactory,
+		compose.OAuth2TokenRevocationFactory,
+		compose.OAuth2PKCEFactory,
+	)
+	return p, nil
+}
+
+// Accounts manages users.
+func (p *Provider) Accounts() *Accounts { return p.accounts }
+
+// AddClient registers (or replaces) a client; secret, if set, is hashed.
+func (p *Provider) AddClient(ctx context.Context, c *Client, secret string) error {
+	if secret != "" {
+		h, err := bcrypt.GenerateFromPassword([]byte(secret), bcrypt.DefaultCost)
+		if err != nil {
+			return err
+		}
+		c.SecretHash = h
+	}
+	if err := c.normalise(); err != nil {
+		return err
+	}
+	return p.clients.put(ctx, c)
+}
+
+// clientAllowsScope is fosite's scope strategy: may a client with scopes
+// haystack ask for needle? Resource scopes are covered by a client scope of
+// the same context whose type is the same or "*" and whose permissions are
+// a superset, whatever the granular constraint; other scopes match exactly.
+func clientAllowsScope(haystack []string, needle string) bool {
+	want, isResource := scopes.ParseResource(needle)
+	for _, h := range haystack {
+		if h == needle {
+			return true
+		}
+		if !isResource {
+			continue
+		}
+		have, ok := scopes.ParseResource(h)
+		if ok && have.Query == nil && have.Context == want.Context && (have.Type == "*" || have.Type == want.Type) && have.Perm&want.Perm == want.Perm {
+			return true
+		}
+	}
+	return false
+}
+
+// Routes returns the OAuth endpoints, mounted at /oauth2.
+func (p *Provider) Routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(noStoreHeaders)
+	r.Get("/authorize", p.authorize)
+	r.Post("/authorize", p.authorize)
+	r.Post("/interact", p.interact)
+	r.Post("/token", p.token)
+	r.Post("/introspect", p.introspect)
+	r.Post("/revoke", p.revoke)
+	r.Post("/register", p.register)
+	r.Get("/jwks", p.jwks)
+	r.Get("/style.json", p.style)
+	return r
+}
+
+func noStoreHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Pragma", "no-cache")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// newSession is the session prototype fosite fills from storage.
+func (p *Provider) newSession() *Session { return newSession() }
+
+// idTokenClaims fills the OpenID claims at the time of consent.
+func (p *Provider) idTokenClaims(s *Session, now time.Time) {
+	s.Claims = &jwt.IDTokenClaims{
+		Issuer:      p.cfg.FHIRBase,
+		Subject:     s.User,
+		AuthTime:    now,
+		RequestedAt: now,
+		Extra:       map[string]interface{}{},
+	}
+	if s.FHIRUser != "" {
+		s.Claims.Extra["fhirUser"] = p.cfg.FHIRBase + "/" + s.FHIRUser
+	}
+	s.Headers = &jwt.Headers{Extra: map[string]interface{}{"kid": p.keys.KeyID}}
+	s.Subject = s.User
+	s.Username = s.User
+}
