@@ -73,6 +73,8 @@ func New(cfg Config, st store.Store, log *slog.Logger) *Server {
 	}
 	r.Route("/fhir", func(r chi.Router) {
 		r.Use(noStore)
+		r.NotFound(s.notFound)
+		r.MethodNotAllowed(s.methodNotAllowed)
 		// Discovery is JSON whatever the Accept header asks for.
 		if cfg.Auth != nil {
 			r.Get("/.well-known/smart-configuration", cfg.Auth.SMARTConfiguration)
@@ -80,8 +82,6 @@ func New(cfg Config, st store.Store, log *slog.Logger) *Server {
 		}
 		r.Group(func(r chi.Router) {
 			r.Use(s.negotiate)
-			r.NotFound(s.notFound)
-			r.MethodNotAllowed(s.methodNotAllowed)
 			r.Get("/metadata", s.metadata)
 			r.Group(func(r chi.Router) {
 				r.Use(s.authenticate)
