@@ -3,8 +3,13 @@ package smart_test
 import (
 	"context"
 	"crypto/rand"
+	"crypto/rsa"
+	"time"
+
 	"encoding/json"
 	"fmt"
+	"github.com/go-jose/go-jose/v3"
+	josejwt "github.com/go-jose/go-jose/v3/jwt"
 	"io"
 	"log/slog"
 	"net"
@@ -97,7 +102,11 @@ func newEnv(t *testing.T) *env {
 }
 
 func obs(id, patient, category, code string) string {
-	return fmt.Sprintf(`{"resourceType":"Observation","id":%q,"status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":%q}]}],"code":{"coding":[{"system":"http://loinc.org","code":%q}]},"subject":{"reference":"Patient/%s"},"performer":[{"reference":"Practitioner/dr"}],"effectiveDateTime":"2024-01-01"}`, id, category, code, patient)
+	idField := ""
+	if id != "" {
+		idField = fmt.Sprintf(`"id":%q,`, id)
+	}
+	return fmt.Sprintf(`{"resourceType":"Observation",%s"status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":%q}]}],"code":{"coding":[{"system":"http://loinc.org","code":%q}]},"subject":{"reference":"Patient/%s"},"performer":[{"reference":"Practitioner/dr"}],"effectiveDateTime":"2024-01-01"}`, idField, category, code, patient)
 }
 
 func (e *env) put(typ, id, body string) {
@@ -315,4 +324,80 @@ func postForm(t *testing.T, u string, form url.Values, basicUser, basicPass stri
 	var m map[string]any
 	json.Unmarshal(raw, &m)
 	return resp.StatusCode, m, resp.Header
+}
+
+func (e *env) fhirForm(path, token string, form url.Values) (int, map[string]any, http.Header) {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, e.base+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	json.Unmarshal(raw, &m)
+	return resp.StatusCode, m, resp.Header
+}
+
+// backend is a registered backend service with an RS384 key.
+type backend struct {
+	id  string
+	key *rsa.PrivateKey
+	kid string
+}
+
+func (e *env) newBackend(scope string) *backend {
+	e.t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	b := &backend{id: "backend-" + rand.Text()[:8], key: key, kid: "k1"}
+	jwks := &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: b.kid, Algorithm: "RS384", Use: "sig"}}}
+	c := &smart.Client{ID: b.id, GrantTypes: []string{"client_credentials"}, Scope: scope, JWKS: jwks, SigningAlg: "RS384"}
+	if err := e.provider.AddClient(context.Background(), c, ""); err != nil {
+		e.t.Fatal(err)
+	}
+	return b
+}
+
+// assertion signs a client assertion; mutate may change its claims.
+func (b *backend) assertion(t *testing.T, aud string, exp time.Duration, jti string) string {
+	t.Helper()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS384, Key: b.key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", b.kid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := josejwt.Signed(signer).Claims(map[string]any{
+		"iss": b.id, "sub": b.id, "aud": aud, "exp": time.Now().Add(exp).Unix(), "jti": jti,
+	}).CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func (e *env) backendToken(b *backend, scope string) (int, map[string]any) {
+	e.t.Helper()
+	status, body, _ := postForm(e.t, e.root+"/oauth2/token", url.Values{
+		"grant_type": {"client_credentials"}, "scope": {scope},
+		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+		"client_assertion":      {b.assertion(e.t, e.root+"/oauth2/token", 4*time.Minute, rand.Text())},
+	}, "", "")
+	return status, body
+}
+
+// openToken is a backend token that may read everything: the tests' view
+// of what is really stored.
+func (e *env) openToken() string {
+	e.t.Helper()
+	b := e.newBackend("system/*.rs")
+	status, body := e.backendToken(b, "system/*.rs")
+	if status != 200 {
+		e.t.Fatalf("backend token: %d %v", status, body)
+	}
+	return body["access_token"].(string)
 }
