@@ -24,8 +24,8 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		p.oauth.WriteAccessError(ctx, w, nil, fosite.ErrInvalidRequest.WithHint("The body is not a valid form."))
 		return
 	}
-	if a := r.PostForm.Get("client_assertion"); a != "" && !assertionExpiryOK(a) {
-		p.oauth.WriteAccessError(ctx, w, nil, fosite.ErrInvalidClient.WithHint("The client assertion's exp must be at most five minutes ahead."))
+	if a := r.PostForm.Get("client_assertion"); a != "" && !assertionTimesOK(a) {
+		p.oauth.WriteAccessError(ctx, w, nil, fosite.ErrInvalidClient.WithHint("The client assertion has expired, is not yet valid, or its exp is more than five minutes ahead."))
 		return
 	}
 	sess := p.newSession()
@@ -105,9 +105,10 @@ func (p *Provider) stillAllowed(r *http.Request, s *Session) error {
 	return nil
 }
 
-// assertionExpiryOK checks the exp of an (as yet unverified) client
-// assertion; fosite checks the signature and everything else.
-func assertionExpiryOK(jwt string) bool {
+// assertionTimesOK checks the exp and nbf of an (as yet unverified) client
+// assertion; fosite checks the signature and everything else. fosite
+// itself answers an expired assertion with a 500, hence the check here.
+func assertionTimesOK(jwt string) bool {
 	parts := strings.Split(jwt, ".")
 	if len(parts) != 3 {
 		return true // malformed: fosite rejects it with the right error
@@ -118,11 +119,17 @@ func assertionExpiryOK(jwt string) bool {
 	}
 	var claims struct {
 		Exp float64 `json:"exp"`
+		Nbf float64 `json:"nbf"`
 	}
 	if json.Unmarshal(body, &claims) != nil || claims.Exp == 0 {
 		return true
 	}
-	return time.Unix(int64(claims.Exp), 0).Before(time.Now().Add(maxAssertionLifetime))
+	now := time.Now()
+	exp := time.Unix(int64(claims.Exp), 0)
+	if !exp.After(now) || !exp.Before(now.Add(maxAssertionLifetime)) {
+		return false
+	}
+	return claims.Nbf == 0 || !time.Unix(int64(claims.Nbf), 0).After(now.Add(time.Minute))
 }
 
 // introspect is RFC 7662 with SMART's additions (patient, fhirUser, iss).
