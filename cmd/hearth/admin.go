@@ -133,6 +133,10 @@ const (
 	demoProxyUser   = "parent"
 	demoPassword    = "hearth-demo"
 	demoClient      = "demo-app"
+	// demoBackend is a confidential client for curl: client_credentials
+	// with a secret, system/ scopes. Demo data only.
+	demoBackend       = "demo-backend"
+	demoBackendSecret = "hearth-demo-secret"
 )
 
 // seedAccounts creates the demo users and the public demo client.
@@ -161,8 +165,12 @@ func seedAccounts(st store.Store) error {
 			return err
 		}
 	}
-	return addClient(st, &smart.Client{ID: demoClient, Name: "Hearth demo app", Public: true,
-		RedirectURIs: []string{"http://localhost:8000/", "http://localhost:8000/callback", "http://127.0.0.1:8000/callback"}}, "")
+	if err := addClient(st, &smart.Client{ID: demoClient, Name: "Hearth demo app", Public: true,
+		RedirectURIs: []string{"http://localhost:8000/", "http://localhost:8000/callback", "http://127.0.0.1:8000/callback"}}, ""); err != nil {
+		return err
+	}
+	return addClient(st, &smart.Client{ID: demoBackend, Name: "Hearth demo backend", GrantTypes: []string{"client_credentials"},
+		Scope: "system/*.cruds system/*.rs system/*.read system/*.write", AuthMethod: "client_secret_basic"}, demoBackendSecret)
 }
 
 func printDemoAccounts(st store.Store) {
@@ -179,5 +187,6 @@ func printDemoAccounts(st store.Store) {
 		}
 		fmt.Fprintln(os.Stderr)
 	}
-	fmt.Fprintf(os.Stderr, "Demo public client: %s (redirect http://localhost:8000/callback, PKCE S256)\n\n", demoClient)
+	fmt.Fprintf(os.Stderr, "Demo public client: %s (redirect http://localhost:8000/callback, PKCE S256)\n", demoClient)
+	fmt.Fprintf(os.Stderr, "Demo backend client for curl: %s / %s (client_credentials, system/ scopes)\n\n", demoBackend, demoBackendSecret)
 }

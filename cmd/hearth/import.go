@@ -28,6 +28,7 @@ func importCmd(args []string) error {
 	data := fs.String("data", "./hearth-data", "data directory to load into (must not be in use by a running server)")
 	serverURL := fs.String("server", "", "FHIR base URL of a running Hearth to load into, instead of --data")
 	storeKind := fs.String("store", "sqlite", "storage backend, as for serve")
+	token := fs.String("token", "", "bearer token for --server (a backend-service token with system/*.cruds)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), `Usage: hearth import [--data DIR | --server URL] FILE...
 
@@ -49,7 +50,7 @@ Organization?identifier=… are resolved as a transaction would resolve them.`)
 	}
 	var sink resourceSink
 	if *serverURL != "" {
-		sink = &httpSink{base: strings.TrimSuffix(*serverURL, "/"), client: &http.Client{Timeout: 5 * time.Minute}}
+		sink = &httpSink{base: strings.TrimSuffix(*serverURL, "/"), token: *token, client: &http.Client{Timeout: 5 * time.Minute}}
 	} else {
 		st, _, err := openStore(*storeKind, *data)
 		if err != nil {
@@ -473,6 +474,7 @@ func bundleOutcome(resp []byte) (map[string]int, []string, error) {
 // PUTs (POSTs without an id), so the server resolves conditional references.
 type httpSink struct {
 	base   string
+	token  string
 	client *http.Client
 }
 
@@ -483,6 +485,9 @@ func (h *httpSink) post(ctx context.Context, body []byte) ([]byte, error) {
 	}
 	req.Header.Set("Content-Type", "application/fhir+json")
 	req.Header.Set("Prefer", "return=minimal")
+	if h.token != "" {
+		req.Header.Set("Authorization", "Bearer "+h.token)
+	}
 	resp, err := h.client.Do(req)
 	if err != nil {
 		return nil, err
