@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/hearth-fhir/hearth/store"
@@ -34,6 +35,34 @@ const (
 type storage struct {
 	st      store.AuthStore
 	clients *clientStore
+	decoded decodedCache
+}
+
+// decodedCache keeps access-token requests already decoded, keyed by token
+// signature. A token's record never changes once written — it is only
+// deleted — so a cached decode stays right as long as the record exists,
+// and the store is still asked on every request whether it does: a
+// revocation takes effect at once.
+type decodedCache struct {
+	mu sync.Mutex
+	m  map[string]*fosite.Request
+}
+
+const decodedCacheSize = 10_000
+
+func (c *decodedCache) get(sig string) *fosite.Request {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[sig]
+}
+
+func (c *decodedCache) put(sig string, r *fosite.Request) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= decodedCacheSize {
+		c.m = make(map[string]*fosite.Request, 1024)
+	}
+	c.m[sig] = r
 }
 
 // storedRequest is fosite.Request as JSON. The client is stored by id and
@@ -156,11 +185,31 @@ func (s *storage) CreateAccessTokenSession(ctx context.Context, sig string, r fo
 }
 
 func (s *storage) GetAccessTokenSession(ctx context.Context, sig string, sess fosite.Session) (fosite.Requester, error) {
-	r, err := s.get(ctx, kindAccess, sig, sess, fosite.ErrInactiveToken)
-	if errors.Is(err, fosite.ErrInactiveToken) {
+	rec, err := s.st.GetAuth(ctx, kindAccess, sig)
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, fosite.ErrNotFound
 	}
-	return r, err
+	if err != nil {
+		return nil, err
+	}
+	if !rec.Active {
+		return nil, fosite.ErrNotFound
+	}
+	if r := s.decoded.get(sig); r != nil {
+		// A copy, so that fosite's handling of one request cannot touch
+		// another's; the session is only read.
+		c := *r
+		return &c, nil
+	}
+	r, err := s.decodeRequest(ctx, rec.Data, sess)
+	if err != nil {
+		return nil, fosite.ErrNotFound.WithWrap(err)
+	}
+	if fr, ok := r.(*fosite.Request); ok {
+		c := *fr
+		s.decoded.put(sig, &c)
+	}
+	return r, nil
 }
 
 func (s *storage) DeleteAccessTokenSession(ctx context.Context, sig string) error {

@@ -53,7 +53,9 @@ func main() {
 	defer os.RemoveAll(work)
 
 	addr := freeAddr()
-	args := []string{"serve", "--listen", addr, "--data", filepath.Join(work, "data"), "--seed-dir", *seedDir, "--log-level", "warn"}
+	// First run open (the API's own cost), then again with authorization
+	// on and a bearer token on every request (the cost of the token check).
+	args := []string{"serve", "--listen", addr, "--data", filepath.Join(work, "data"), "--seed-dir", *seedDir, "--log-level", "warn", "--open"}
 	if *extra != "" {
 		args = append(args, strings.Fields(*extra)...)
 	}
@@ -83,7 +85,7 @@ func main() {
 	waitUp("http://" + bareAddr + paths[0])
 
 	readScript := filepath.Join(work, "read.lua")
-	check(os.WriteFile(readScript, []byte(rotateScript(paths)), 0o600))
+	check(os.WriteFile(readScript, []byte(rotateScript(paths, "")), 0o600))
 	createScript := filepath.Join(work, "create.lua")
 	check(os.WriteFile(createScript, []byte(createLua), 0o600))
 
@@ -96,13 +98,35 @@ func main() {
 	ceiling := w.run("http://"+bareAddr, readScript, w.duration)
 	create := w.run("http://"+addr+"/fhir/Patient", createScript, w.duration)
 
+	// The same reads through the SMART token check.
+	srv.Process.Kill()
+	srv.Wait()
+	var authArgs []string
+	for _, a := range args {
+		if a != "--open" {
+			authArgs = append(authArgs, a)
+		}
+	}
+	authed := exec.Command(*hearth, authArgs...)
+	authed.Stderr = io.Discard
+	check(authed.Start())
+	defer authed.Process.Kill()
+	waitUp(base + "/metadata")
+	token := backendToken("http://" + addr)
+	tokenScript := filepath.Join(work, "read-token.lua")
+	check(os.WriteFile(tokenScript, []byte(rotateScript(paths, token)), 0o600))
+	w.run("http://"+addr, tokenScript, 2*time.Second)
+	readToken := w.run("http://"+addr, tokenScript, w.duration)
+
 	fmt.Printf("\n%-34s %12s %10s %10s\n", "", "req/s", "p50", "p99")
-	fmt.Printf("%-34s %12.0f %10s %10s\n", "read by id (Hearth)", read.rps, read.p50, read.p99)
+	fmt.Printf("%-34s %12.0f %10s %10s\n", "read by id (Hearth, --open)", read.rps, read.p50, read.p99)
+	fmt.Printf("%-34s %12.0f %10s %10s\n", "read by id (Hearth, bearer token)", readToken.rps, readToken.p50, readToken.p99)
 	fmt.Printf("%-34s %12.0f %10s %10s\n", "read by id (bare net/http ceiling)", ceiling.rps, ceiling.p50, ceiling.p99)
 	fmt.Printf("%-34s %12.0f %10s %10s\n", "create Patient (durable commit)", create.rps, create.p50, create.p99)
 	fmt.Printf("\nread ratio Hearth / ceiling: %.2f\n", read.rps/ceiling.rps)
-	if read.non2xx > 0 || create.non2xx > 0 {
-		fmt.Printf("WARNING: non-2xx responses: reads %d, creates %d\n", read.non2xx, create.non2xx)
+	fmt.Printf("token-checked reads / open reads: %.2f\n", readToken.rps/read.rps)
+	if read.non2xx > 0 || create.non2xx > 0 || readToken.non2xx > 0 {
+		fmt.Printf("WARNING: non-2xx responses: reads %d, token reads %d, creates %d\n", read.non2xx, readToken.non2xx, create.non2xx)
 		os.Exit(1)
 	}
 }
@@ -148,8 +172,12 @@ func (w wrkArgs) run(url, script string, d time.Duration) wrkResult {
 }
 
 // rotateScript makes each wrk connection cycle through the paths.
-func rotateScript(paths []string) string {
+func rotateScript(paths []string, token string) string {
 	var b strings.Builder
+	headers := `{["Accept"] = "application/fhir+json"}`
+	if token != "" {
+		headers = `{["Accept"] = "application/fhir+json", ["Authorization"] = "Bearer ` + token + `"}`
+	}
 	b.WriteString("local paths = {\n")
 	for _, p := range paths {
 		fmt.Fprintf(&b, "  %q,\n", p)
@@ -158,7 +186,7 @@ func rotateScript(paths []string) string {
 local i = 0
 request = function()
   i = i % #paths + 1
-  return wrk.format("GET", paths[i], {["Accept"] = "application/fhir+json"})
+  return wrk.format("GET", paths[i], ` + headers + `)
 end
 `)
 	return b.String()
@@ -260,4 +288,24 @@ func check(err error) {
 func fail(msg string) {
 	fmt.Fprintln(os.Stderr, "hearthbench:", msg)
 	os.Exit(1)
+}
+
+// backendToken gets a token for the demo backend client that the seed
+// creates (client_credentials, system/ scopes).
+func backendToken(root string) string {
+	req, err := http.NewRequest(http.MethodPost, root+"/oauth2/token", strings.NewReader("grant_type=client_credentials&scope=system%2F*.rs"))
+	check(err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("demo-backend", "hearth-demo-secret")
+	resp, err := http.DefaultClient.Do(req)
+	check(err)
+	defer resp.Body.Close()
+	var t struct {
+		AccessToken string `json:"access_token"`
+	}
+	check(json.NewDecoder(resp.Body).Decode(&t))
+	if t.AccessToken == "" {
+		fail("no token from the demo backend client")
+	}
+	return t.AccessToken
 }

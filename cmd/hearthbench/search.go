@@ -37,7 +37,7 @@ func searchBench(args []string) {
 	defer os.RemoveAll(work)
 
 	addr := freeAddr()
-	srv := exec.Command(*hearth, "serve", "--listen", addr, "--data", *data, "--no-seed", "--log-level", "warn")
+	srv := exec.Command(*hearth, "serve", "--listen", addr, "--data", *data, "--no-seed", "--log-level", "warn", "--open")
 	srv.Stderr = os.Stderr
 	check(srv.Start())
 	defer srv.Process.Kill()
@@ -73,7 +73,7 @@ func searchBench(args []string) {
 	var rows []row
 	run := func(name string, paths []string, conns int) {
 		script := filepath.Join(work, fmt.Sprintf("search%d.lua", len(rows)))
-		check(os.WriteFile(script, []byte(rotateScript(paths)), 0o600))
+		check(os.WriteFile(script, []byte(rotateScript(paths, "")), 0o600))
 		wa := w
 		wa.conns = conns
 		wa.run("http://"+addr, script, 2*time.Second) // warm-up
@@ -102,7 +102,7 @@ func searchBench(args []string) {
 // to a fresh server and reports resources per second with durable commits.
 func ingest(hearth, work string) {
 	addr := freeAddr()
-	srv := exec.Command(hearth, "serve", "--listen", addr, "--data", filepath.Join(work, "ingest"), "--no-seed", "--log-level", "warn", "--max-body-bytes", "67108864")
+	srv := exec.Command(hearth, "serve", "--listen", addr, "--data", filepath.Join(work, "ingest"), "--no-seed", "--log-level", "warn", "--max-body-bytes", "67108864", "--open")
 	srv.Stderr = os.Stderr
 	check(srv.Start())
 	defer srv.Process.Kill()

@@ -60,10 +60,9 @@ func (s *Store) sweepAuth(ctx context.Context, kind string) {
 }
 
 func (s *Store) GetAuth(ctx context.Context, kind, key string) (store.AuthRecord, error) {
-	cond, now := unexpired(time.Now())
 	rec := store.AuthRecord{Kind: kind, Key: key}
 	var exp int64
-	err := s.reader.QueryRowContext(ctx, `SELECT request_id, subject, active, expires_at, data FROM auth WHERE kind = ? AND key = ? AND `+cond, kind, key, now).
+	err := s.authStmt.QueryRowContext(ctx, kind, key, time.Now().UnixMilli()).
 		Scan(&rec.RequestID, &rec.Subject, &rec.Active, &exp, &rec.Data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return rec, fmt.Errorf("auth %s record: %w", kind, store.ErrNotFound)

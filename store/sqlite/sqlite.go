@@ -114,6 +114,7 @@ type Store struct {
 	lastTime time.Time // last lastUpdated assigned; keeps history ordered
 	cache    *cache
 	readStmt *sql.Stmt
+	authStmt *sql.Stmt // GetAuth: every API request checks its token
 }
 
 var _ store.Store = (*Store)(nil)
@@ -174,16 +175,25 @@ func Open(dir string, opts Options) (*Store, error) {
 		lock.Close()
 		return nil, fmt.Errorf("sqlite: prepare: %w", err)
 	}
+	authStmt, err := reader.Prepare(`SELECT request_id, subject, active, expires_at, data FROM auth WHERE kind = ? AND key = ? AND (expires_at = 0 OR expires_at > ?)`)
+	if err != nil {
+		readStmt.Close()
+		writer.Close()
+		reader.Close()
+		lock.Close()
+		return nil, fmt.Errorf("sqlite: prepare: %w", err)
+	}
 	n := opts.CacheEntries
 	if n == 0 {
 		n = 100_000
 	}
-	return &Store{writer: writer, reader: reader, lock: lock, cache: newCache(n), readStmt: readStmt}, nil
+	return &Store{writer: writer, reader: reader, lock: lock, cache: newCache(n), readStmt: readStmt, authStmt: authStmt}, nil
 }
 
 // Close closes the database and releases the directory lock.
 func (s *Store) Close() error {
 	s.readStmt.Close()
+	s.authStmt.Close()
 	err := errors.Join(s.reader.Close(), s.writer.Close())
 	s.lock.Close()
 	return err
