@@ -33,6 +33,9 @@ type pending struct {
 	Patient string     `json:"patient,omitempty"` // chosen or from the launch
 	Launch  string     `json:"launch,omitempty"`
 	Banner  bool       `json:"banner"`
+	// Portal is set for a portal (EHR) launch in progress: the client to
+	// launch once the user has signed in and chosen a patient.
+	Portal string `json:"portal,omitempty"`
 }
 
 // loginSession is a signed-in browser.
@@ -213,6 +216,10 @@ func (p *Provider) interact(w http.ResponseWriter, r *http.Request) {
 		renderPage(w, http.StatusForbidden, "error", pageData{Title: "Error", Error: "The form did not come from this browser's sign-in (CSRF check failed)."})
 		return
 	}
+	if pend.Portal != "" {
+		p.portalInteract(w, r, id, &pend)
+		return
+	}
 	// Rebuild the original authorization request; fosite checks it again.
 	orig, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/oauth2/authorize?"+pend.Form.Encode(), nil)
 	ar, err := p.oauth.NewAuthorizeRequest(ctx, orig)
@@ -222,21 +229,9 @@ func (p *Provider) interact(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.PostForm.Get("step") {
 	case "login":
-		u, err := p.accounts.Login(ctx, r.PostForm.Get("username"), r.PostForm.Get("password"))
-		if err != nil {
-			renderPage(w, http.StatusUnauthorized, "login", pageData{Title: "Sign in", Action: p.root + "/oauth2/interact", Pending: id, CSRF: pend.CSRF,
-				ClientName: clientName(ar.GetClient()), Error: "Unknown username or wrong password (accounts lock after repeated failures)."})
-			return
+		if _, ok := p.signIn(w, r, id, &pend, clientName(ar.GetClient())); ok {
+			p.next(w, r, id, &pend, ar)
 		}
-		token := randomToken()
-		data, _ := json.Marshal(loginSession{User: u.Username})
-		if err := p.st.PutAuth(ctx, store.AuthRecord{Kind: kindLogin, Key: sha(token), Subject: u.Username, Active: true, ExpiresAt: time.Now().Add(p.cfg.IdleTimeout), Data: data}); err != nil {
-			p.oauth.WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError)
-			return
-		}
-		http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: token, Path: "/oauth2", HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
-		r.AddCookie(&http.Cookie{Name: sessionCookie, Value: token})
-		p.next(w, r, id, &pend, ar)
 	case "pick":
 		u, _ := p.currentUser(ctx, w, r)
 		if u == nil {
@@ -368,4 +363,25 @@ func describeScope(s string) string {
 		label += " limited to " + rs.Query.Encode()
 	}
 	return strings.ToUpper(label[:1]) + label[1:] + " (" + s + ")"
+}
+
+// signIn checks the login form and starts a login session. On failure it
+// shows the login page again and returns false.
+func (p *Provider) signIn(w http.ResponseWriter, r *http.Request, id string, pend *pending, client string) (*User, bool) {
+	ctx := r.Context()
+	u, err := p.accounts.Login(ctx, r.PostForm.Get("username"), r.PostForm.Get("password"))
+	if err != nil {
+		renderPage(w, http.StatusUnauthorized, "login", pageData{Title: "Sign in", Action: p.root + "/oauth2/interact", Pending: id, CSRF: pend.CSRF,
+			ClientName: client, Error: "Unknown username or wrong password (accounts lock after repeated failures)."})
+		return nil, false
+	}
+	token := randomToken()
+	data, _ := json.Marshal(loginSession{User: u.Username})
+	if err := p.st.PutAuth(ctx, store.AuthRecord{Kind: kindLogin, Key: sha(token), Subject: u.Username, Active: true, ExpiresAt: time.Now().Add(p.cfg.IdleTimeout), Data: data}); err != nil {
+		renderPage(w, http.StatusInternalServerError, "error", pageData{Title: "Error", Error: "Signing in failed; try again."})
+		return nil, false
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: token, Path: "/oauth2", HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
+	r.AddCookie(&http.Cookie{Name: sessionCookie, Value: token})
+	return u, true
 }

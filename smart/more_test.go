@@ -243,3 +243,83 @@ func TestCSRFAndFraming(t *testing.T) {
 		t.Errorf("CSP: %q", resp.Header.Get("Content-Security-Policy"))
 	}
 }
+
+func TestPortalLaunch(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	launchURI := "http://127.0.0.1:9/launch?app=1"
+	if err := e.provider.AddClient(ctx, &smart.Client{ID: "portal-app", Public: true, RedirectURIs: []string{appRedirect}, LaunchURI: launchURI}, ""); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t)
+	p := b.get(e.root + "/oauth2/launch?client_id=portal-app")
+	p = b.submit(e.root+"/oauth2/interact", p, url.Values{"step": {"login"}, "username": {"parent"}, "password": {password}})
+	p = b.submit(e.root+"/oauth2/interact", p, url.Values{"step": {"pick"}, "patient": {"kid1"}})
+	if p.status != http.StatusFound || !strings.HasPrefix(p.location, "http://127.0.0.1:9/launch?") {
+		t.Fatalf("portal launch: %d %q %.200s", p.status, p.location, p.body)
+	}
+	lu, _ := url.Parse(p.location)
+	if lu.Query().Get("iss") != e.base || lu.Query().Get("launch") == "" || lu.Query().Get("app") != "1" {
+		t.Fatalf("launch URL %s", lu)
+	}
+	// The app then authorizes with the launch; the signed-in browser goes
+	// straight to consent, for the launch patient.
+	cfg := e.oauthConfig("portal-app", "launch", "openid", "fhirUser", "patient/*.rs")
+	verifier := oauth2.GenerateVerifier()
+	p = b.get(cfg.AuthCodeURL("portal-state", oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("aud", lu.Query().Get("iss")), oauth2.SetAuthURLParam("launch", lu.Query().Get("launch"))))
+	if !strings.Contains(p.body, `value="consent"`) {
+		t.Fatalf("expected consent: %d %.300s", p.status, p.body)
+	}
+	var allowed []string
+	for _, m := range scopeBoxRe.FindAllStringSubmatch(p.body, -1) {
+		allowed = append(allowed, htmlUnescape(m[1]))
+	}
+	p = b.submit(e.root+"/oauth2/interact", p, url.Values{"step": {"consent"}, "decision": {"allow"}, "scope": allowed})
+	tok, err := cfg.Exchange(ctx, e.redirected(p).Query().Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.Extra("patient") != "kid1" || tok.Extra("need_patient_banner") != false {
+		t.Errorf("patient %v banner %v", tok.Extra("patient"), tok.Extra("need_patient_banner"))
+	}
+	if p := b.get(e.root + "/oauth2/launch?client_id=" + appID); p.status != 400 {
+		t.Errorf("launch of an app without a launch URL: %d", p.status)
+	}
+}
+
+func TestStyleAndJWKS(t *testing.T) {
+	e := newEnv(t)
+	for _, path := range []string{"/oauth2/style.json", "/oauth2/jwks"} {
+		resp, err := http.Get(e.root + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&m)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || err != nil || len(m) == 0 {
+			t.Errorf("%s: %d %v", path, resp.StatusCode, err)
+		}
+	}
+}
+
+func TestOnlineAccessEndsWithSignIn(t *testing.T) {
+	e := newEnv(t)
+	b := newBrowser(t)
+	tok := e.exchange(e.authorize(b, e.oauthConfig(appID, "launch/patient", "online_access", "patient/*.rs"), "alice", ""))
+	refresh := func(rt string) (int, map[string]any) {
+		status, body, _ := postForm(t, e.root+"/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {appID}}, "", "")
+		return status, body
+	}
+	status, body := refresh(tok.RefreshToken)
+	if status != 200 {
+		t.Fatalf("online refresh while signed in: %d %v", status, body)
+	}
+	req, _ := http.NewRequest(http.MethodPost, e.root+"/oauth2/logout", nil)
+	if p := b.do(req); p.status != 200 {
+		t.Fatalf("logout: %d", p.status)
+	}
+	if status, body := refresh(body["refresh_token"].(string)); status != 400 || body["error"] != "invalid_grant" {
+		t.Errorf("online refresh after sign-out: %d %v", status, body)
+	}
+}

@@ -166,6 +166,8 @@ func (p *Provider) Routes() http.Handler {
 	r.Post("/register", p.register)
 	r.Get("/jwks", p.jwks)
 	r.Get("/style.json", p.style)
+	r.Get("/launch", p.portalLaunch)
+	r.Post("/logout", p.logout)
 	return r
 }
 
