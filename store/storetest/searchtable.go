@@ -199,22 +199,23 @@ var SearchTable = []SearchCase{
 	{Type: "Patient", Query: "_lastUpdated:missing=true", WantErr: true},
 }
 
+// loadSearchFixtures writes each fixture in its own transaction, so that a
+// backend without multi-document transactions (MongoDB without a replica
+// set) loads them too.
 func loadSearchFixtures(t *testing.T, s store.Store) {
 	t.Helper()
-	err := s.Transact(ctx, func(tx store.Tx) error {
-		for _, f := range searchFixtures {
-			typ, id, err := fhir.ResourceHeader([]byte(f))
-			if err != nil {
-				return err
-			}
-			if _, _, err := tx.Update(ctx, store.Write{Type: typ, ID: id, Body: []byte(f)}); err != nil {
-				return err
-			}
+	for _, f := range searchFixtures {
+		typ, id, err := fhir.ResourceHeader([]byte(f))
+		if err != nil {
+			t.Fatalf("fixture: %v", err)
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("fixtures: %v", err)
+		err = s.Transact(ctx, func(tx store.Tx) error {
+			_, _, err := tx.Update(ctx, store.Write{Type: typ, ID: id, Body: []byte(f)})
+			return err
+		})
+		if err != nil {
+			t.Fatalf("fixture %s/%s: %v", typ, id, err)
+		}
 	}
 }
 
