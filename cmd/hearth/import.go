@@ -400,7 +400,26 @@ func newStoreSink(st store.Store) *storeSink {
 	return &storeSink{st: st, srv: server.New(server.Config{}, st, slog.New(slog.NewTextHandler(io.Discard, nil)))}
 }
 
+// transactional is whether the store commits several writes atomically;
+// MongoDB without a replica set does not.
+func transactional(st store.Store) bool {
+	ts, ok := st.(interface{ SupportsTransactions() bool })
+	return !ok || ts.SupportsTransactions()
+}
+
 func (s *storeSink) put(ctx context.Context, batch []parsedLine) ([]error, error) {
+	if len(batch) > 1 && !transactional(s.st) {
+		// One write per transaction: what the store can do atomically.
+		errs := make([]error, len(batch))
+		for i := range batch {
+			e, err := s.put(ctx, batch[i:i+1])
+			if err != nil {
+				return nil, err
+			}
+			errs[i] = e[0]
+		}
+		return errs, nil
+	}
 	errs := make([]error, len(batch))
 	err := s.st.Transact(ctx, func(tx store.Tx) error {
 		for i, p := range batch {

@@ -4,14 +4,17 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/hearth-fhir/hearth/store"
+	"github.com/hearth-fhir/hearth/store/mongo"
 	"github.com/hearth-fhir/hearth/store/sqlite"
 )
 
@@ -104,7 +107,18 @@ func openStore(kind, dataDir string) (store.Store, bool, error) {
 		s, err := sqlite.Open(dataDir, sqlite.Options{})
 		return s, fresh, err
 	case strings.HasPrefix(kind, "mongodb://") || strings.HasPrefix(kind, "mongodb+srv://"):
-		return nil, false, fmt.Errorf("--store: the MongoDB backend is not available in this build yet")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		s, err := mongo.Open(ctx, kind)
+		if err != nil {
+			return nil, false, err
+		}
+		empty, err := s.Empty(ctx)
+		if err != nil {
+			s.Close()
+			return nil, false, err
+		}
+		return s, empty, nil
 	}
 	return nil, false, fmt.Errorf("--store: unknown store %q (use sqlite or a mongodb:// URL)", kind)
 }

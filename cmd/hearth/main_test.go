@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hearth-fhir/hearth/store/mongo/mongotest"
 )
 
 var binary string
@@ -29,6 +31,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	mongotest.Stop()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

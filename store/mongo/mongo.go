@@ -5,7 +5,14 @@
 //
 // # Documents
 //
-// resources — the current version of each resource, _id "Type/id":
+// res_<Type> — one collection per resource type (res_Patient,
+// res_Observation …) holding the current version of each resource,
+// _id "Type/id". A collection per type keeps each type's indexes small,
+// lets an operator shard or size the big types (Observation) on their own,
+// and means a search of a small type (Organization?identifier=…, the
+// conditional references of every Synthea bundle) never touches the big
+// ones — on FerretDB, which scans a collection for anything but _id, that
+// is the difference between seconds and hours. Documents:
 //
 //	type, id   resource type and id
 //	v, lu, op  version, lastUpdated (Unix ms), create|update|delete
@@ -27,10 +34,10 @@
 //
 // # Indexes (created at start-up; creating an existing index is a no-op)
 //
-//	resources {type:1, keys:1}   token/reference/identifier searches
-//	resources {comp:1, type:1}   compartment search, $everything, patient-bound tokens
-//	resources {type:1, id:1}     a type's resources in id order (keyset paging)
-//	versions  {type:1, id:1, v:1} unique: the version lock, vread, instance history
+//	res_<Type> {keys:1}   token/reference/identifier searches
+//	res_<Type> {comp:1}   compartment search, $everything, patient-bound tokens
+//	res_<Type> {id:1}     a type's resources in id order (keyset paging)
+//	versions  {type:1, id:1, v:1} unique: the version lock, instance history
 //	versions  {seq:1}, {type:1, seq:1}  system and type history
 //	auth      {kind:1, rid:1}    revoke everything one grant issued
 //	auth      {kind:1, sub:1}    a user's grants
@@ -60,7 +67,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
@@ -74,13 +83,14 @@ import (
 type Store struct {
 	client    *mongo.Client
 	db        *mongo.Database
-	resources *mongo.Collection
 	versions  *mongo.Collection
 	auth      *mongo.Collection
 	snapshots *mongo.Collection
 	counters  *mongo.Collection
 	// txns is whether the deployment runs multi-document transactions.
 	txns bool
+	// indexed holds the types whose collection this process has indexed.
+	indexed sync.Map
 	// noTTL: the server has no TTL indexes (FerretDB); expired auth
 	// records and snapshots are deleted by the store.
 	noTTL bool
@@ -100,7 +110,7 @@ func Open(ctx context.Context, uri string) (*Store, error) {
 		name = cs
 	}
 	db := client.Database(name)
-	s := &Store{client: client, db: db, resources: db.Collection("resources"), versions: db.Collection("versions"),
+	s := &Store{client: client, db: db, versions: db.Collection("versions"),
 		auth: db.Collection("auth"), snapshots: db.Collection("snapshots"), counters: db.Collection("counters")}
 	var hello bson.M
 	if err := db.RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&hello); err != nil {
@@ -129,6 +139,58 @@ func parseDBName(uri string) (string, error) {
 	return name, nil
 }
 
+// Empty reports whether the database holds no resources yet.
+func (s *Store) Empty(ctx context.Context) (bool, error) {
+	types, err := s.types(ctx)
+	return len(types) == 0, err
+}
+
+// collPrefix starts the name of every resource collection.
+const collPrefix = "res_"
+
+// coll is the collection of one resource type's current versions.
+func (s *Store) coll(typ string) *mongo.Collection { return s.db.Collection(collPrefix + typ) }
+
+// types lists the resource types that have a collection.
+func (s *Store) types(ctx context.Context) ([]string, error) {
+	names, err := s.db.ListCollectionNames(ctx, bson.D{})
+	if err != nil {
+		return nil, fmt.Errorf("mongo: list collections: %w", err)
+	}
+	var out []string
+	for _, n := range names {
+		if t, ok := strings.CutPrefix(n, collPrefix); ok {
+			out = append(out, t)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// typeIndexes are the indexes of every res_<Type> collection.
+var typeIndexes = []mongo.IndexModel{
+	{Keys: bson.D{{Key: "keys", Value: 1}}},
+	{Keys: bson.D{{Key: "comp", Value: 1}}},
+	{Keys: bson.D{{Key: "id", Value: 1}}},
+}
+
+// ensureType creates typ's collection indexes once per process, before
+// its first write (index builds cannot run inside a transaction).
+func (s *Store) ensureType(ctx context.Context, typ string) error {
+	if _, ok := s.indexed.Load(typ); ok {
+		return nil
+	}
+	// One at a time: FerretDB 1.24 panics on a createIndexes of several
+	// indexes some of which exist.
+	for _, m := range typeIndexes {
+		if _, err := s.coll(typ).Indexes().CreateOne(ctx, m); err != nil {
+			return fmt.Errorf("mongo: indexes of %s: %w", typ, err)
+		}
+	}
+	s.indexed.Store(typ, true)
+	return nil
+}
+
 // SupportsTransactions reports whether multi-resource transactions run.
 func (s *Store) SupportsTransactions() bool { return s.txns }
 
@@ -137,11 +199,6 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		c      *mongo.Collection
 		models []mongo.IndexModel
 	}{
-		{s.resources, []mongo.IndexModel{
-			{Keys: bson.D{{Key: "type", Value: 1}, {Key: "keys", Value: 1}}},
-			{Keys: bson.D{{Key: "comp", Value: 1}, {Key: "type", Value: 1}}},
-			{Keys: bson.D{{Key: "type", Value: 1}, {Key: "id", Value: 1}}},
-		}},
 		{s.versions, []mongo.IndexModel{
 			{Keys: bson.D{{Key: "type", Value: 1}, {Key: "id", Value: 1}, {Key: "v", Value: 1}}, Options: options.Index().SetUnique(true)},
 			{Keys: bson.D{{Key: "seq", Value: 1}}},
@@ -155,6 +212,15 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		{s.snapshots, []mongo.IndexModel{
 			{Keys: bson.D{{Key: "exp", Value: 1}}, Options: options.Index().SetExpireAfterSeconds(0)},
 		}},
+	}
+	types, err := s.types(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range types {
+		if err := s.ensureType(ctx, t); err != nil {
+			return err
+		}
 	}
 	for _, i := range idx {
 		for _, m := range i.models {
@@ -181,7 +247,7 @@ const notImplemented = 238
 // Close disconnects.
 func (s *Store) Close() error { return s.client.Disconnect(context.Background()) }
 
-// current is a document of resources.
+// current is a document of a res_<Type> collection.
 type current struct {
 	Key  string   `bson:"_id"`
 	Type string   `bson:"type"`
@@ -225,7 +291,7 @@ var readProjection = options.FindOne().SetProjection(bson.D{{Key: "v", Value: 1}
 
 func (s *Store) Read(ctx context.Context, typ, id string) (store.Resource, error) {
 	var d current
-	err := s.resources.FindOne(ctx, bson.D{{Key: "_id", Value: resKey(typ, id)}}, readProjection).Decode(&d)
+	err := s.coll(typ).FindOne(ctx, bson.D{{Key: "_id", Value: resKey(typ, id)}}, readProjection).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return store.Resource{}, fmt.Errorf("%s/%s: %w", typ, id, store.ErrNotFound)
 	}
@@ -238,7 +304,7 @@ func (s *Store) Read(ctx context.Context, typ, id string) (store.Resource, error
 
 func (s *Store) VRead(ctx context.Context, typ, id string, v int64) (store.Resource, error) {
 	var d version
-	err := s.versions.FindOne(ctx, bson.D{{Key: "type", Value: typ}, {Key: "id", Value: id}, {Key: "v", Value: v}}).Decode(&d)
+	err := s.versions.FindOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("%s/%d", resKey(typ, id), v)}}).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return store.Resource{}, fmt.Errorf("%s/%s/_history/%d: %w", typ, id, v, store.ErrNotFound)
 	}

@@ -48,7 +48,7 @@ const maxInList = 1000
 // narrow returns the database filter for q: every condition that exact
 // keys can express; the rest (and these again) are decided by match.
 func narrow(q *fhir.SearchQuery, sets func(*fhir.SearchParam) map[string]bool) bson.D {
-	and := bson.A{bson.D{{Key: "type", Value: q.Type}}, bson.D{{Key: "op", Value: bson.D{{Key: "$ne", Value: "delete"}}}}}
+	and := bson.A{bson.D{{Key: "op", Value: bson.D{{Key: "$ne", Value: "delete"}}}}}
 	if q.Compartment != "" {
 		and = append(and, bson.D{{Key: "comp", Value: q.Compartment}})
 	}
@@ -193,7 +193,7 @@ func (s *Store) matches(ctx context.Context, q *fhir.SearchQuery, afterID string
 			proj = append(proj, bson.E{Key: "json", Value: 1})
 		}
 	}
-	cur, err := s.resources.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "id", Value: 1}}).SetProjection(proj))
+	cur, err := s.coll(q.Type).Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "id", Value: 1}}).SetProjection(proj))
 	if err != nil {
 		return fmt.Errorf("mongo: search: %w", err)
 	}
@@ -259,7 +259,7 @@ func (s *Store) ReadMany(ctx context.Context, typ string, ids []string) ([]store
 	for _, id := range ids {
 		keys = append(keys, resKey(typ, id))
 	}
-	cur, err := s.resources.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: keys}}}},
+	cur, err := s.coll(typ).Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: keys}}}},
 		options.Find().SetProjection(bson.D{{Key: "id", Value: 1}, {Key: "v", Value: 1}, {Key: "lu", Value: 1}, {Key: "op", Value: 1}, {Key: "json", Value: 1}}))
 	if err != nil {
 		return nil, fmt.Errorf("mongo: read many: %w", err)
@@ -292,7 +292,7 @@ func (s *Store) References(ctx context.Context, typ string, ids []string, param 
 		for _, id := range chunk {
 			keys = append(keys, resKey(typ, id))
 		}
-		cur, err := s.resources.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: keys}}}, {Key: "op", Value: bson.D{{Key: "$ne", Value: "delete"}}}},
+		cur, err := s.coll(typ).Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: keys}}}, {Key: "op", Value: bson.D{{Key: "$ne", Value: "delete"}}}},
 			options.Find().SetProjection(bson.D{{Key: "id", Value: 1}, {Key: "ix", Value: 1}}))
 		if err != nil {
 			return nil, fmt.Errorf("mongo: references: %w", err)
@@ -332,7 +332,7 @@ func (s *Store) ReferencedBy(ctx context.Context, srcType, param, targetType str
 		for _, id := range chunk {
 			in = append(in, "r"+sep+param+sep+targetType+"/"+id)
 		}
-		ids, err := s.distinctIDs(ctx, bson.D{{Key: "type", Value: srcType}, {Key: "keys", Value: bson.D{{Key: "$in", Value: in}}},
+		ids, err := s.distinctIDs(ctx, srcType, bson.D{{Key: "keys", Value: bson.D{{Key: "$in", Value: in}}},
 			{Key: "op", Value: bson.D{{Key: "$ne", Value: "delete"}}}})
 		if err != nil {
 			return nil, err
@@ -348,8 +348,8 @@ func (s *Store) ReferencedBy(ctx context.Context, srcType, param, targetType str
 	return out, nil
 }
 
-func (s *Store) distinctIDs(ctx context.Context, filter bson.D) ([]string, error) {
-	cur, err := s.resources.Find(ctx, filter, options.Find().SetProjection(bson.D{{Key: "id", Value: 1}}))
+func (s *Store) distinctIDs(ctx context.Context, typ string, filter bson.D) ([]string, error) {
+	cur, err := s.coll(typ).Find(ctx, filter, options.Find().SetProjection(bson.D{{Key: "id", Value: 1}}))
 	if err != nil {
 		return nil, fmt.Errorf("mongo: search: %w", err)
 	}
@@ -365,28 +365,36 @@ func (s *Store) distinctIDs(ctx context.Context, filter bson.D) ([]string, error
 	return out, cur.Err()
 }
 
+// members lists the current resources of every type that match filter,
+// ordered by type and id: one indexed query per resource collection.
 func (s *Store) members(ctx context.Context, filter bson.D) ([]store.Member, error) {
 	filter = append(filter, bson.E{Key: "op", Value: bson.D{{Key: "$ne", Value: "delete"}}})
-	cur, err := s.resources.Find(ctx, filter, options.Find().SetProjection(bson.D{{Key: "type", Value: 1}, {Key: "id", Value: 1}, {Key: "lu", Value: 1}}))
+	types, err := s.types(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("mongo: members: %w", err)
+		return nil, err
 	}
-	defer cur.Close(ctx)
 	var out []store.Member
-	for cur.Next(ctx) {
-		var d current
-		if err := cur.Decode(&d); err != nil {
-			return nil, err
+	for _, typ := range types {
+		cur, err := s.coll(typ).Find(ctx, filter, options.Find().SetProjection(bson.D{{Key: "id", Value: 1}, {Key: "lu", Value: 1}}).
+			SetSort(bson.D{{Key: "id", Value: 1}}))
+		if err != nil {
+			return nil, fmt.Errorf("mongo: members: %w", err)
 		}
-		out = append(out, store.Member{Type: d.Type, ID: d.ID, LastUpdated: time.UnixMilli(d.LU).UTC()})
+		for cur.Next(ctx) {
+			var d current
+			if err := cur.Decode(&d); err != nil {
+				cur.Close(ctx)
+				return nil, err
+			}
+			out = append(out, store.Member{Type: typ, ID: d.ID, LastUpdated: time.UnixMilli(d.LU).UTC()})
+		}
+		err = cur.Err()
+		cur.Close(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("mongo: members: %w", err)
+		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Type != out[j].Type {
-			return out[i].Type < out[j].Type
-		}
-		return out[i].ID < out[j].ID
-	})
-	return out, cur.Err()
+	return out, nil
 }
 
 func (s *Store) CompartmentMembers(ctx context.Context, patientID string) ([]store.Member, error) {

@@ -75,6 +75,11 @@ func (s *Store) transactOnce(ctx context.Context, fn func(store.Tx) error) error
 	if err := fn(t); err != nil {
 		return err
 	}
+	for _, w := range t.writes {
+		if err := s.ensureType(ctx, w.res.Type); err != nil {
+			return err
+		}
+	}
 	switch {
 	case len(t.writes) == 0:
 		return nil
@@ -127,9 +132,9 @@ func (t *tx) apply(ctx context.Context) error {
 			return fmt.Errorf("mongo: history %s: %w", key, err)
 		}
 		if w.prev == 0 {
-			_, err = t.s.resources.ReplaceOne(ctx, bson.D{{Key: "_id", Value: key}}, doc, options.Replace().SetUpsert(true))
+			_, err = t.s.coll(r.Type).ReplaceOne(ctx, bson.D{{Key: "_id", Value: key}}, doc, options.Replace().SetUpsert(true))
 		} else {
-			_, err = t.s.resources.ReplaceOne(ctx, bson.D{{Key: "_id", Value: key}, {Key: "v", Value: w.prev}}, doc)
+			_, err = t.s.coll(r.Type).ReplaceOne(ctx, bson.D{{Key: "_id", Value: key}, {Key: "v", Value: w.prev}}, doc)
 		}
 		if err != nil {
 			return fmt.Errorf("mongo: write %s: %w", key, err)
