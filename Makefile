@@ -6,7 +6,7 @@ BIN     := bin/hearth
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build run test test-mongo lint generate bench bench-go bench-http bench-search bench-data clean
+.PHONY: all build run test test-mongo lint generate bench bench-go bench-http bench-search bench-mongo bench-data clean
 
 all: build
 
@@ -50,6 +50,12 @@ bench-go:
 bench-http: build
 	$(GO) build -o bin/hearthbench ./cmd/hearthbench
 	./bin/hearthbench --hearth $(BIN)
+
+# The read/create benchmark on the MongoDB backend, on a FerretDB it starts
+# (figures measure FerretDB's SQLite engine as much as Hearth).
+bench-mongo: build bin/ferretdb
+	$(GO) build -o bin/hearthbench ./cmd/hearthbench
+	./bin/hearthbench --hearth $(BIN) --ferretdb bin/ferretdb
 
 # Searches, $$everything and transaction ingest on 1,000 generated patients
 # (about 1.26M resources; generating and loading them takes minutes, once).

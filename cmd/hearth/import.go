@@ -76,6 +76,12 @@ func seed(st store.Store, dirs []string, log *slog.Logger) error {
 	for _, dir := range dirs {
 		ndjson, _ := filepath.Glob(filepath.Join(dir, "*.ndjson*"))
 		bundles, _ := filepath.Glob(filepath.Join(dir, "*.json*"))
+		if len(bundles) > 0 && !transactional(st) {
+			// Synthea's bundles are transactions, which need a MongoDB
+			// replica set; the NDJSON patients still load.
+			log.Warn("demo transaction bundles skipped: this MongoDB deployment has no multi-document transactions", slog.Int("bundles", len(bundles)))
+			bundles = nil
+		}
 		files = append(append(files, ndjson...), bundles...)
 	}
 	if len(files) == 0 {

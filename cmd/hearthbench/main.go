@@ -44,6 +44,8 @@ func main() {
 	threads := flag.Int("threads", 2, "wrk threads")
 	seedDir := flag.String("seed-dir", "testdata/synthea-10", "dataset loaded before measuring")
 	extra := flag.String("hearth-args", "", "extra arguments for hearth serve (space-separated)")
+	storeURI := flag.String("store", "", "a mongodb:// URL to measure the MongoDB backend (default: the embedded store)")
+	ferret := flag.String("ferretdb", "", "start this FerretDB binary and measure the MongoDB backend on it")
 	flag.Parse()
 	if _, err := exec.LookPath("wrk"); err != nil {
 		fail("wrk is not installed (apt-get install wrk)")
@@ -56,6 +58,14 @@ func main() {
 	// First run open (the API's own cost), then again with authorization
 	// on and a bearer token on every request (the cost of the token check).
 	args := []string{"serve", "--listen", addr, "--data", filepath.Join(work, "data"), "--seed-dir", *seedDir, "--log-level", "warn", "--open"}
+	if *ferret != "" {
+		fdb, uri := startFerretDB(*ferret, work)
+		defer fdb.Process.Kill()
+		*storeURI = uri
+	}
+	if *storeURI != "" {
+		args = append(args, "--store", *storeURI)
+	}
 	if *extra != "" {
 		args = append(args, strings.Fields(*extra)...)
 	}
@@ -70,6 +80,9 @@ func main() {
 	// server the very same bytes.
 	paths, bodies := patients(base)
 	fmt.Printf("dataset: %s (%d patients, mean Patient %d bytes)\n", *seedDir, len(paths), meanLen(bodies))
+	if *storeURI != "" {
+		fmt.Printf("store: %s\n", *storeURI)
+	}
 	bareDir := filepath.Join(work, "bare")
 	check(os.MkdirAll(bareDir, 0o700))
 	for i := range paths {
@@ -250,8 +263,29 @@ func bare(args []string) {
 	}))
 }
 
+// startFerretDB runs a FerretDB (SQLite engine) in dir for the length of
+// the benchmark and returns its connection string.
+func startFerretDB(bin, dir string) (*exec.Cmd, string) {
+	addr := freeAddr()
+	cmd := exec.Command(bin, "--listen", addr, "--dir", filepath.Join(dir, "ferretdb"))
+	check(os.MkdirAll(filepath.Join(dir, "ferretdb"), 0o700))
+	check(cmd.Start())
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return cmd, "mongodb://" + addr + "/hearthbench"
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	fail("ferretdb did not come up")
+	return nil, ""
+}
+
+// waitUp waits for a server that may first load its demo data (minutes
+// on FerretDB).
 func waitUp(url string) {
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(20 * time.Minute)
 	for time.Now().Before(deadline) {
 		if resp, err := http.Get(url); err == nil {
 			resp.Body.Close()

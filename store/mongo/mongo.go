@@ -47,8 +47,11 @@
 //
 // Equality, $in, $gt, $ne, $and, $inc, $set, $setOnInsert (upsert), sort,
 // projection, limit, findOneAndUpdate, insertOne/insertMany, updateOne,
-// deleteOne/deleteMany, countDocuments, createIndexes (with unique and
-// expireAfterSeconds): all in MongoDB 6.0 and FerretDB 1.24. No $elemMatch,
+// deleteOne/deleteMany, countDocuments, listCollections, createIndexes
+// (one index per command; with unique and expireAfterSeconds), and
+// sessions with transactions where hello reports a replica set or mongos:
+// all in MongoDB 6.0; FerretDB 1.24 has all but TTL and transactions,
+// which the store detects and works without. No $elemMatch,
 // $lookup, aggregation or change streams. Conditions that need more (date
 // and number ranges, string prefixes, :missing, :not, sorting by search
 // parameters) are narrowed by keys in the database and decided in Go by
