@@ -60,6 +60,12 @@ func (s *Store) Transact(ctx context.Context, fn func(store.Tx) error) error {
 		if !errors.Is(err, store.ErrConflict) || attempt == maxAttempts {
 			return err
 		}
+		var c *conflict
+		if errors.As(err, &c) {
+			if err := s.completeOrphan(ctx, c); err != nil {
+				return err
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -109,16 +115,13 @@ func (t *tx) apply(ctx context.Context) error {
 	for i, w := range t.writes {
 		r := w.res
 		key := resKey(r.Type, r.ID)
-		doc := current{Key: key, Type: r.Type, ID: r.ID, V: r.VersionID, LU: r.LastUpdated.UnixMilli(), Op: string(r.Op), JSON: r.JSON,
-			Keys: []string{}, Comp: []string{}}
-		if !r.Deleted {
-			ixJSON, err := json.Marshal(w.ix)
-			if err != nil {
-				return err
-			}
-			doc.IX = string(ixJSON)
-			doc.Keys = searchKeys(&w.ix)
-			doc.Comp = append(doc.Comp, w.ix.Compartments...)
+		ix := &w.ix
+		if r.Deleted {
+			ix = nil
+		}
+		doc, err := currentDoc(r.Type, r.ID, r.VersionID, r.LastUpdated.UnixMilli(), string(r.Op), r.JSON, ix)
+		if err != nil {
+			return err
 		}
 		// The history entry goes first: its unique (type, id, v) index is the
 		// lock that FerretDB, which does not make an update's match and
@@ -126,7 +129,7 @@ func (t *tx) apply(ctx context.Context) error {
 		_, err = t.s.versions.InsertOne(ctx, version{Key: fmt.Sprintf("%s/%d", key, r.VersionID), Type: r.Type, ID: r.ID, V: r.VersionID,
 			LU: doc.LU, Op: doc.Op, JSON: r.JSON, Seq: first + int64(i)})
 		if mongo.IsDuplicateKeyError(err) {
-			return fmt.Errorf("%s was changed by another request: %w", key, store.ErrConflict)
+			return &conflict{key: key, typ: r.Type, v: r.VersionID}
 		}
 		if err != nil {
 			return fmt.Errorf("mongo: history %s: %w", key, err)
@@ -228,4 +231,92 @@ func (t *tx) put(w store.Write, v, prev int64, op store.Op) (store.Resource, err
 	t.writes = append(t.writes, pw)
 	t.latest[resKey(w.Type, w.ID)] = pw
 	return pw.res, nil
+}
+
+// conflict: version v of key exists already — another writer got there
+// first, or a writer stopped after the history entry and before the
+// current document (a crash between the two; see completeOrphan).
+type conflict struct {
+	key, typ string
+	v        int64
+}
+
+func (c *conflict) Error() string {
+	return fmt.Sprintf("%s was changed by another request", c.key)
+}
+
+func (c *conflict) Unwrap() error { return store.ErrConflict }
+
+// orphanAge is how old a history entry whose current document was never
+// written must be before another writer completes it. Far longer than a
+// live writer takes between the two writes (each bounded by the client's
+// 30 s operation timeout), so a slow writer is never overtaken.
+const orphanAge = 2 * time.Minute
+
+// completeOrphan rolls forward a write that stopped halfway: if version
+// c.v is in the history, older than orphanAge, and the current document
+// is still at c.v-1, the current document is brought to c.v from the
+// history entry. Without it a crash at the wrong moment would leave the
+// resource refusing every later write. The writer's client never had an
+// answer, so applying its write is as if the acknowledgement was lost.
+func (s *Store) completeOrphan(ctx context.Context, c *conflict) error {
+	var cur struct {
+		V int64 `bson:"v"`
+	}
+	err := s.coll(c.typ).FindOne(ctx, bson.D{{Key: "_id", Value: c.key}}, options.FindOne().SetProjection(bson.D{{Key: "v", Value: 1}})).Decode(&cur)
+	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+		return fmt.Errorf("mongo: read %s: %w", c.key, err)
+	}
+	if cur.V >= c.v {
+		return nil // an ordinary race: the current document moved on
+	}
+	var v version
+	err = s.versions.FindOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("%s/%d", c.key, c.v)}}).Decode(&v)
+	if err != nil {
+		return nil // gone or unreadable: the retry decides
+	}
+	if time.Since(time.UnixMilli(v.LU)) < orphanAge || cur.V != c.v-1 {
+		return nil // a writer may still be between its two writes
+	}
+	var ix *fhir.Index
+	if v.Op != string(store.OpDelete) {
+		decoded, err := fhir.DecodeResource(v.JSON)
+		if err != nil {
+			return fmt.Errorf("mongo: history entry %s/%d: %w", c.key, c.v, err)
+		}
+		x := fhir.Extract(v.Type, decoded)
+		ix = &x
+	}
+	doc, err := currentDoc(v.Type, v.ID, v.V, v.LU, v.Op, v.JSON, ix)
+	if err != nil {
+		return err
+	}
+	if c.v == 1 {
+		_, err = s.coll(c.typ).ReplaceOne(ctx, bson.D{{Key: "_id", Value: c.key}}, doc, options.Replace().SetUpsert(true))
+		if mongo.IsDuplicateKeyError(err) {
+			return nil
+		}
+	} else {
+		_, err = s.coll(c.typ).ReplaceOne(ctx, bson.D{{Key: "_id", Value: c.key}, {Key: "v", Value: c.v - 1}}, doc)
+	}
+	if err != nil {
+		return fmt.Errorf("mongo: complete %s/%d: %w", c.key, c.v, err)
+	}
+	return nil
+}
+
+// currentDoc is the res_<Type> document of a version; ix is nil for a
+// deletion.
+func currentDoc(typ, id string, v, lu int64, op string, body []byte, ix *fhir.Index) (current, error) {
+	doc := current{Key: resKey(typ, id), Type: typ, ID: id, V: v, LU: lu, Op: op, JSON: body, Keys: []string{}, Comp: []string{}}
+	if ix != nil {
+		ixJSON, err := json.Marshal(ix)
+		if err != nil {
+			return doc, err
+		}
+		doc.IX = string(ixJSON)
+		doc.Keys = searchKeys(ix)
+		doc.Comp = append(doc.Comp, ix.Compartments...)
+	}
+	return doc, nil
 }
