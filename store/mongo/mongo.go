@@ -25,8 +25,10 @@
 //	comp       ids of the Patients whose compartment holds the resource
 //
 // versions — every version, _id "Type/id/v", with seq (a counter) ordering
-// history; a unique index on (type, id, v) is the optimistic lock: two
-// writers of version n+1 cannot both insert it, so no write is ever lost.
+// history. Its _id is the optimistic lock: two writers of version n+1
+// cannot both insert it, so no write is ever lost; the one that does then
+// replaces the current document. A writer that stops between the two is
+// completed from its history entry by the next writer, ten minutes on.
 //
 // auth — OAuth state (store.AuthRecord), _id kind + NUL + key, with exp a
 // Date for the TTL index; snapshots — sorted search results for paging;
@@ -60,7 +62,8 @@
 // # Transactions
 //
 // A Tx buffers its writes and applies them when fn returns: a write is
-// then one CAS on the version lock. A Tx of several writes runs in a
+// then an insert of the version (the lock) and a replace of the current
+// document, both by _id (the one filter FerretDB answers without a scan). A Tx of several writes runs in a
 // multi-document transaction when the deployment supports one (a replica
 // set or mongos, from hello); otherwise it is refused with
 // store.ErrUnsupported before anything is written.

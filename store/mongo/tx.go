@@ -105,8 +105,8 @@ func (s *Store) transactOnce(ctx context.Context, fn func(store.Tx) error) error
 	return err
 }
 
-// apply writes the buffered versions: for each, a compare-and-set of the
-// current document on its version (the lock), then the history entry.
+// apply writes the buffered versions: for each, the history entry (the
+// lock), then the current document.
 func (t *tx) apply(ctx context.Context) error {
 	first, err := t.s.nextSeq(ctx, int64(len(t.writes)))
 	if err != nil {
@@ -123,9 +123,9 @@ func (t *tx) apply(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		// The history entry goes first: its unique (type, id, v) index is the
-		// lock that FerretDB, which does not make an update's match and
-		// write atomic, honours too. Whoever inserts version n+1 owns it.
+		// The history entry goes first: its _id "Type/id/v" is the lock, which
+		// FerretDB, which does not make an update's match and write atomic,
+		// honours too. Whoever inserts version n+1 owns it.
 		_, err = t.s.versions.InsertOne(ctx, version{Key: fmt.Sprintf("%s/%d", key, r.VersionID), Type: r.Type, ID: r.ID, V: r.VersionID,
 			LU: doc.LU, Op: doc.Op, JSON: r.JSON, Seq: first + int64(i)})
 		if mongo.IsDuplicateKeyError(err) {
@@ -134,11 +134,11 @@ func (t *tx) apply(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("mongo: history %s: %w", key, err)
 		}
-		if w.prev == 0 {
-			_, err = t.s.coll(r.Type).ReplaceOne(ctx, bson.D{{Key: "_id", Value: key}}, doc, options.Replace().SetUpsert(true))
-		} else {
-			_, err = t.s.coll(r.Type).ReplaceOne(ctx, bson.D{{Key: "_id", Value: key}, {Key: "v", Value: w.prev}}, doc)
-		}
+		// Owning version n+1, this writer alone moves the current document
+		// from n to n+1, and the writer of n+2 read n+1 before it began: no
+		// further condition is needed, and a filter of _id alone is the one
+		// FerretDB answers without scanning the collection.
+		_, err = t.s.coll(r.Type).ReplaceOne(ctx, bson.D{{Key: "_id", Value: key}}, doc, options.Replace().SetUpsert(true))
 		if err != nil {
 			return fmt.Errorf("mongo: write %s: %w", key, err)
 		}
@@ -248,10 +248,10 @@ func (c *conflict) Error() string {
 func (c *conflict) Unwrap() error { return store.ErrConflict }
 
 // orphanAge is how old a history entry whose current document was never
-// written must be before another writer completes it. Far longer than a
-// live writer takes between the two writes (each bounded by the client's
+// written must be before another writer completes it: far longer than a
+// live writer takes between its two writes (each bounded by the client's
 // 30 s operation timeout), so a slow writer is never overtaken.
-const orphanAge = 2 * time.Minute
+const orphanAge = 10 * time.Minute
 
 // completeOrphan rolls forward a write that stopped halfway: if version
 // c.v is in the history, older than orphanAge, and the current document

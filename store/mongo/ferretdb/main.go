@@ -8,6 +8,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -18,7 +20,11 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on")
 	dir := flag.String("dir", "", "directory of the SQLite databases")
+	pprof := flag.String("pprof", "", "serve Go profiles on this address (for measuring)")
 	flag.Parse()
+	if *pprof != "" {
+		go http.ListenAndServe(*pprof, nil)
+	}
 	if *dir == "" {
 		fmt.Fprintln(os.Stderr, "ferretdb: --dir is required")
 		os.Exit(2)
