@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -65,6 +66,17 @@ func main() {
 	}
 	if *storeURI != "" {
 		args = append(args, "--store", *storeURI)
+		// Only the Patients are read: on FerretDB, which scans a collection
+		// for every query, loading the whole demo set takes minutes.
+		patientsOnly := filepath.Join(work, "seed")
+		check(os.MkdirAll(patientsOnly, 0o700))
+		files, _ := filepath.Glob(filepath.Join(*seedDir, "Patient.*ndjson*"))
+		for _, f := range files {
+			abs, err := filepath.Abs(f)
+			check(err)
+			check(os.Symlink(abs, filepath.Join(patientsOnly, filepath.Base(f))))
+		}
+		args[slices.Index(args, *seedDir)] = patientsOnly
 	}
 	if *extra != "" {
 		args = append(args, strings.Fields(*extra)...)
