@@ -7,18 +7,23 @@ import (
 	"github.com/hearth-fhir/hearth/fhir"
 )
 
-var indexTables = []string{"idx_string", "idx_token", "idx_ref", "idx_date", "idx_number", "idx_quantity", "idx_uri", "idx_composite", "compartment"}
+var indexTables = []string{"idx_string", "idx_token", "idx_token_patient", "idx_ref", "idx_date", "idx_number", "idx_quantity", "idx_uri", "idx_composite", "compartment"}
 
 var indexColumns = map[string][]string{
-	"idx_string":    {"type", "id", "param", "norm", "exact"},
-	"idx_token":     {"type", "id", "param", "system", "code", "text"},
-	"idx_ref":       {"type", "id", "param", "target_type", "target_id", "url", "ident_system", "ident_value"},
-	"idx_date":      {"type", "id", "param", "lo", "hi"},
-	"idx_number":    {"type", "id", "param", "value"},
-	"idx_quantity":  {"type", "id", "param", "value", "system", "code", "unit"},
-	"idx_uri":       {"type", "id", "param", "uri"},
-	"idx_composite": {"type", "id", "param", "a_system", "a_code", "b_system", "b_code", "b_unit", "b_lo", "b_hi"},
-	"compartment":   {"type", "id", "patient_id"},
+	"idx_string": {"type", "id", "param", "norm", "exact"},
+	"idx_token":  {"type", "id", "param", "system", "code", "text"},
+	// idx_token_patient repeats the token keys once per patient the
+	// resource refers to, indexed patient first: Observation?patient=X&
+	// code=Y then reads X's few rows with that code, together, instead of
+	// probing each of X's thousand Observations.
+	"idx_token_patient": {"type", "id", "param", "system", "code", "patient_id"},
+	"idx_ref":           {"type", "id", "param", "target_type", "target_id", "url", "ident_system", "ident_value"},
+	"idx_date":          {"type", "id", "param", "lo", "hi"},
+	"idx_number":        {"type", "id", "param", "value"},
+	"idx_quantity":      {"type", "id", "param", "value", "system", "code", "unit"},
+	"idx_uri":           {"type", "id", "param", "uri"},
+	"idx_composite":     {"type", "id", "param", "a_system", "a_code", "b_system", "b_code", "b_unit", "b_lo", "b_hi"},
+	"compartment":       {"type", "id", "patient_id"},
 }
 
 // maxRowsPerInsert keeps a multi-row INSERT under SQLite's variable limit.
@@ -46,6 +51,11 @@ func (t *tx) writeIndex(ctx context.Context, typ, id string, replacing bool, ix 
 	for _, k := range ix.Tokens {
 		t.queue("idx_token", typ, id, k.Param, k.System, k.Code, k.Text)
 	}
+	for _, p := range patientsOf(ix) {
+		for _, k := range ix.Tokens {
+			t.queue("idx_token_patient", typ, id, k.Param, k.System, k.Code, p)
+		}
+	}
 	for _, k := range ix.Refs {
 		t.queue("idx_ref", typ, id, k.Param, k.Type, k.ID, k.URL, k.IdentSystem, k.IdentValue)
 	}
@@ -68,6 +78,32 @@ func (t *tx) writeIndex(ctx context.Context, typ, id string, replacing bool, ix 
 		t.queue("compartment", typ, id, p)
 	}
 	return nil
+}
+
+// patientsOf is every Patient a resource is in the compartment of or
+// refers to by any reference parameter (or by a reference without a type).
+// A search anchored on one patient — a compartment search, or a reference
+// parameter naming one Patient — only matches resources whose set holds
+// that patient, so idx_token_patient can drive it; the anchor itself is
+// still checked.
+func patientsOf(ix fhir.Index) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(id string) {
+		if id != "" && !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	for _, p := range ix.Compartments {
+		add(p)
+	}
+	for _, r := range ix.Refs {
+		if r.Type == "Patient" || r.Type == "" {
+			add(r.ID)
+		}
+	}
+	return out
 }
 
 func (t *tx) queue(table string, vals ...any) {

@@ -60,6 +60,26 @@ func (c *compiler) where(q *fhir.SearchQuery, a string) (from, where string, err
 		}
 		conds = append(conds, cond{sql, driveRank(p)})
 	}
+	if patient := patientAnchor(q); patient != "" {
+		// A token condition read through idx_token_patient drives better
+		// than anything: only the anchor patient's rows with that code.
+		// The original conditions all stay, as probes.
+		for _, p := range q.Params {
+			if p.Type == "token" && p.Modifier == "" && p.Name != "_id" && len(p.Values) > 0 {
+				var ors []string
+				for _, v := range p.Values {
+					cond, err := c.value(p, v)
+					if err != nil {
+						return "", "", err
+					}
+					ors = append(ors, "("+cond+")")
+				}
+				conds = append(conds, cond{fmt.Sprintf("%s.id IN (SELECT id FROM idx_token_patient WHERE patient_id = %s AND type = %s AND param = %s AND (%s))",
+					a, c.arg(patient), c.arg(q.Type), c.arg(p.Name), strings.Join(ors, " OR ")), -1})
+				break
+			}
+		}
+	}
 	driver := -1
 	for i, cd := range conds {
 		if driver < 0 || cd.rank < conds[driver].rank {
@@ -68,19 +88,48 @@ func (c *compiler) where(q *fhir.SearchQuery, a string) (from, where string, err
 	}
 	from = "current " + a
 	out := []string{a + ".type = " + c.arg(q.Type), a + ".op <> 'delete'"}
-	for i, cd := range conds {
-		if i != driver {
-			out = append(out, asExists(cd.sql, a))
-			continue
-		}
-		if sub, ok := drivingSubquery(cd.sql, a); ok {
+	// The probes are correlated on the driver's id when there is one, so
+	// SQLite checks them in the driver's loop and looks up current (a wide
+	// row holding the JSON) only for the ids that pass them all.
+	corr := a
+	if driver >= 0 {
+		if sub, ok := drivingSubquery(conds[driver].sql, a); ok {
 			from = "(" + sub + ") d CROSS JOIN current " + a
 			out = append(out, a+".id = d.id")
+			corr = "d"
 		} else {
-			out = append(out, cd.sql)
+			out = append(out, conds[driver].sql)
+		}
+	}
+	for i, cd := range conds {
+		if i != driver {
+			out = append(out, asExists(cd.sql, a, corr))
 		}
 	}
 	return from, strings.Join(out, " AND "), nil
+}
+
+// patientAnchor is the one Patient every match of q must be tied to: the
+// compartment of a compartment search, or the single Patient named by a
+// plain reference parameter (patient=X, subject=Patient/X). "" if none.
+func patientAnchor(q *fhir.SearchQuery) string {
+	if q.Compartment != "" {
+		return q.Compartment
+	}
+	for _, p := range q.Params {
+		if p.Type != "reference" || p.Chain != nil || p.Has != nil || (p.Modifier != "" && p.Modifier != "Patient") || len(p.Values) != 1 {
+			continue
+		}
+		v := p.Values[0]
+		if v.RefURL != "" || v.RefID == "" {
+			continue
+		}
+		onlyPatient := p.Def != nil && len(p.Def.Targets) == 1 && p.Def.Targets[0] == "Patient"
+		if v.RefType == "Patient" || (v.RefType == "" && onlyPatient) {
+			return v.RefID
+		}
+	}
+	return ""
 }
 
 // drivingSubquery turns "a.id IN (SELECT id FROM …)" into
@@ -131,9 +180,9 @@ func driveRank(p *fhir.SearchParam) int {
 }
 
 // asExists rewrites "a.id [NOT ]IN (SELECT id FROM t WHERE w)" as a
-// correlated "[NOT ]EXISTS (SELECT 1 FROM t WHERE id = a.id AND w)"; other
-// conditions are returned unchanged.
-func asExists(cond, a string) string {
+// correlated "[NOT ]EXISTS (SELECT 1 FROM t WHERE id = corr.id AND w)";
+// other conditions are returned unchanged.
+func asExists(cond, a, corr string) string {
 	for _, form := range []struct{ in, exists string }{{" IN ", "EXISTS"}, {" NOT IN ", "NOT EXISTS"}} {
 		prefix := a + ".id" + form.in + "(SELECT id FROM "
 		if !strings.HasPrefix(cond, prefix) || !strings.HasSuffix(cond, ")") {
@@ -145,7 +194,7 @@ func asExists(cond, a string) string {
 			return cond
 		}
 		table, w := rest[:sp], rest[sp+len(" WHERE "):len(rest)-1]
-		return fmt.Sprintf("%s (SELECT 1 FROM %s INDEXED BY %s_owner WHERE %s.id = %s.id AND %s)", form.exists, table, table, table, a, w)
+		return fmt.Sprintf("%s (SELECT 1 FROM %s INDEXED BY %s_owner WHERE %s.id = %s.id AND %s)", form.exists, table, table, table, corr, w)
 	}
 	return cond
 }

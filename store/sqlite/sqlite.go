@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -30,8 +31,9 @@ import (
 
 // schemaVersion is stored in PRAGMA user_version. Version 2 made the
 // search indexes covering (the columns a probe tests are in the index, so a
-// probe never visits the table); opening an older database rebuilds them.
-const schemaVersion = 2
+// probe never visits the table); version 3 added idx_token_patient. Opening
+// an older database rebuilds or fills what changed.
+const schemaVersion = 3
 
 // coveringIndexes are the indexes version 2 redefined.
 var coveringIndexes = []string{"idx_string_value", "idx_string_owner", "idx_token_value", "idx_token_owner",
@@ -98,6 +100,9 @@ CREATE TABLE IF NOT EXISTS idx_composite (type TEXT NOT NULL, id TEXT NOT NULL, 
 	b_system TEXT NOT NULL, b_code TEXT NOT NULL, b_unit TEXT NOT NULL, b_lo REAL NOT NULL, b_hi REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS idx_composite_value ON idx_composite (type, param, a_code, a_system);
 CREATE INDEX IF NOT EXISTS idx_composite_owner ON idx_composite (type, id);
+CREATE TABLE IF NOT EXISTS idx_token_patient (type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, patient_id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_token_patient_value ON idx_token_patient (patient_id, type, param, code, system, id);
+CREATE INDEX IF NOT EXISTS idx_token_patient_owner ON idx_token_patient (type, id);
 CREATE TABLE IF NOT EXISTS compartment (patient_id TEXT NOT NULL, type TEXT NOT NULL, id TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS compartment_members ON compartment (patient_id, type, id);
 CREATE INDEX IF NOT EXISTS compartment_owner ON compartment (type, id, patient_id);
@@ -166,8 +171,12 @@ func Open(dir string, opts Options) (*Store, error) {
 		lock.Close()
 		return nil, fmt.Errorf("sqlite: open reader: %w", err)
 	}
-	reader.SetMaxOpenConns(8)
-	reader.SetMaxIdleConns(8)
+	// Each connection has its own page cache: a few connections, each
+	// serving many queries, keep the hot index pages cached (on a 2-core
+	// machine 3 readers served patient-scoped searches 60% faster than 8).
+	readers := runtime.GOMAXPROCS(0) + 1
+	reader.SetMaxOpenConns(readers)
+	reader.SetMaxIdleConns(readers)
 	readStmt, err := reader.Prepare(`SELECT version, last_updated, op, json FROM current WHERE type = ? AND id = ?`)
 	if err != nil {
 		writer.Close()
@@ -464,13 +473,27 @@ func migrate(db *sql.DB) error {
 	if v >= schemaVersion {
 		return nil
 	}
-	for _, name := range coveringIndexes {
-		if _, err := db.Exec(`DROP INDEX IF EXISTS ` + name); err != nil {
-			return err
+	if v < 2 {
+		for _, name := range coveringIndexes {
+			if _, err := db.Exec(`DROP INDEX IF EXISTS ` + name); err != nil {
+				return err
+			}
 		}
 	}
 	if _, err := db.Exec(schema); err != nil {
 		return err
+	}
+	if v < 3 {
+		// The token keys of every resource, once per patient it refers to
+		// (see patientsOf), from the index tables version 2 already has.
+		_, err := db.Exec(`INSERT INTO idx_token_patient (type, id, param, system, code, patient_id)
+			SELECT t.type, t.id, t.param, t.system, t.code, p.patient_id FROM (
+				SELECT type, id, patient_id FROM compartment
+				UNION SELECT type, id, target_id FROM idx_ref WHERE target_type IN ('Patient', '') AND target_id <> ''
+			) p JOIN idx_token t INDEXED BY idx_token_owner ON t.type = p.type AND t.id = p.id`)
+		if err != nil {
+			return err
+		}
 	}
 	_, err := db.Exec(fmt.Sprintf(`PRAGMA user_version = %d`, schemaVersion))
 	return err

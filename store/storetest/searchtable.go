@@ -108,6 +108,12 @@ var SearchTable = []SearchCase{
 	{Type: "Observation", Query: "subject:Patient=pat-a", Want: []string{"obs-1", "obs-2"}},
 	{Type: "Observation", Query: "subject=http://elsewhere.example/fhir/Patient/pat-a", Want: []string{"obs-ext"}},
 	{Type: "Observation", Query: "code=urn:ext|e&subject=pat-a", Want: nil},
+	// a token anchored on one patient (driven by the patient's own keys)
+	{Type: "Observation", Query: "patient=pat-b&code=http://loinc.org|8480-6", Want: []string{"obs-3", "obs-5"}},
+	{Type: "Observation", Query: "subject=Patient/pat-a&code=8480-6,urn:ext|e", Want: []string{"obs-1"}},
+	{Type: "Observation", Query: "subject:Patient=pat-a&status=preliminary", Want: []string{"obs-2"}},
+	{Type: "Observation", Query: "performer=Practitioner/doc-1&code=8480-6", Want: []string{"obs-1"}},
+	{Type: "Observation", Query: "status=final", Compartment: "pat-b", Want: []string{"obs-3"}},
 	{Type: "Observation", Query: "code=urn:ext|e", Compartment: "pat-a", Want: nil},
 	{Type: "Observation", Query: "performer:missing=true", Want: []string{"obs-2", "obs-3", "obs-4", "obs-5", "obs-ext"}},
 	{Type: "Organization", Query: "partof=Organization/org-2", Want: []string{"org-1"}},
