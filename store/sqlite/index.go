@@ -51,7 +51,7 @@ func (t *tx) writeIndex(ctx context.Context, typ, id string, replacing bool, ix 
 	for _, k := range ix.Tokens {
 		t.queue("idx_token", typ, id, k.Param, k.System, k.Code, k.Text)
 	}
-	for _, p := range patientsOf(ix) {
+	for _, p := range patientsOf(typ, ix) {
 		for _, k := range ix.Tokens {
 			t.queue("idx_token_patient", typ, id, k.Param, k.System, k.Code, p)
 		}
@@ -86,7 +86,15 @@ func (t *tx) writeIndex(ctx context.Context, typ, id string, replacing bool, ix 
 // parameter naming one Patient — only matches resources whose set holds
 // that patient, so idx_token_patient can drive it; the anchor itself is
 // still checked.
-func patientsOf(ix fhir.Index) []string {
+//
+// Patients themselves are left out (their searches are by id, name and
+// identifier, not anchored on another patient), which keeps patient
+// registration as cheap as before; the compiler never anchors a Patient
+// search.
+func patientsOf(typ string, ix fhir.Index) []string {
+	if typ == "Patient" {
+		return nil
+	}
 	var out []string
 	seen := map[string]bool{}
 	add := func(id string) {

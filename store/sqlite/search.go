@@ -60,7 +60,7 @@ func (c *compiler) where(q *fhir.SearchQuery, a string) (from, where string, err
 		}
 		conds = append(conds, cond{sql, driveRank(p)})
 	}
-	if patient := patientAnchor(q); patient != "" {
+	if patient := patientAnchor(q); patient != "" && q.Type != "Patient" {
 		// A token condition read through idx_token_patient drives better
 		// than anything: only the anchor patient's rows with that code.
 		// The original conditions all stay, as probes.

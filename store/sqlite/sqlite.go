@@ -490,7 +490,7 @@ func migrate(db *sql.DB) error {
 			SELECT t.type, t.id, t.param, t.system, t.code, p.patient_id FROM (
 				SELECT type, id, patient_id FROM compartment
 				UNION SELECT type, id, target_id FROM idx_ref WHERE target_type IN ('Patient', '') AND target_id <> ''
-			) p JOIN idx_token t INDEXED BY idx_token_owner ON t.type = p.type AND t.id = p.id`)
+			) p JOIN idx_token t INDEXED BY idx_token_owner ON t.type = p.type AND t.id = p.id WHERE p.type <> 'Patient'`)
 		if err != nil {
 			return err
 		}
