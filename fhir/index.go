@@ -3,9 +3,11 @@ package fhir
 import (
 	"encoding/json"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode"
 
 	"golang.org/x/text/runes"
@@ -442,13 +444,51 @@ func refValues(n Node) []RefKey {
 	return nil
 }
 
+// localBases holds the public base URLs this process serves (AddLocalBase).
+var localBases atomic.Pointer[[]string]
+
+// AddLocalBase declares base (e.g. https://fhir.example.org/fhir) to be
+// this server's own, so that an absolute reference under it is indexed as
+// the local Type/id it names — the FHIR rule that a reference to the
+// server's own base is a local reference — for search, compartments and
+// access checks alike.
+func AddLocalBase(base string) {
+	base = strings.TrimSuffix(base, "/")
+	if base == "" {
+		return
+	}
+	for {
+		old := localBases.Load()
+		var bases []string
+		if old != nil {
+			if slices.Contains(*old, base) {
+				return
+			}
+			bases = append(bases, *old...)
+		}
+		bases = append(bases, base)
+		if localBases.CompareAndSwap(old, &bases) {
+			return
+		}
+	}
+}
+
 // ParseReference splits a relative literal reference into type and id:
-// "Patient/1", "Patient/1/_history/2". An absolute URL keeps only URL: it
-// names a resource on some server, and taking its last segments as a local
-// Type/id would put another server's patient's data in a local compartment.
+// "Patient/1", "Patient/1/_history/2", or an absolute one under a local
+// base. Any other absolute URL keeps only URL: it names a resource on some
+// other server, and taking its last segments as a local Type/id would put
+// another server's patient's data in a local compartment.
 func ParseReference(ref string) RefKey {
 	k := RefKey{URL: ref}
 	r := ref
+	if bases := localBases.Load(); bases != nil {
+		for _, b := range *bases {
+			if strings.HasPrefix(r, b+"/") {
+				r = r[len(b)+1:]
+				break
+			}
+		}
+	}
 	if i := strings.Index(r, "/_history/"); i >= 0 {
 		r = r[:i]
 	}

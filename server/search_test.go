@@ -218,3 +218,30 @@ func TestEverything(t *testing.T) {
 		t.Errorf("$everything of a missing patient: %d", r.status)
 	}
 }
+
+// TestAbsoluteReferenceToOwnBaseIsLocal: a reference written as an absolute
+// URL under this server's base names the local resource (FHIR search page:
+// "references to the server's own base are local"); one under another
+// server's base does not, even with the same Type/id.
+func TestAbsoluteReferenceToOwnBaseIsLocal(t *testing.T) {
+	ts := newServer(t)
+	for path, body := range map[string]string{
+		"/fhir/Patient/p1":     `{"resourceType":"Patient","id":"p1"}`,
+		"/fhir/Observation/o1": `{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"},"subject":{"reference":"` + ts.URL + `/fhir/Patient/p1"}}`,
+		"/fhir/Observation/o2": `{"resourceType":"Observation","id":"o2","status":"final","code":{"text":"x"},"subject":{"reference":"http://elsewhere.example/fhir/Patient/p1"}}`,
+	} {
+		if r := do(t, ts, "PUT", path, body); r.status != 201 {
+			t.Fatalf("PUT %s: %d %s", path, r.status, r.body)
+		}
+	}
+	for _, path := range []string{"/fhir/Observation?patient=p1", "/fhir/Observation?subject=Patient/p1", "/fhir/Patient/p1/Observation",
+		"/fhir/Observation?subject=" + ts.URL + "/fhir/Patient/p1"} {
+		var ids []string
+		for _, e := range entries(t, do(t, ts, "GET", path, "").json(t)) {
+			ids = append(ids, e["resource"].(map[string]any)["id"].(string))
+		}
+		if strings.Join(ids, ",") != "o1" {
+			t.Errorf("%s: %v, want [o1]", path, ids)
+		}
+	}
+}

@@ -45,6 +45,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.Se
 // New returns the server; it is the HTTP handler for the whole API.
 func New(cfg Config, st store.Store, log *slog.Logger) *Server {
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
+	fhir.AddLocalBase(cfg.BaseURL)
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 16 << 20
 	}
