@@ -96,6 +96,8 @@ func (s *Server) historyEntry(v store.Resource) fhir.BundleEntry {
 		if v.VersionID == 1 {
 			req.Method, req.URL = http.MethodPost, v.Type // a re-creation after a deletion was a PUT
 		}
+	case store.OpUpdateCreate:
+		status = "201 Created"
 	case store.OpDelete:
 		req.Method, status = http.MethodDelete, "204 No Content"
 	}

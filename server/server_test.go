@@ -383,6 +383,14 @@ func TestHistoryBundles(t *testing.T) {
 	if last["response"].(map[string]any)["etag"] != `W/"1"` {
 		t.Errorf("oldest entry: %v", last)
 	}
+	// h1 was created by a PUT with its id: history says so.
+	if req := last["request"].(map[string]any); req["method"] != "PUT" || req["url"] != "Patient/h1" || last["response"].(map[string]any)["status"] != "201 Created" {
+		t.Errorf("update-as-create entry: %v", last)
+	}
+	obs := do(t, ts, "GET", "/fhir/Observation/_history", "").json(t)["entry"].([]any)[0].(map[string]any)
+	if req := obs["request"].(map[string]any); req["method"] != "POST" || req["url"] != "Observation" {
+		t.Errorf("create entry: %v", obs)
+	}
 
 	// Page through the system history one entry at a time.
 	next := "/fhir/_history?_count=1"

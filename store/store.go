@@ -38,9 +38,12 @@ var (
 type Op string
 
 const (
-	OpCreate Op = "create"
+	OpCreate Op = "create" // POST, or a PUT re-creating a deleted resource
 	OpUpdate Op = "update"
 	OpDelete Op = "delete"
+	// OpUpdateCreate is an update (PUT) that created the resource with the
+	// client's id: history reports it as the PUT it was.
+	OpUpdateCreate Op = "update-create"
 )
 
 // Resource is one stored version of a resource.

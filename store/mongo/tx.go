@@ -165,7 +165,7 @@ func (t *tx) Update(ctx context.Context, w store.Write) (store.Resource, bool, e
 		if w.IfMatch != 0 {
 			return store.Resource{}, false, fmt.Errorf("%s/%s: If-Match on a resource that does not exist: %w", w.Type, w.ID, store.ErrVersionMismatch)
 		}
-		r, err := t.put(w, 1, 0, store.OpCreate)
+		r, err := t.put(w, 1, 0, store.OpUpdateCreate)
 		return r, true, err
 	case errors.Is(err, store.ErrGone):
 		if w.IfMatch != 0 && w.IfMatch != cur.VersionID {

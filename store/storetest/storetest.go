@@ -180,8 +180,11 @@ func testUpdateVersions(t *testing.T, s store.Store) {
 
 func testUpdateAsCreate(t *testing.T, s store.Store) {
 	u, created, err := update(s, store.Write{Type: "Patient", ID: "client-chosen", Body: patient("X")})
-	if err != nil || !created || u.VersionID != 1 || u.ID != "client-chosen" {
+	if err != nil || !created || u.VersionID != 1 || u.ID != "client-chosen" || u.Op != store.OpUpdateCreate {
 		t.Fatalf("update-as-create: %+v created=%v err=%v", u, created, err)
+	}
+	if h, err := s.History(ctx, store.HistoryQuery{Type: "Patient", ID: "client-chosen"}); err != nil || len(h.Versions) != 1 || h.Versions[0].Op != store.OpUpdateCreate {
+		t.Errorf("history of an update-as-create: %+v %v", h, err)
 	}
 	if _, _, err := update(s, store.Write{Type: "Patient", ID: "other", Body: patient("X"), IfMatch: 1}); !errors.Is(err, store.ErrVersionMismatch) {
 		t.Errorf("If-Match on a missing resource: err = %v, want ErrVersionMismatch", err)
