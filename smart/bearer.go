@@ -2,9 +2,11 @@ package smart
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/ory/fosite"
 
@@ -45,8 +47,12 @@ func (p *Provider) Authenticate(ctx context.Context, token string) (*access.Poli
 		if err != nil {
 			return nil, ErrInvalidToken
 		}
-		if _, ok := u.ActorFor(s.Patient); !ok || s.Patient == "" {
+		actor, ok := u.ActorFor(s.Patient)
+		if !ok || s.Patient == "" {
 			return nil, ErrInvalidToken
+		}
+		if strings.HasPrefix(actor.FHIRUser, "RelatedPerson/") {
+			pol.WithholdSensitive = p.confidentialAge(ctx, s.Patient)
 		}
 	}
 	// A user's token acts for one patient: its patient/ and user/ scopes
@@ -62,4 +68,44 @@ func (p *Provider) Authenticate(ctx context.Context, token string) (*access.Poli
 		}
 	}
 	return pol, nil
+}
+
+// confidentialAge reports whether a patient is old enough for a proxy to be
+// kept from their restricted and sensitive records (Config.ProxyRestrictedAge),
+// judged on the day of the request, so that a birthday takes effect on
+// tokens already issued. A patient whose age is unknown is treated as old
+// enough: withholding is the safe mistake.
+func (p *Provider) confidentialAge(ctx context.Context, patient string) bool {
+	limit := p.cfg.ProxyRestrictedAge
+	if limit < 0 {
+		return false
+	}
+	if limit == 0 {
+		limit = 12
+	}
+	r, err := p.st.Read(ctx, "Patient", patient)
+	if err != nil {
+		return true
+	}
+	var pt struct {
+		BirthDate string `json:"birthDate"`
+	}
+	if json.Unmarshal(r.JSON, &pt) != nil || len(pt.BirthDate) < 4 {
+		return true
+	}
+	// A partial date counts from its earliest possible day: the patient
+	// is at least that old.
+	var born time.Time
+	switch len(pt.BirthDate) {
+	case 4:
+		born, err = time.Parse("2006", pt.BirthDate)
+	case 7:
+		born, err = time.Parse("2006-01", pt.BirthDate)
+	default:
+		born, err = time.Parse("2006-01-02", pt.BirthDate[:min(10, len(pt.BirthDate))])
+	}
+	if err != nil {
+		return true
+	}
+	return !time.Now().Before(born.AddDate(limit, 0, 0))
 }

@@ -47,6 +47,11 @@ type Config struct {
 	// IdleTimeout ends a login session after this much inactivity
 	// (default 15 minutes); online_access refresh tokens end with it.
 	IdleTimeout time.Duration
+	// ProxyRestrictedAge is the age from which a proxy (a parent acting
+	// for a child) no longer sees the patient's restricted and sensitive
+	// records (0: the default, 12, as many US health systems set it;
+	// negative: never).
+	ProxyRestrictedAge int
 }
 
 // Provider is the authorization server.

@@ -43,7 +43,7 @@ func (g *Guard) restrict(q *fhir.SearchQuery) (*fhir.SearchQuery, error) {
 		return nil, err
 	}
 	cq := *q
-	cq.Params = append(slices.Clone(q.Params), extra...)
+	cq.Params = append(append(slices.Clone(q.Params), extra...), g.p.withheld(q.Type)...)
 	if g.bound(q.Type) {
 		if q.Compartment != "" && q.Compartment != g.p.Patient {
 			return nil, ErrForbidden
@@ -71,7 +71,7 @@ func (g *Guard) visible(ctx context.Context, typ string, ids []string) ([]string
 	if !ok {
 		return nil, nil
 	}
-	if !g.bound(typ) && gr.Constraints == nil {
+	if !g.bound(typ) && gr.Constraints == nil && !g.p.WithholdSensitive {
 		return ids, nil
 	}
 	if typ == "Patient" && g.p.Patient != "" {
@@ -81,6 +81,7 @@ func (g *Guard) visible(ctx context.Context, typ string, ids []string) ([]string
 	if err != nil {
 		return nil, nil
 	}
+	extra = append(extra, g.p.withheld(typ)...)
 	keep := map[string]bool{}
 	for start := 0; start < len(ids); start += 500 {
 		chunk := ids[start:min(start+500, len(ids))]
@@ -126,6 +127,9 @@ func (g *Guard) Read(ctx context.Context, typ, id string) (store.Resource, error
 // patient's compartment: a record moved to its rightful patient must not
 // show its earlier owner the later patient's data, nor the reverse.
 func (g *Guard) versionVisible(r store.Resource) bool {
+	if !r.Deleted && g.p.hides(r.JSON) {
+		return false
+	}
 	if !g.bound(r.Type) || r.Deleted {
 		return !r.Deleted || !g.bound(r.Type)
 	}
@@ -264,6 +268,9 @@ func (t *guardTx) visible(r store.Resource, gr scopes.Grant) bool {
 	if gr.Constraints != nil {
 		return false // granular scopes grant reads through search only
 	}
+	if t.g.p.hides(r.JSON) {
+		return false
+	}
 	return !t.g.bound(r.Type) || inCompartment(r.Type, r.ID, r.JSON, t.g.p.Patient)
 }
 
@@ -308,6 +315,9 @@ func (t *guardTx) Update(ctx context.Context, w store.Write) (store.Resource, bo
 		if t.g.bound(w.Type) && !inCompartment(cur.Type, cur.ID, cur.JSON, t.g.p.Patient) {
 			return store.Resource{}, false, ErrForbidden
 		}
+		if t.g.p.hides(cur.JSON) {
+			return store.Resource{}, false, ErrForbidden
+		}
 	default:
 		// Update as create: the token must be allowed to create too.
 		if err := t.writable(w, scopes.Create); err != nil {
@@ -321,9 +331,12 @@ func (t *guardTx) Delete(ctx context.Context, typ, id string, ifMatch int64) (st
 	if _, err := t.g.p.grant(typ, scopes.Delete); err != nil {
 		return store.Resource{}, err
 	}
-	if t.g.bound(typ) {
+	if t.g.bound(typ) || t.g.p.WithholdSensitive {
 		cur, err := t.tx.Read(ctx, typ, id)
-		if err != nil || !inCompartment(typ, id, cur.JSON, t.g.p.Patient) {
+		if err == nil && t.g.p.hides(cur.JSON) {
+			return store.Resource{}, fmt.Errorf("%s/%s: %w", typ, id, store.ErrNotFound)
+		}
+		if t.g.bound(typ) && (err != nil || !inCompartment(typ, id, cur.JSON, t.g.p.Patient)) {
 			return store.Resource{}, fmt.Errorf("%s/%s: %w", typ, id, store.ErrNotFound)
 		}
 	}

@@ -26,6 +26,11 @@ type Policy struct {
 	Patient string
 	// Scopes are the granted resource scopes.
 	Scopes scopes.Set
+	// WithholdSensitive leaves out, as if absent, every resource labelled
+	// restricted or sensitive (sensitiveLabels): set for a proxy's token
+	// once the patient is old enough to have confidential care of their
+	// own, decided at each request.
+	WithholdSensitive bool
 	// ClientID and Subject identify the token for audit.
 	ClientID string
 	Subject  string

@@ -98,6 +98,7 @@ var SearchTable = []SearchCase{
 	{Type: "Observation", Query: "status=final,amended", Want: []string{"obs-1", "obs-3", "obs-4", "obs-5", "obs-ext"}},
 	{Type: "Observation", Query: "category=laboratory", Want: []string{"obs-2"}},
 	{Type: "Observation", Query: "code=8480-6&status:not=final", Want: []string{"obs-5"}},
+	{Type: "Observation", Query: "status:not=final,amended", Want: []string{"obs-2"}},
 	{Type: "Patient", Query: "_tag=urn:tag|vip", Want: []string{"pat-a"}},
 	{Type: "Patient", Query: "_id=pat-a,pat-c", Want: []string{"pat-a", "pat-c"}},
 	{Type: "Patient", Query: "_id:not=pat-a", Want: []string{"pat-b", "pat-c"}},
