@@ -11,8 +11,10 @@
 // lets an operator shard or size the big types (Observation) on their own,
 // and means a search of a small type (Organization?identifier=…, the
 // conditional references of every Synthea bundle) never touches the big
-// ones — on FerretDB, which scans a collection for anything but _id, that
-// is the difference between seconds and hours. Documents:
+// ones — on FerretDB 1.24, which reads the whole collection for every
+// query (its SQLite backend pushes down only an _id filter, and evaluates
+// even that row by row), that is the difference between seconds and hours.
+// Documents:
 //
 //	type, id   resource type and id
 //	v, lu, op  version, lastUpdated (Unix ms), create|update|delete
@@ -34,7 +36,8 @@
 // Date for the TTL index; snapshots — sorted search results for paging;
 // counters — the history sequence.
 //
-// # Indexes (created at start-up; creating an existing index is a no-op)
+// # Indexes (created at start-up, a new type's before its first write;
+// creating an existing index is a no-op)
 //
 //	res_<Type> {keys:1}   token/reference/identifier searches
 //	res_<Type> {comp:1}   compartment search, $everything, patient-bound tokens
@@ -63,10 +66,10 @@
 //
 // A Tx buffers its writes and applies them when fn returns: a write is
 // then an insert of the version (the lock) and a replace of the current
-// document, both by _id (the one filter FerretDB answers without a scan). A Tx of several writes runs in a
-// multi-document transaction when the deployment supports one (a replica
-// set or mongos, from hello); otherwise it is refused with
-// store.ErrUnsupported before anything is written.
+// document, both by _id alone (the one filter FerretDB pushes down). A Tx
+// of several writes runs in a multi-document transaction when the
+// deployment supports one (a replica set or mongos, from hello); otherwise
+// it is refused with store.ErrUnsupported before anything is written.
 package mongo
 
 import (

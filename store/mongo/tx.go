@@ -137,7 +137,7 @@ func (t *tx) apply(ctx context.Context) error {
 		// Owning version n+1, this writer alone moves the current document
 		// from n to n+1, and the writer of n+2 read n+1 before it began: no
 		// further condition is needed, and a filter of _id alone is the one
-		// FerretDB answers without scanning the collection.
+		// FerretDB pushes down to SQLite instead of decoding every document.
 		_, err = t.s.coll(r.Type).ReplaceOne(ctx, bson.D{{Key: "_id", Value: key}}, doc, options.Replace().SetUpsert(true))
 		if err != nil {
 			return fmt.Errorf("mongo: write %s: %w", key, err)
