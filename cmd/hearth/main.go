@@ -18,6 +18,10 @@ import (
 	"github.com/hearth-fhir/hearth/store/sqlite"
 )
 
+func isMongo(kind string) bool {
+	return strings.HasPrefix(kind, "mongodb://") || strings.HasPrefix(kind, "mongodb+srv://")
+}
+
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
@@ -57,7 +61,7 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `Hearth: a FHIR R4 server with patient-access SMART on FHIR.
 
 Usage:
-  hearth serve  [--listen ADDR] [--data DIR] [--base-url URL] [--store sqlite] [--no-seed] [--open]
+  hearth serve  [--listen ADDR] [--data DIR] [--base-url URL] [--store sqlite|mongodb://…] [--no-seed] [--seed] [--open]
   hearth import [--data DIR | --server URL] FILE.ndjson[.gz]|FILE.json[.gz]...
   hearth generate [--patients N] [--out DIR] [--seed S]   (synthetic benchmark data)
   hearth user add --username U --password P [--patient Patient/ID]
@@ -106,7 +110,7 @@ func openStore(kind, dataDir string) (store.Store, bool, error) {
 		fresh := os.IsNotExist(statErr)
 		s, err := sqlite.Open(dataDir, sqlite.Options{})
 		return s, fresh, err
-	case strings.HasPrefix(kind, "mongodb://") || strings.HasPrefix(kind, "mongodb+srv://"):
+	case isMongo(kind):
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		s, err := mongo.Open(ctx, kind)

@@ -233,7 +233,7 @@ func TestMongoTransactionBundleRefusedWithoutReplicaSet(t *testing.T) {
 		t.Skip("HEARTH_MONGO_URI may be a replica set")
 	}
 	uri := mongotest.URI(t)
-	_, base := startServer(t, nil, "--store", uri, "--no-seed")
+	_, base := startServer(t, nil, "--store", uri) // MongoDB is never seeded unasked
 	bundle := `{"resourceType":"Bundle","type":"transaction","entry":[
 	 {"fullUrl":"urn:uuid:0f3b7c9e-0000-4000-8000-000000000001","resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}},
 	 {"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"urn:uuid:0f3b7c9e-0000-4000-8000-000000000001"}},"request":{"method":"POST","url":"Observation"}}]}`
@@ -242,7 +242,7 @@ func TestMongoTransactionBundleRefusedWithoutReplicaSet(t *testing.T) {
 		t.Fatalf("transaction on FerretDB: %d %.400s", status, body)
 	}
 	if status, body := request(t, http.MethodGet, base+"/Patient?_summary=count", ""); !strings.Contains(body, `"total":0`) {
-		t.Fatalf("a refused transaction stored something: %d %.200s", status, body)
+		t.Fatalf("an unseeded database after a refused transaction holds Patients: %d %.200s", status, body)
 	}
 	batch := strings.Replace(strings.Replace(bundle, `"transaction"`, `"batch"`, 1), `"reference":"urn:uuid:0f3b7c9e-0000-4000-8000-000000000001"`, `"display":"x"`, 1)
 	if status, body := request(t, http.MethodPost, base, batch); status != 200 || strings.Count(body, `"201 Created"`) != 2 {

@@ -25,6 +25,7 @@ func serveCmd(args []string) error {
 	baseURL := fs.String("base-url", "", "public URL of the FHIR base (default http://LISTEN/fhir)")
 	storeKind := fs.String("store", "sqlite", "storage backend: sqlite (embedded) or a mongodb:// URL")
 	noSeed := fs.Bool("no-seed", false, "do not load the demo patients into a fresh data directory")
+	demo := fs.Bool("seed", false, "load the demo patients and accounts into an empty MongoDB database (the embedded store seeds a fresh data directory unless --no-seed)")
 	seedDir := fs.String("seed-dir", "testdata/synthea-10,testdata/synthea-bundles", "comma-separated directories of NDJSON and Bundle files loaded into a fresh data directory")
 	open := fs.Bool("open", false, "serve without authorization (development only)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -47,7 +48,9 @@ func serveCmd(args []string) error {
 	}
 	defer st.Close()
 
-	if fresh && !*noSeed {
+	// MongoDB is the production backend: demo accounts with published
+	// passwords go into it only when asked for.
+	if !isMongo(*storeKind) && fresh && !*noSeed || isMongo(*storeKind) && fresh && *demo {
 		if err := seed(st, strings.Split(*seedDir, ","), log); err != nil {
 			return err
 		}

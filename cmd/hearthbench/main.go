@@ -65,7 +65,7 @@ func main() {
 		*storeURI = uri
 	}
 	if *storeURI != "" {
-		args = append(args, "--store", *storeURI)
+		args = append(args, "--store", *storeURI, "--seed")
 		// Only the Patients are read: on FerretDB, which scans a collection
 		// for every query, loading the whole demo set takes minutes.
 		patientsOnly := filepath.Join(work, "seed")
