@@ -63,8 +63,9 @@ func (c *compiler) where(q *fhir.SearchQuery, a string) (from, where string, err
 	if patient := patientAnchor(q); patient != "" && q.Type != "Patient" {
 		// A token condition read through idx_token_patient drives better
 		// than anything: only the anchor patient's rows with that code.
-		// The original conditions all stay, as probes.
-		for _, p := range q.Params {
+		// It implies the token condition itself, which is dropped; the
+		// anchor and the others stay, as probes.
+		for i, p := range q.Params {
 			if p.Type == "token" && p.Modifier == "" && p.Name != "_id" && len(p.Values) > 0 {
 				var ors []string
 				for _, v := range p.Values {
@@ -74,8 +75,14 @@ func (c *compiler) where(q *fhir.SearchQuery, a string) (from, where string, err
 					}
 					ors = append(ors, "("+cond+")")
 				}
-				conds = append(conds, cond{fmt.Sprintf("%s.id IN (SELECT id FROM idx_token_patient WHERE patient_id = %s AND type = %s AND param = %s AND (%s))",
-					a, c.arg(patient), c.arg(q.Type), c.arg(p.Name), strings.Join(ors, " OR ")), -1})
+				// conds holds the compartment condition first, then one per
+				// parameter.
+				k := i
+				if q.Compartment != "" {
+					k++
+				}
+				conds[k] = cond{fmt.Sprintf("%s.id IN (SELECT id FROM idx_token_patient WHERE patient_id = %s AND type = %s AND param = %s AND (%s))",
+					a, c.arg(patient), c.arg(q.Type), c.arg(p.Name), strings.Join(ors, " OR ")), -1}
 				break
 			}
 		}
@@ -84,6 +91,29 @@ func (c *compiler) where(q *fhir.SearchQuery, a string) (from, where string, err
 	for i, cd := range conds {
 		if driver < 0 || cd.rank < conds[driver].rank {
 			driver = i
+		}
+	}
+	// Index rows exist only for live resources of their type, so when the
+	// driver is an index subquery, every other condition an index probe and
+	// nothing is sorted, the driver's ids are the answer: current (a wide
+	// row holding the JSON, two B-tree seeks) is not visited at all.
+	if driver >= 0 && len(q.Sort) == 0 {
+		if sub, ok := drivingSubquery(conds[driver].sql, a); ok {
+			probes := []string{"1"}
+			for i, cd := range conds {
+				if i == driver {
+					continue
+				}
+				probe := asExists(cd.sql, a, a)
+				if probe == cd.sql {
+					probes = nil // not an index probe: it needs current
+					break
+				}
+				probes = append(probes, probe)
+			}
+			if probes != nil {
+				return "(" + sub + ") " + a, strings.Join(probes, " AND "), nil
+			}
 		}
 	}
 	from = "current " + a

@@ -237,6 +237,25 @@ func testDeleteGoneAndResurrect(t *testing.T, s store.Store) {
 	if ids, err := s.SearchIDs(ctx, mustQuery(t, "Patient", "_id="+r.ID), "", 0); err != nil || len(ids) != 1 {
 		t.Errorf("search finds resurrected resource: %d %v", len(ids), err)
 	}
+
+	// A deleted resource leaves every search, however it is driven.
+	o := create(t, s, "Observation", []byte(`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/`+r.ID+`"},"effectiveDateTime":"2024-01-01"}`))
+	if _, err := del(s, "Observation", o.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, query := range []string{"patient=" + r.ID, "patient=" + r.ID + "&code=8867-4", "code=8867-4", "date=2024", "patient=" + r.ID + "&date=2024"} {
+		if ids, err := s.SearchIDs(ctx, mustQuery(t, "Observation", query), "", 0); err != nil || len(ids) != 0 {
+			t.Errorf("Observation?%s after the delete: %v %v", query, ids, err)
+		}
+		if n, err := s.Count(ctx, mustQuery(t, "Observation", query)); err != nil || n != 0 {
+			t.Errorf("count of Observation?%s after the delete: %d %v", query, n, err)
+		}
+	}
+	q := mustQuery(t, "Observation", "code=8867-4")
+	q.Compartment = r.ID
+	if ids, err := s.SearchIDs(ctx, q, "", 0); err != nil || len(ids) != 0 {
+		t.Errorf("compartment search after the delete: %v %v", ids, err)
+	}
 }
 
 func testVRead(t *testing.T, s store.Store) {
