@@ -559,7 +559,7 @@ func (c *compiler) orderBy(q *fhir.SearchQuery, a string) string {
 }
 
 func (s *Store) SearchIDs(ctx context.Context, q *fhir.SearchQuery, afterID string, limit int) ([]string, error) {
-	return searchIDs(ctx, s.reader, q, afterID, limit)
+	return searchIDs(ctx, s.searches, q, afterID, limit)
 }
 
 func searchIDs(ctx context.Context, db queryer, q *fhir.SearchQuery, afterID string, limit int) ([]string, error) {
@@ -598,7 +598,15 @@ func (s *Store) Count(ctx context.Context, q *fhir.SearchQuery) (int, error) {
 		return 0, err
 	}
 	var n int
-	if err := s.reader.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+from+" WHERE "+where, c.args...).Scan(&n); err != nil {
+	rows, err := s.searches.QueryContext(ctx, "SELECT COUNT(*) FROM "+from+" WHERE "+where, c.args...)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: count: %w", err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return 0, fmt.Errorf("sqlite: count: %w", errors.Join(rows.Err(), sql.ErrNoRows))
+	}
+	if err := rows.Scan(&n); err != nil {
 		return 0, fmt.Errorf("sqlite: count: %w", err)
 	}
 	return n, nil

@@ -120,6 +120,7 @@ type Store struct {
 	cache    *cache
 	readStmt *sql.Stmt
 	authStmt *sql.Stmt // GetAuth: every API request checks its token
+	searches *stmtCache
 
 	// checkpointer copies committed WAL frames into the database file in
 	// the background, so that a commit never pays for it (SQLite's
@@ -217,7 +218,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
 	checkpointer.SetMaxOpenConns(1)
-	s := &Store{writer: writer, reader: reader, lock: lock, cache: newCache(n), readStmt: readStmt, authStmt: authStmt,
+	s := &Store{writer: writer, reader: reader, lock: lock, cache: newCache(n), readStmt: readStmt, authStmt: authStmt, searches: newStmtCache(reader),
 		checkpointer: checkpointer, stop: make(chan struct{}), stopped: make(chan struct{})}
 	go s.checkpoint()
 	return s, nil
@@ -261,6 +262,7 @@ func (s *Store) Close() error {
 	<-s.stopped
 	s.readStmt.Close()
 	s.authStmt.Close()
+	s.searches.close()
 	err := errors.Join(s.reader.Close(), s.checkpointer.Close(), s.writer.Close())
 	s.lock.Close()
 	return err
