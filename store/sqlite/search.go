@@ -614,17 +614,54 @@ func (s *Store) Count(ctx context.Context, q *fhir.SearchQuery) (int, error) {
 
 // ReadMany reads through the cache, so a page of results costs little more
 // than the id query.
+// Those not cached are read in one query per 500, not one each.
 func (s *Store) ReadMany(ctx context.Context, typ string, ids []string) ([]store.Resource, error) {
+	found := make(map[string]store.Resource, len(ids))
+	var missing []string
+	for _, id := range ids {
+		if r, ok := s.cache.get(cacheKey(typ, id)); ok {
+			found[id] = r
+		} else {
+			missing = append(missing, id)
+		}
+	}
+	for start := 0; start < len(missing); start += 500 {
+		chunk := missing[start:min(start+500, len(missing))]
+		gen := s.cache.generation()
+		args := make([]any, 0, len(chunk)+1)
+		args = append(args, typ)
+		for _, id := range chunk {
+			args = append(args, id)
+		}
+		rows, err := s.searches.QueryContext(ctx, `SELECT id, version, last_updated, op, json FROM current WHERE type = ? AND id IN (`+placeholders(len(chunk))+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: read: %w", err)
+		}
+		for rows.Next() {
+			var (
+				id, op      string
+				version, lu int64
+				body        []byte
+			)
+			if err := rows.Scan(&id, &version, &lu, &op, &body); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("sqlite: read: %w", err)
+			}
+			r := makeResource(typ, id, version, lu, op, body)
+			s.cache.putIfGeneration(cacheKey(typ, id), r, gen)
+			found[id] = r
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: read: %w", err)
+		}
+	}
 	out := make([]store.Resource, 0, len(ids))
 	for _, id := range ids {
-		r, err := s.Read(ctx, typ, id)
-		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) {
-			continue
+		if r, ok := found[id]; ok && !r.Deleted {
+			out = append(out, r)
 		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
 	}
 	return out, nil
 }
