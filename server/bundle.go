@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
-	"github.com/google/uuid"
 
 	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/store"
@@ -274,10 +273,10 @@ func (s *Server) transaction(ctx context.Context, ops []*entryOp) error {
 					op.id = id
 					op.result.status = http.StatusOK // matched: nothing is written
 				} else {
-					op.id = uuid.NewString()
+					op.id = store.NewID()
 				}
 			case op.method == http.MethodPost:
-				op.id = uuid.NewString()
+				op.id = store.NewID()
 			case op.method == http.MethodPut && op.cond != nil:
 				id, err := matchOne(ctx, tx, op.cond, false)
 				if err != nil {
@@ -292,7 +291,7 @@ func (s *Server) transaction(ctx context.Context, ops []*entryOp) error {
 				case bodyID != "":
 					op.id = bodyID
 				default:
-					op.id = uuid.NewString()
+					op.id = store.NewID()
 				}
 			}
 			if op.fullURL != "" && op.id != "" && op.method != http.MethodGet {
@@ -343,7 +342,7 @@ func (s *Server) batch(ctx context.Context, ops []*entryOp) {
 			continue
 		}
 		if op.method == http.MethodPost {
-			op.id = uuid.NewString()
+			op.id = store.NewID()
 		}
 		op.err = s.storeFor(ctx).Transact(ctx, func(tx store.Tx) error {
 			if op.method == http.MethodPost && op.ifNone != nil {

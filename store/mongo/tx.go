@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
@@ -154,7 +153,7 @@ func (t *tx) Read(ctx context.Context, typ, id string) (store.Resource, error) {
 }
 
 func (t *tx) Create(ctx context.Context, w store.Write) (store.Resource, error) {
-	w.ID = uuid.NewString()
+	w.ID = store.NewID()
 	return t.put(w, 1, 0, store.OpCreate)
 }
 

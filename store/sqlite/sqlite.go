@@ -23,7 +23,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/store"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -437,7 +436,7 @@ func (t *tx) Search(ctx context.Context, q *fhir.SearchQuery, limit int) ([]stor
 }
 
 func (t *tx) Create(ctx context.Context, w store.Write) (store.Resource, error) {
-	w.ID = uuid.NewString()
+	w.ID = store.NewID()
 	return t.put(ctx, w, 1, store.OpCreate)
 }
 
