@@ -159,41 +159,21 @@ func (t *tx) Create(ctx context.Context, w store.Write) (store.Resource, error) 
 
 func (t *tx) Update(ctx context.Context, w store.Write) (store.Resource, bool, error) {
 	cur, err := t.Read(ctx, w.Type, w.ID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		if w.IfMatch != 0 {
-			return store.Resource{}, false, fmt.Errorf("%s/%s: If-Match on a resource that does not exist: %w", w.Type, w.ID, store.ErrVersionMismatch)
-		}
-		r, err := t.put(w, 1, 0, store.OpUpdateCreate)
-		return r, true, err
-	case errors.Is(err, store.ErrGone):
-		if w.IfMatch != 0 && w.IfMatch != cur.VersionID {
-			return store.Resource{}, false, fmt.Errorf("%s/%s: %w", w.Type, w.ID, store.ErrVersionMismatch)
-		}
-		r, err := t.put(w, cur.VersionID+1, cur.VersionID, store.OpCreate)
-		return r, true, err
-	case err != nil:
+	version, op, created, err := store.NextVersion(w, cur, err)
+	if err != nil {
 		return store.Resource{}, false, err
 	}
-	if w.IfMatch != 0 && w.IfMatch != cur.VersionID {
-		return store.Resource{}, false, fmt.Errorf("%s/%s: %w", w.Type, w.ID, store.ErrVersionMismatch)
-	}
-	r, err := t.put(w, cur.VersionID+1, cur.VersionID, store.OpUpdate)
-	return r, false, err
+	r, err := t.put(w, version, cur.VersionID, op)
+	return r, created, err
 }
 
 func (t *tx) Delete(ctx context.Context, typ, id string, ifMatch int64) (store.Resource, error) {
 	cur, err := t.Read(ctx, typ, id)
-	if errors.Is(err, store.ErrGone) {
-		return cur, nil
+	version, done, err := store.DeleteVersion(typ, id, ifMatch, cur, err)
+	if err != nil || done {
+		return cur, err
 	}
-	if err != nil {
-		return store.Resource{}, err
-	}
-	if ifMatch != 0 && ifMatch != cur.VersionID {
-		return store.Resource{}, fmt.Errorf("%s/%s: %w", typ, id, store.ErrVersionMismatch)
-	}
-	return t.put(store.Write{Type: typ, ID: id}, cur.VersionID+1, cur.VersionID, store.OpDelete)
+	return t.put(store.Write{Type: typ, ID: id}, version, cur.VersionID, store.OpDelete)
 }
 
 // put stamps and indexes one version and buffers it.
@@ -202,23 +182,8 @@ func (t *tx) put(w store.Write, v, prev int64, op store.Op) (store.Resource, err
 	var body []byte
 	if op != store.OpDelete {
 		var err error
-		body, err = fhir.Stamp(w.Body, w.ID, v, t.now)
-		if err != nil {
-			return store.Resource{}, err
-		}
-		decoded := w.Parsed
-		if decoded == nil {
-			if decoded, err = fhir.DecodeResource(w.Body); err != nil {
-				return store.Resource{}, fmt.Errorf("mongo: index: %w", err)
-			}
-		}
-		id := decoded["id"]
-		decoded["id"] = w.ID
-		pw.ix = fhir.Extract(w.Type, decoded)
-		if id == nil {
-			delete(decoded, "id")
-		} else {
-			decoded["id"] = id
+		if body, pw.ix, err = store.StampAndIndex(w, v, t.now); err != nil {
+			return store.Resource{}, fmt.Errorf("mongo: %w", err)
 		}
 	}
 	pw.res = makeResource(w.Type, w.ID, v, t.now.UnixMilli(), string(op), body)
