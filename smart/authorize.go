@@ -171,11 +171,7 @@ func (p *Provider) next(w http.ResponseWriter, r *http.Request, id string, pend 
 		case 1:
 			pend.Patient = actors[0].Patient
 		default:
-			d.Title = "Choose a patient"
-			for _, a := range actors {
-				d.Patients = append(d.Patients, pickPatient{ID: a.Patient, Name: p.patientName(ctx, a.Patient), Self: a.Patient == u.Patient})
-			}
-			renderPage(w, http.StatusOK, "pick", d)
+			p.renderPicker(ctx, w, d, u)
 			return
 		}
 		p.savePending(ctx, id, pend)
@@ -305,6 +301,16 @@ func clientName(c fosite.Client) string {
 }
 
 // patientName reads the patient's name for the pages.
+// renderPicker shows the patient picker: the user's own record and each
+// patient the user is a proxy for.
+func (p *Provider) renderPicker(ctx context.Context, w http.ResponseWriter, d pageData, u *User) {
+	d.Title = "Choose a patient"
+	for _, a := range u.Actors() {
+		d.Patients = append(d.Patients, pickPatient{ID: a.Patient, Name: p.patientName(ctx, a.Patient), Self: a.Patient == u.Patient})
+	}
+	renderPage(w, http.StatusOK, "pick", d)
+}
+
 func (p *Provider) patientName(ctx context.Context, id string) string {
 	res, err := p.st.Read(ctx, "Patient", id)
 	if err != nil {

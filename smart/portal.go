@@ -45,11 +45,7 @@ func (p *Provider) portalNext(w http.ResponseWriter, r *http.Request, id string,
 		case 1:
 			pend.Patient = actors[0].Patient
 		default:
-			d.Title = "Choose a patient"
-			for _, a := range actors {
-				d.Patients = append(d.Patients, pickPatient{ID: a.Patient, Name: p.patientName(ctx, a.Patient), Self: a.Patient == u.Patient})
-			}
-			renderPage(w, http.StatusOK, "pick", d)
+			p.renderPicker(ctx, w, d, u)
 			return
 		}
 	}
