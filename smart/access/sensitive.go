@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/hearth-fhir/hearth/fhir"
 )
@@ -25,11 +26,18 @@ var sensitiveLabels = []struct{ system, code string }{
 	{actCode, "SDV"}, {actCode, "SEX"}, {actCode, "STD"},
 }
 
+// withheldByType caches, per resource type, the parsed withheld condition
+// (a fixed query: parsing it on every request would be wasted work).
+var withheldByType sync.Map // string → []*fhir.SearchParam
+
 // withheld returns the search conditions that leave sensitive resources of
 // typ out, or nil when the policy withholds nothing.
 func (p *Policy) withheld(typ string) []*fhir.SearchParam {
 	if !p.WithholdSensitive {
 		return nil
+	}
+	if params, ok := withheldByType.Load(typ); ok {
+		return params.([]*fhir.SearchParam)
 	}
 	var vals []string
 	for _, l := range sensitiveLabels {
@@ -39,6 +47,7 @@ func (p *Policy) withheld(typ string) []*fhir.SearchParam {
 	if err != nil {
 		panic(err) // a fixed, valid query
 	}
+	withheldByType.Store(typ, q.Params)
 	return q.Params
 }
 
