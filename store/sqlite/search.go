@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -53,39 +54,30 @@ func (c *compiler) where(q *fhir.SearchQuery, a string) (from, where string, err
 	if q.Compartment != "" {
 		conds = append(conds, cond{fmt.Sprintf("%s.id IN (SELECT id FROM compartment WHERE patient_id = %s AND type = %s)", a, c.arg(q.Compartment), c.arg(q.Type)), 1})
 	}
-	for _, p := range q.Params {
+	patient, anchored := patientAnchor(q), -1
+	if patient != "" && q.Type != "Patient" {
+		anchored = slices.IndexFunc(q.Params, func(p *fhir.SearchParam) bool {
+			return p.Type == "token" && p.Modifier == "" && p.Name != "_id" && len(p.Values) > 0
+		})
+	}
+	for i, p := range q.Params {
+		if i == anchored {
+			// A token condition read through idx_token_patient drives
+			// better than anything: only the anchor patient's rows with
+			// that code. It implies the token condition itself; the anchor
+			// and the others stay, as probes.
+			sql, err := c.tokenOfPatient(q.Type, p, patient, a)
+			if err != nil {
+				return "", "", err
+			}
+			conds = append(conds, cond{sql, -1})
+			continue
+		}
 		sql, err := c.param(q.Type, p, a)
 		if err != nil {
 			return "", "", err
 		}
 		conds = append(conds, cond{sql, driveRank(p)})
-	}
-	if patient := patientAnchor(q); patient != "" && q.Type != "Patient" {
-		// A token condition read through idx_token_patient drives better
-		// than anything: only the anchor patient's rows with that code.
-		// It implies the token condition itself, which is dropped; the
-		// anchor and the others stay, as probes.
-		for i, p := range q.Params {
-			if p.Type == "token" && p.Modifier == "" && p.Name != "_id" && len(p.Values) > 0 {
-				var ors []string
-				for _, v := range p.Values {
-					cond, err := c.value(p, v)
-					if err != nil {
-						return "", "", err
-					}
-					ors = append(ors, "("+cond+")")
-				}
-				// conds holds the compartment condition first, then one per
-				// parameter.
-				k := i
-				if q.Compartment != "" {
-					k++
-				}
-				conds[k] = cond{fmt.Sprintf("%s.id IN (SELECT id FROM idx_token_patient WHERE patient_id = %s AND type = %s AND param = %s AND (%s))",
-					a, c.arg(patient), c.arg(q.Type), c.arg(p.Name), strings.Join(ors, " OR ")), -1}
-				break
-			}
-		}
 	}
 	driver := -1
 	for i, cd := range conds {
@@ -93,27 +85,29 @@ func (c *compiler) where(q *fhir.SearchQuery, a string) (from, where string, err
 			driver = i
 		}
 	}
+	var sub string // the driver as a subquery of ids, if it is one
+	if driver >= 0 {
+		sub, _ = drivingSubquery(conds[driver].sql, a)
+	}
 	// Index rows exist only for live resources of their type, so when the
 	// driver is an index subquery, every other condition an index probe and
 	// nothing is sorted, the driver's ids are the answer: current (a wide
 	// row holding the JSON, two B-tree seeks) is not visited at all.
-	if driver >= 0 && len(q.Sort) == 0 {
-		if sub, ok := drivingSubquery(conds[driver].sql, a); ok {
-			probes := []string{"1"}
-			for i, cd := range conds {
-				if i == driver {
-					continue
-				}
-				probe := asExists(cd.sql, a, a)
-				if probe == cd.sql {
-					probes = nil // not an index probe: it needs current
-					break
-				}
-				probes = append(probes, probe)
+	if sub != "" && len(q.Sort) == 0 {
+		probes := []string{"1"}
+		for i, cd := range conds {
+			if i == driver {
+				continue
 			}
-			if probes != nil {
-				return "(" + sub + ") " + a, strings.Join(probes, " AND "), nil
+			probe := asExists(cd.sql, a, a)
+			if probe == cd.sql {
+				probes = nil // not an index probe: it needs current
+				break
 			}
+			probes = append(probes, probe)
+		}
+		if probes != nil {
+			return "(" + sub + ") " + a, strings.Join(probes, " AND "), nil
 		}
 	}
 	from = "current " + a
@@ -122,14 +116,13 @@ func (c *compiler) where(q *fhir.SearchQuery, a string) (from, where string, err
 	// SQLite checks them in the driver's loop and looks up current (a wide
 	// row holding the JSON) only for the ids that pass them all.
 	corr := a
-	if driver >= 0 {
-		if sub, ok := drivingSubquery(conds[driver].sql, a); ok {
-			from = "(" + sub + ") d CROSS JOIN current " + a
-			out = append(out, a+".id = d.id")
-			corr = "d"
-		} else {
-			out = append(out, conds[driver].sql)
-		}
+	switch {
+	case sub != "":
+		from = "(" + sub + ") d CROSS JOIN current " + a
+		out = append(out, a+".id = d.id")
+		corr = "d"
+	case driver >= 0:
+		out = append(out, conds[driver].sql)
 	}
 	for i, cd := range conds {
 		if i != driver {
@@ -137,6 +130,21 @@ func (c *compiler) where(q *fhir.SearchQuery, a string) (from, where string, err
 		}
 	}
 	return from, strings.Join(out, " AND "), nil
+}
+
+// tokenOfPatient compiles token parameter p, for resources tied to
+// patient, over idx_token_patient.
+func (c *compiler) tokenOfPatient(typ string, p *fhir.SearchParam, patient, a string) (string, error) {
+	var ors []string
+	for _, v := range p.Values {
+		cond, err := c.value(p, v)
+		if err != nil {
+			return "", err
+		}
+		ors = append(ors, "("+cond+")")
+	}
+	return fmt.Sprintf("%s.id IN (SELECT id FROM idx_token_patient WHERE patient_id = %s AND type = %s AND param = %s AND (%s))",
+		a, c.arg(patient), c.arg(typ), c.arg(p.Name), strings.Join(ors, " OR ")), nil
 }
 
 // patientAnchor is the one Patient every match of q must be tied to: the
