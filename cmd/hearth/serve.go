@@ -50,7 +50,11 @@ func serveCmd(args []string) error {
 
 	// MongoDB is the production backend: demo accounts with published
 	// passwords go into it only when asked for.
-	if !isMongo(*storeKind) && fresh && !*noSeed || isMongo(*storeKind) && fresh && *demo {
+	seedFresh := !*noSeed
+	if isMongo(*storeKind) {
+		seedFresh = *demo
+	}
+	if fresh && seedFresh {
 		if err := seed(st, strings.Split(*seedDir, ","), log); err != nil {
 			return err
 		}
