@@ -16,6 +16,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -147,13 +148,21 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: lock file: %w", err)
 	}
+	// Whatever is opened is closed again, newest first, if Open fails.
+	opened := []io.Closer{lock}
+	ok := false
+	defer func() {
+		for i := len(opened) - 1; i >= 0 && !ok; i-- {
+			opened[i].Close()
+		}
+	}()
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
 		return nil, fmt.Errorf("sqlite: %s: %w", dir, store.ErrLocked)
 	}
 	path := filepath.Join(dir, "hearth.db")
 	// A 64 MiB page cache per connection and memory-mapped reads keep index
 	// pages out of read(2) calls; synchronous=FULL makes every commit durable.
+	// Checkpoints run in the background (see checkpoint), not in commits.
 	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(OFF)" +
 		"&_pragma=cache_size(-65536)&_pragma=mmap_size(1073741824)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(0)"
 	// The writer takes the write lock when its transaction begins
@@ -162,26 +171,21 @@ func Open(dir string, opts Options) (*Store, error) {
 	// not then write (SQLITE_BUSY_SNAPSHOT, which no busy timeout retries).
 	writer, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
 	if err != nil {
-		lock.Close()
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
+	opened = append(opened, writer)
 	writer.SetMaxOpenConns(1)
 	if err := migrate(writer); err != nil {
-		writer.Close()
-		lock.Close()
 		return nil, fmt.Errorf("sqlite: migrate: %w", err)
 	}
 	if _, err := writer.Exec(schema); err != nil {
-		writer.Close()
-		lock.Close()
 		return nil, fmt.Errorf("sqlite: schema: %w", err)
 	}
 	reader, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)")
 	if err != nil {
-		writer.Close()
-		lock.Close()
 		return nil, fmt.Errorf("sqlite: open reader: %w", err)
 	}
+	opened = append(opened, reader)
 	// Each connection has its own page cache: a few connections, each
 	// serving many queries, keep the hot index pages cached (on a 2-core
 	// machine 3 readers served patient-scoped searches 60% faster than 8).
@@ -190,36 +194,27 @@ func Open(dir string, opts Options) (*Store, error) {
 	reader.SetMaxIdleConns(readers)
 	readStmt, err := reader.Prepare(`SELECT version, last_updated, op, json FROM current WHERE type = ? AND id = ?`)
 	if err != nil {
-		writer.Close()
-		reader.Close()
-		lock.Close()
 		return nil, fmt.Errorf("sqlite: prepare: %w", err)
 	}
+	opened = append(opened, readStmt)
 	authStmt, err := reader.Prepare(`SELECT request_id, subject, active, expires_at, data FROM auth WHERE kind = ? AND key = ? AND (expires_at = 0 OR expires_at > ?)`)
 	if err != nil {
-		readStmt.Close()
-		writer.Close()
-		reader.Close()
-		lock.Close()
 		return nil, fmt.Errorf("sqlite: prepare: %w", err)
 	}
+	opened = append(opened, authStmt)
+	checkpointer, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	checkpointer.SetMaxOpenConns(1)
 	n := opts.CacheEntries
 	if n == 0 {
 		n = 100_000
 	}
-	checkpointer, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		authStmt.Close()
-		readStmt.Close()
-		writer.Close()
-		reader.Close()
-		lock.Close()
-		return nil, fmt.Errorf("sqlite: open: %w", err)
-	}
-	checkpointer.SetMaxOpenConns(1)
 	s := &Store{writer: writer, reader: reader, lock: lock, cache: newCache(n), readStmt: readStmt, authStmt: authStmt, searches: newStmtCache(reader),
 		checkpointer: checkpointer, stop: make(chan struct{}), stopped: make(chan struct{})}
 	go s.checkpoint()
+	ok = true
 	return s, nil
 }
 
@@ -227,10 +222,10 @@ func Open(dir string, opts Options) (*Store, error) {
 // runs the WAL grows by at most what the writer commits meanwhile.
 const checkpointEvery = 200 * time.Millisecond
 
-// maxWALFrames bounds the WAL (64 MiB of 4 KiB pages, checked every run): under a steady
-// stream of writes passive checkpoints never catch up with the writer, so
-// past this a checkpoint waits for the current write to finish, copies
-// everything and truncates the log.
+// maxWALFrames bounds the WAL (64 MiB of 4 KiB pages, checked every run):
+// under a steady stream of writes passive checkpoints never catch up with
+// the writer, so past this a checkpoint waits for the current write to
+// finish, copies everything and truncates the log.
 const maxWALFrames = 16384
 
 // checkpoint runs passive checkpoints (they never block the writer or the
