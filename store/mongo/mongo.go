@@ -16,7 +16,7 @@
 // even that row by row), that is the difference between seconds and hours.
 // Documents:
 //
-//	type, id   resource type and id
+//	id         resource id (the collection names the type)
 //	v, lu, op  version, lastUpdated (Unix ms), create|update|delete
 //	json       the stored bytes, served as they are (never decoded on read)
 //	ix         the search keys (fhir.Index) extracted at write time, as JSON
@@ -259,7 +259,6 @@ func (s *Store) Close() error { return s.client.Disconnect(context.Background())
 // current is a document of a res_<Type> collection.
 type current struct {
 	Key  string   `bson:"_id"`
-	Type string   `bson:"type"`
 	ID   string   `bson:"id"`
 	V    int64    `bson:"v"`
 	LU   int64    `bson:"lu"`

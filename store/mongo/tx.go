@@ -272,7 +272,7 @@ func (s *Store) completeOrphan(ctx context.Context, c *conflict) error {
 // currentDoc is the res_<Type> document of a version; ix is nil for a
 // deletion.
 func currentDoc(typ, id string, v, lu int64, op string, body []byte, ix *fhir.Index) (current, error) {
-	doc := current{Key: resKey(typ, id), Type: typ, ID: id, V: v, LU: lu, Op: op, JSON: body, Keys: []string{}, Comp: []string{}}
+	doc := current{Key: resKey(typ, id), ID: id, V: v, LU: lu, Op: op, JSON: body, Keys: []string{}, Comp: []string{}}
 	if ix != nil {
 		ixJSON, err := json.Marshal(ix)
 		if err != nil {
