@@ -42,7 +42,7 @@
 //	res_<Type> {keys:1}   token/reference/identifier searches
 //	res_<Type> {comp:1}   compartment search, $everything, patient-bound tokens
 //	res_<Type> {id:1}     a type's resources in id order (keyset paging)
-//	versions  {type:1, id:1, v:1} unique: the version lock, instance history
+//	versions  {type:1, id:1, v:1} unique: instance history (the lock itself is _id)
 //	versions  {seq:1}, {type:1, seq:1}  system and type history
 //	auth      {kind:1, rid:1}    revoke everything one grant issued
 //	auth      {kind:1, sub:1}    a user's grants
