@@ -135,6 +135,16 @@ func (c *compiler) where(q *fhir.SearchQuery, a string) (from, where string, err
 // tokenOfPatient compiles token parameter p, for resources tied to
 // patient, over idx_token_patient.
 func (c *compiler) tokenOfPatient(typ string, p *fhir.SearchParam, patient, a string) (string, error) {
+	ors, err := c.values(p)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s.id IN (SELECT id FROM idx_token_patient WHERE patient_id = %s AND type = %s AND param = %s AND (%s))",
+		a, c.arg(patient), c.arg(typ), c.arg(p.Name), ors), nil
+}
+
+// values compiles the OR of p's values over its index table's columns.
+func (c *compiler) values(p *fhir.SearchParam) (string, error) {
 	var ors []string
 	for _, v := range p.Values {
 		cond, err := c.value(p, v)
@@ -143,8 +153,7 @@ func (c *compiler) tokenOfPatient(typ string, p *fhir.SearchParam, patient, a st
 		}
 		ors = append(ors, "("+cond+")")
 	}
-	return fmt.Sprintf("%s.id IN (SELECT id FROM idx_token_patient WHERE patient_id = %s AND type = %s AND param = %s AND (%s))",
-		a, c.arg(patient), c.arg(typ), c.arg(p.Name), strings.Join(ors, " OR ")), nil
+	return strings.Join(ors, " OR "), nil
 }
 
 // patientAnchor is the one Patient every match of q must be tied to: the
@@ -280,13 +289,9 @@ func (c *compiler) param(typ string, p *fhir.SearchParam, a string) (string, err
 		}
 		return fmt.Sprintf("%s.id %s (SELECT id FROM %s WHERE type = %s AND param = %s)", a, in, table, c.arg(typ), c.arg(p.Name)), nil
 	}
-	var ors []string
-	for _, v := range p.Values {
-		cond, err := c.value(p, v)
-		if err != nil {
-			return "", err
-		}
-		ors = append(ors, "("+cond+")")
+	ors, err := c.values(p)
+	if err != nil {
+		return "", err
 	}
 	in := "IN"
 	if p.Modifier == "not" {
@@ -302,7 +307,7 @@ func (c *compiler) param(typ string, p *fhir.SearchParam, a string) (string, err
 			}
 		}
 	}
-	return fmt.Sprintf("%s.id %s (SELECT id FROM %s WHERE type = %s AND param = %s AND (%s))", a, in, table, c.arg(typ), c.arg(p.Name), strings.Join(ors, " OR ")), nil
+	return fmt.Sprintf("%s.id %s (SELECT id FROM %s WHERE type = %s AND param = %s AND (%s))", a, in, table, c.arg(typ), c.arg(p.Name), ors), nil
 }
 
 // notEqual compiles ne (alone or mixed with other prefixes) as: has a value,
