@@ -44,8 +44,11 @@ type SearchParam struct {
 
 // Chain continues a reference parameter into the referenced resources.
 type Chain struct {
-	Types []string     // candidate target types
+	Types []string     // candidate target types; none: the chain matches nothing
 	Param *SearchParam // the condition on the target (itself possibly chained)
+	// Scopes narrows the targets of each type to what the session may see
+	// (nil: no narrowing).
+	Scopes map[string]*Scope
 }
 
 // Has is reverse chaining: resources of Type whose RefParam points at the
@@ -54,6 +57,17 @@ type Has struct {
 	Type     string
 	RefParam string
 	Param    *SearchParam
+	Scope    *Scope // narrows the sources to what the session may see
+}
+
+// Scope narrows a sub-query — the targets of a chain, the sources of a
+// _has — exactly as a top-level search of that type is narrowed for an
+// access token: to one Patient's compartment and further conditions. The
+// door to the data sets it on every sub-query of a restricted session; a
+// request never carries one.
+type Scope struct {
+	Compartment string         // only resources in this Patient's compartment
+	Params      []*SearchParam // and matching every one of these
 }
 
 // SearchValue is one value of a parameter, parsed for its type.

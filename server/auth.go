@@ -2,20 +2,41 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
+	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/smart"
 	"github.com/hearth-fhir/hearth/smart/access"
-	"github.com/hearth-fhir/hearth/store"
 )
 
-const guardKey ctxKey = 1
+const sessionKey ctxKey = 1
+
+// Authenticator turns a bearer token into the policy it carries:
+// smart.ErrInvalidToken for a token that is not (or no longer) valid, any
+// other error when it cannot tell (the store is down).
+type Authenticator interface {
+	Authenticate(ctx context.Context, token string) (*access.Policy, error)
+}
+
+var _ Authenticator = (*smart.Provider)(nil)
+
+// errUnavailable: the token could not be checked (a 503, not a 401: the
+// client's token may well be good).
+var errUnavailable = errors.New("token check unavailable")
 
 // authenticate requires a valid bearer token (unless the server is open)
-// and hands the request a store guarded by the token's policy.
+// and hands the request a session of the door bound to the token's policy.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.Auth == nil {
+		if s.cfg.Open {
+			ctx := context.WithValue(r.Context(), sessionKey, s.door.Unrestricted())
+			next.ServeHTTP(w, r.WithContext(ctx))
+			return
+		}
+		if s.tokens == nil {
+			// Neither open nor able to check tokens: the session without a
+			// policy refuses everything.
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -25,22 +46,29 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.writeError(w, r, errorf(http.StatusUnauthorized, "login", "an access token is required (Authorization: Bearer …)"))
 			return
 		}
-		pol, err := s.cfg.Auth.Authenticate(r.Context(), token)
-		if err != nil {
+		pol, err := s.tokens.Authenticate(r.Context(), token)
+		switch {
+		case errors.Is(err, smart.ErrInvalidToken):
 			w.Header().Set("WWW-Authenticate", `Bearer realm="`+s.cfg.BaseURL+`", error="invalid_token", error_description="the access token is invalid, expired or revoked"`)
 			s.writeError(w, r, errorf(http.StatusUnauthorized, "login", "the access token is invalid, expired or revoked"))
 			return
+		case err != nil:
+			w.Header().Set("Retry-After", "1")
+			s.writeError(w, r, errors.Join(errUnavailable, err))
+			return
 		}
-		g := access.NewGuard(s.store, pol)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), guardKey, g)))
+		ctx := context.WithValue(r.Context(), sessionKey, s.door.Session(pol))
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
-// storeFor is the store a request may use: the token's guard, or the
-// store itself when the server is open.
-func (s *Server) storeFor(ctx context.Context) store.Store {
-	if g, ok := ctx.Value(guardKey).(*access.Guard); ok {
-		return g
+// session is the request's session of the door. A request that reaches a
+// handler without one (a route mounted outside authenticate) gets a
+// session bound to no policy, which refuses everything with a 500: a
+// missing policy never means open access.
+func (s *Server) session(r *http.Request) *interact.Session {
+	if ss, ok := r.Context().Value(sessionKey).(*interact.Session); ok {
+		return ss
 	}
-	return s.store
+	return s.door.Session(nil)
 }

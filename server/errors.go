@@ -3,11 +3,13 @@ package server
 import (
 	"context"
 	"errors"
-	"github.com/hearth-fhir/hearth/smart/access"
+	"fmt"
 	"log/slog"
 	"net/http"
 
 	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/interact"
+	"github.com/hearth-fhir/hearth/smart/access"
 	"github.com/hearth-fhir/hearth/store"
 )
 
@@ -34,15 +36,6 @@ func invalid(issues []fhir.Issue) *apiError {
 	return &apiError{status: http.StatusBadRequest, issues: issues}
 }
 
-// searchError maps a search parsing error to a 400 OperationOutcome.
-func searchError(err error) error {
-	var se *fhir.SearchError
-	if errors.As(err, &se) {
-		return errorf(http.StatusBadRequest, "invalid", se.Msg)
-	}
-	return err
-}
-
 // statusOf is the one place that maps errors to HTTP status and issues.
 // Store errors carry resource ids, which are fine to show; they never carry
 // resource content.
@@ -55,11 +48,22 @@ func statusOf(err error) (int, []fhir.Issue) {
 	if errors.As(err, &se) {
 		return http.StatusBadRequest, []fhir.Issue{{Severity: "error", Code: "invalid", Diagnostics: se.Msg}}
 	}
+	var pr *interact.Problem
+	if errors.As(err, &pr) {
+		return problemStatus[pr.Kind], entryIssues(pr.Entry, pr.Issues)
+	}
+	var ee *interact.EntryError
+	if errors.As(err, &ee) {
+		status, issues := statusOf(ee.Err)
+		return status, entryIssues(ee.Entry, issues)
+	}
 	issue := func(code, diag string) []fhir.Issue {
 		return []fhir.Issue{{Severity: "error", Code: code, Diagnostics: diag}}
 	}
 	switch {
-	case errors.Is(err, access.ErrForbidden):
+	case errors.Is(err, errUnavailable):
+		return http.StatusServiceUnavailable, issue("transient", "the server cannot check the access token now; retry shortly")
+	case errors.Is(err, access.ErrForbidden), errors.Is(err, access.ErrCreateWithID):
 		return http.StatusForbidden, issue("forbidden", err.Error())
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, issue("not-found", err.Error())
@@ -73,7 +77,7 @@ func statusOf(err error) (int, []fhir.Issue) {
 		return http.StatusPreconditionFailed, issue("multiple-matches", err.Error())
 	case errors.Is(err, store.ErrInvalidCursor):
 		return http.StatusBadRequest, issue("invalid", err.Error())
-	case errors.Is(err, store.ErrUnresolved):
+	case errors.Is(err, interact.ErrUnresolved):
 		return http.StatusBadRequest, issue("not-found", err.Error())
 	case errors.Is(err, store.ErrTooCostly):
 		return http.StatusBadRequest, issue("too-costly", err.Error())
@@ -81,6 +85,26 @@ func statusOf(err error) (int, []fhir.Issue) {
 		return http.StatusBadRequest, issue("not-supported", err.Error())
 	}
 	return http.StatusInternalServerError, issue("exception", "internal server error")
+}
+
+// problemStatus maps the door's kinds of refusal to HTTP status codes.
+var problemStatus = map[interact.Kind]int{
+	interact.Invalid:       http.StatusBadRequest,
+	interact.Unprocessable: http.StatusUnprocessableEntity,
+	interact.NotSupported:  http.StatusBadRequest,
+}
+
+// entryIssues names the bundle entry the issues are about, if any.
+func entryIssues(entry int, issues []fhir.Issue) []fhir.Issue {
+	if entry < 0 {
+		return issues
+	}
+	out := make([]fhir.Issue, len(issues))
+	for i, is := range issues {
+		is.Diagnostics = fmt.Sprintf("entry %d: %s", entry, is.Diagnostics)
+		out[i] = is
+	}
+	return out
 }
 
 // writeError renders err as an OperationOutcome. Unexpected errors are

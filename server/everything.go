@@ -9,7 +9,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/hearth-fhir/hearth/fhir"
-	"github.com/hearth-fhir/hearth/store"
+	"github.com/hearth-fhir/hearth/interact"
 )
 
 const (
@@ -24,7 +24,7 @@ func (s *Server) everything(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusNotFound, "not-supported", "$everything is defined on Patient and Encounter"))
 		return
 	}
-	q := store.EverythingQuery{Type: typ, ID: id, Count: everythingDefaultCount}
+	q := interact.EverythingQuery{Type: typ, ID: id, Count: everythingDefaultCount}
 	params := r.URL.Query()
 	for name, vals := range params {
 		v := vals[0]
@@ -63,7 +63,7 @@ func (s *Server) everything(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	token := params.Get("_page")
-	page, err := store.Everything(r.Context(), s.storeFor(r.Context()), q, token)
+	page, err := s.session(r).Everything(r.Context(), q, token)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -10,12 +9,8 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/store"
-)
-
-const (
-	defaultCount = 50
-	maxCount     = 1000
 )
 
 // history serves instance, type and system history as a history Bundle,
@@ -23,7 +18,7 @@ const (
 func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 	typ, id := chi.URLParam(r, "type"), chi.URLParam(r, "id")
 	params := r.URL.Query()
-	q := store.HistoryQuery{Type: typ, ID: id, Count: defaultCount, Cursor: params.Get("_cursor")}
+	q := store.HistoryQuery{Type: typ, ID: id, Count: interact.DefaultCount, Cursor: params.Get("_cursor")}
 	for name, vals := range params {
 		v := vals[0]
 		switch name {
@@ -33,7 +28,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 				s.writeError(w, r, errorf(http.StatusBadRequest, "invalid", "_count must be a non-negative integer"))
 				return
 			}
-			q.Count = min(n, maxCount)
+			q.Count = min(n, interact.MaxCount)
 		case "_since":
 			t, err := parseInstantParam(v)
 			if err != nil {
@@ -49,24 +44,10 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if id != "" {
-		// An instance history of a resource that never existed is a 404.
-		if _, err := s.storeFor(r.Context()).Read(r.Context(), typ, id); err != nil && !errors.Is(err, store.ErrGone) {
-			s.writeError(w, r, err)
-			return
-		}
-	}
-	count := q.Count
-	if count == 0 {
-		q.Count = 1 // _count=0: only the total is wanted
-	}
-	page, err := s.storeFor(r.Context()).History(r.Context(), q)
+	page, err := s.session(r).History(r.Context(), q)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
-	}
-	if count == 0 {
-		page.Versions, page.Next = nil, ""
 	}
 	total := page.Total
 	b := fhir.Bundle{Type: "history", Total: &total}

@@ -10,14 +10,12 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/store"
 )
 
 const (
 	fhirJSON  = "application/fhir+json"
 	plainJSON = "application/json"
-	jsonPatch = "application/json-patch+json"
 )
 
 var (
@@ -112,32 +110,6 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, allowed ...str
 	return body, nil
 }
 
-// resourceBody is a client's resource: the bytes to store and, once
-// validated, the same resource decoded, which the store indexes.
-type resourceBody struct {
-	raw    []byte
-	parsed map[string]any
-}
-
-// parseResource validates a client's resource body for the endpoint's type.
-func parseResource(raw []byte, wantType string) (resourceBody, error) {
-	rt, parsed, issues, err := fhir.ValidateDecoded(raw)
-	var pe *fhir.ParseError
-	if errors.As(err, &pe) {
-		return resourceBody{}, errorf(http.StatusBadRequest, "structure", pe.Msg)
-	}
-	if err != nil {
-		return resourceBody{}, err
-	}
-	if rt != "" && rt != wantType {
-		return resourceBody{}, errorf(http.StatusBadRequest, "invalid", "resourceType "+rt+" does not match the endpoint type "+wantType)
-	}
-	if len(issues) > 0 {
-		return resourceBody{}, invalid(issues)
-	}
-	return resourceBody{raw: raw, parsed: parsed}, nil
-}
-
 // preferReturn reads Prefer: return=…; representation is the default.
 func preferReturn(r *http.Request) string {
 	for _, p := range strings.Split(r.Header.Get("Prefer"), ",") {
@@ -158,13 +130,4 @@ func strictHandling(r *http.Request) bool {
 		}
 	}
 	return false
-}
-
-// parseETag reads a version from an ETag-style header value: W/"3", "3" or 3.
-func parseETag(v string) (int64, bool) {
-	v = strings.TrimSpace(v)
-	v = strings.TrimPrefix(v, "W/")
-	v = strings.Trim(v, `"`)
-	n, err := strconv.ParseInt(v, 10, 64)
-	return n, err == nil && n > 0
 }

@@ -12,25 +12,25 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/store"
 )
 
 var jsonTypes = []string{fhirJSON, plainJSON, "application/json+fhir"}
 
+
 func (s *Server) location(res store.Resource) string {
 	return s.cfg.BaseURL + "/" + res.Type + "/" + res.ID + "/_history/" + strconv.FormatInt(res.VersionID, 10)
 }
 
-func validID(id string) bool { return fhir.ValidID(id) }
-
 // read serves the current version's stored bytes.
 func (s *Server) read(w http.ResponseWriter, r *http.Request) {
 	typ, id := chi.URLParam(r, "type"), chi.URLParam(r, "id")
-	if !validID(id) {
+	if !fhir.ValidID(id) {
 		s.writeError(w, r, fmt.Errorf("%s/%s: %w", typ, quoteSafe(id), store.ErrNotFound))
 		return
 	}
-	res, err := s.storeFor(r.Context()).Read(r.Context(), typ, id)
+	res, err := s.session(r).Read(r.Context(), typ, id)
 	if err != nil {
 		if errors.Is(err, store.ErrGone) {
 			setVersionHeaders(w.Header(), res)
@@ -83,7 +83,7 @@ func notModified(r *http.Request, res store.Resource) bool {
 			if strings.TrimSpace(tag) == "*" {
 				return true
 			}
-			if v, ok := parseETag(tag); ok && v == res.VersionID {
+			if v, ok := interact.ParseETag(tag); ok && v == res.VersionID {
 				return true
 			}
 		}
@@ -100,11 +100,11 @@ func notModified(r *http.Request, res store.Resource) bool {
 func (s *Server) vread(w http.ResponseWriter, r *http.Request) {
 	typ, id := chi.URLParam(r, "type"), chi.URLParam(r, "id")
 	vid, err := strconv.ParseInt(chi.URLParam(r, "vid"), 10, 64)
-	if err != nil || vid < 1 || !validID(id) {
+	if err != nil || vid < 1 || !fhir.ValidID(id) {
 		s.writeError(w, r, fmt.Errorf("%s/%s/_history/%s: %w", typ, quoteSafe(id), quoteSafe(chi.URLParam(r, "vid")), store.ErrNotFound))
 		return
 	}
-	res, err := s.storeFor(r.Context()).VRead(r.Context(), typ, id, vid)
+	res, err := s.session(r).VRead(r.Context(), typ, id, vid)
 	if err != nil {
 		if errors.Is(err, store.ErrGone) {
 			setVersionHeaders(w.Header(), res)
@@ -118,68 +118,65 @@ func (s *Server) vread(w http.ResponseWriter, r *http.Request) {
 // create handles POST [type], with If-None-Exist for conditional create.
 func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	typ := chi.URLParam(r, "type")
+	ss := s.session(r)
 	raw, err := s.readBody(w, r, jsonTypes...)
-	var body resourceBody
+	var body interact.Body
 	if err == nil {
-		body, err = parseResource(raw, typ)
+		body, err = interact.ParseResource(raw, typ)
 	}
 	var cond *fhir.SearchQuery
 	if err == nil {
 		if ine := r.Header.Get("If-None-Exist"); ine != "" {
-			cond, err = s.conditionQuery(typ, ine)
+			cond, err = ss.ConditionQuery(typ, ine)
 		}
 	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.runWrite(w, r, func(tx store.Tx) (writeResult, error) {
-		return s.opCreate(r.Context(), tx, typ, body, cond)
-	})
+	res, err := ss.Create(r.Context(), typ, body, cond)
+	s.respondResult(w, r, res, err)
 }
 
-// runWrite runs one write interaction in a transaction and answers it.
-func (s *Server) runWrite(w http.ResponseWriter, r *http.Request, op func(tx store.Tx) (writeResult, error)) {
-	var res writeResult
-	err := s.storeFor(r.Context()).Transact(r.Context(), func(tx store.Tx) error {
-		var err error
-		res, err = op(tx)
-		return err
-	})
+// respondResult answers a write interaction.
+func (s *Server) respondResult(w http.ResponseWriter, r *http.Request, res interact.Result, err error) {
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if res.res.Deleted || res.res.ID == "" {
+	switch res.Outcome {
+	case interact.Deleted, interact.NothingToDelete:
 		s.respondDelete(w, r, res)
-		return
+	default:
+		s.respondWrite(w, r, writeStatus(res.Outcome), res.Resource, res.Info)
 	}
-	s.respondWrite(w, r, res.status, res.res, res.info)
 }
 
-// conditionQuery parses the search of a conditional operation.
-func (s *Server) conditionQuery(typ, raw string) (*fhir.SearchQuery, error) {
-	q, err := store.ConditionQuery(typ, raw, s.cfg.BaseURL)
-	if err != nil {
-		return nil, searchError(err)
+// writeStatus is the HTTP status of a write's outcome.
+func writeStatus(o interact.Outcome) int {
+	switch o {
+	case interact.Created:
+		return http.StatusCreated
+	case interact.NothingToDelete:
+		return http.StatusNoContent
 	}
-	return q, nil
+	return http.StatusOK
 }
 
 // update handles PUT [type]/[id]: update, or create with the client's id.
 func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 	typ, id := chi.URLParam(r, "type"), chi.URLParam(r, "id")
-	if !validID(id) {
+	if !fhir.ValidID(id) {
 		s.writeError(w, r, errorf(http.StatusBadRequest, "value", "id in the URL must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'"))
 		return
 	}
 	raw, err := s.readBody(w, r, jsonTypes...)
-	var body resourceBody
+	var body interact.Body
 	if err == nil {
-		body, err = parseResource(raw, typ)
+		body, err = interact.ParseResource(raw, typ)
 	}
 	if err == nil {
-		err = checkBodyID(raw, id)
+		err = interact.CheckBodyID(raw, id)
 	}
 	want, merr := ifMatch(r)
 	if err == nil {
@@ -189,22 +186,22 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.runWrite(w, r, func(tx store.Tx) (writeResult, error) {
-		return s.opUpdate(r.Context(), tx, typ, id, body, want)
-	})
+	res, err := s.session(r).Update(r.Context(), typ, id, body, want)
+	s.respondResult(w, r, res, err)
 }
 
 // conditionalUpdate handles PUT [type]?search.
 func (s *Server) conditionalUpdate(w http.ResponseWriter, r *http.Request) {
 	typ := chi.URLParam(r, "type")
-	cond, err := s.conditionQuery(typ, r.URL.RawQuery)
+	ss := s.session(r)
+	cond, err := ss.ConditionQuery(typ, r.URL.RawQuery)
 	var raw []byte
-	var body resourceBody
+	var body interact.Body
 	if err == nil {
 		raw, err = s.readBody(w, r, jsonTypes...)
 	}
 	if err == nil {
-		body, err = parseResource(raw, typ)
+		body, err = interact.ParseResource(raw, typ)
 	}
 	want, merr := ifMatch(r)
 	if err == nil {
@@ -214,9 +211,8 @@ func (s *Server) conditionalUpdate(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.runWrite(w, r, func(tx store.Tx) (writeResult, error) {
-		return s.opConditionalUpdate(r.Context(), tx, typ, cond, body, want)
-	})
+	res, err := ss.ConditionalUpdate(r.Context(), typ, cond, body, want)
+	s.respondResult(w, r, res, err)
 }
 
 func ifMatch(r *http.Request) (int64, error) {
@@ -224,7 +220,7 @@ func ifMatch(r *http.Request) (int64, error) {
 	if v == "" {
 		return 0, nil
 	}
-	n, ok := parseETag(v)
+	n, ok := interact.ParseETag(v)
 	if !ok {
 		return 0, errorf(http.StatusBadRequest, "invalid", `If-Match must be a version ETag such as W/"3"`)
 	}
@@ -239,15 +235,15 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.runWrite(w, r, func(tx store.Tx) (writeResult, error) {
-		return s.opPatch(r.Context(), tx, typ, id, p, want)
-	})
+	res, err := s.session(r).Patch(r.Context(), typ, id, p, want)
+	s.respondResult(w, r, res, err)
 }
 
 // conditionalPatch handles PATCH [type]?search.
 func (s *Server) conditionalPatch(w http.ResponseWriter, r *http.Request) {
 	typ := chi.URLParam(r, "type")
-	cond, err := s.conditionQuery(typ, r.URL.RawQuery)
+	ss := s.session(r)
+	cond, err := ss.ConditionQuery(typ, r.URL.RawQuery)
 	var p jsonpatch.Patch
 	var want int64
 	if err == nil {
@@ -257,38 +253,21 @@ func (s *Server) conditionalPatch(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.runWrite(w, r, func(tx store.Tx) (writeResult, error) {
-		id, err := matchOne(r.Context(), tx, cond, true)
-		if err != nil {
-			return writeResult{}, err
-		}
-		return s.opPatch(r.Context(), tx, typ, id, p, want)
-	})
+	res, err := ss.ConditionalPatch(r.Context(), typ, cond, p, want)
+	s.respondResult(w, r, res, err)
 }
 
 func (s *Server) readPatch(w http.ResponseWriter, r *http.Request) (jsonpatch.Patch, int64, error) {
-	body, err := s.readBody(w, r, jsonPatch)
+	body, err := s.readBody(w, r, interact.JSONPatch)
 	if err != nil {
 		return nil, 0, err
 	}
-	p, err := jsonpatch.DecodePatch(body)
+	p, err := interact.DecodePatch(body)
 	if err != nil {
-		return nil, 0, errorf(http.StatusBadRequest, "structure", "body is not a valid JSON Patch document")
+		return nil, 0, err
 	}
 	want, err := ifMatch(r)
 	return p, want, err
-}
-
-// patchErrorText describes a patch failure without echoing resource values.
-func patchErrorText(err error) string {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "testing value"):
-		return "a test operation failed"
-	case strings.Contains(msg, "missing"):
-		return "a path does not exist in the resource"
-	}
-	return "an operation is invalid for this resource"
 }
 
 func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
@@ -298,36 +277,35 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.runWrite(w, r, func(tx store.Tx) (writeResult, error) {
-		return s.opDelete(r.Context(), tx, typ, id, want)
-	})
+	res, err := s.session(r).Delete(r.Context(), typ, id, want)
+	s.respondResult(w, r, res, err)
 }
 
 // conditionalDelete handles DELETE [type]?search: no match is a success
 // with nothing to do; several matches are refused (412).
 func (s *Server) conditionalDelete(w http.ResponseWriter, r *http.Request) {
 	typ := chi.URLParam(r, "type")
-	cond, err := s.conditionQuery(typ, r.URL.RawQuery)
+	ss := s.session(r)
+	cond, err := ss.ConditionQuery(typ, r.URL.RawQuery)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.runWrite(w, r, func(tx store.Tx) (writeResult, error) {
-		return s.opConditionalDelete(r.Context(), tx, typ, cond)
-	})
+	res, err := ss.ConditionalDelete(r.Context(), typ, cond)
+	s.respondResult(w, r, res, err)
 }
 
 // respondDelete answers a delete: 200 with an OperationOutcome, or 204
 // under Prefer: return=minimal.
-func (s *Server) respondDelete(w http.ResponseWriter, r *http.Request, res writeResult) {
-	if res.res.ID != "" {
-		setVersionHeaders(w.Header(), res.res)
+func (s *Server) respondDelete(w http.ResponseWriter, r *http.Request, res interact.Result) {
+	if res.Resource.ID != "" {
+		setVersionHeaders(w.Header(), res.Resource)
 	}
 	if preferReturn(r) == "minimal" {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, fhir.Information(res.info))
+	s.writeJSON(w, r, http.StatusOK, fhir.Information(res.Info))
 }
 
 // respondWrite answers a create, update or patch according to Prefer.

@@ -10,6 +10,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/store"
 )
 
@@ -58,7 +59,7 @@ func (s *Server) searchCompartment(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusBadRequest, "invalid", typ+" is not in the Patient compartment"))
 		return
 	}
-	if !validID(id) {
+	if !fhir.ValidID(id) {
 		s.writeError(w, r, errorf(http.StatusNotFound, "not-found", "no such Patient"))
 		return
 	}
@@ -66,23 +67,23 @@ func (s *Server) searchCompartment(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) searchOptions(r *http.Request) fhir.SearchOptions {
-	return fhir.SearchOptions{DefaultCount: defaultCount, MaxCount: maxCount, Strict: strictHandling(r), BaseURL: s.cfg.BaseURL}
+	return fhir.SearchOptions{DefaultCount: interact.DefaultCount, MaxCount: interact.MaxCount, Strict: strictHandling(r), BaseURL: s.cfg.BaseURL}
 }
 
 func (s *Server) search(w http.ResponseWriter, r *http.Request, typ, compartment string, params url.Values) {
 	token := params.Get("_page")
 	q, err := fhir.ParseSearch(typ, params, s.searchOptions(r))
 	if err != nil {
-		s.writeError(w, r, searchError(err))
+		s.writeError(w, r, err)
 		return
 	}
 	q.Compartment = compartment
-	page, err := store.Search(r.Context(), s.storeFor(r.Context()), q, token, store.SearchLimits{})
+	page, err := s.session(r).Search(r.Context(), q, token)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	body, err := s.searchBundle(typ, compartment, q, page, token)
+	body, err := searchBundle(s.cfg.BaseURL, typ, compartment, q, page, token)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -92,10 +93,10 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, typ, compartment
 
 // searchBundle renders a page as a searchset Bundle. Links repeat the
 // parameters as understood, so a client sees what was ignored.
-func (s *Server) searchBundle(typ, compartment string, q *fhir.SearchQuery, page *store.SearchPage, token string) ([]byte, error) {
-	base := s.cfg.BaseURL + "/" + typ
+func searchBundle(fhirBase, typ, compartment string, q *fhir.SearchQuery, page *interact.SearchPage, token string) ([]byte, error) {
+	base := fhirBase + "/" + typ
 	if compartment != "" {
-		base = s.cfg.BaseURL + "/Patient/" + compartment + "/" + typ
+		base = fhirBase + "/Patient/" + compartment + "/" + typ
 	}
 	link := func(tok string) string {
 		v := url.Values{}
@@ -126,7 +127,7 @@ func (s *Server) searchBundle(typ, compartment string, q *fhir.SearchQuery, page
 				return err
 			}
 			b.Entries = append(b.Entries, fhir.BundleEntry{
-				FullURL:  s.cfg.BaseURL + "/" + res.Type + "/" + res.ID,
+				FullURL:  fhirBase + "/" + res.Type + "/" + res.ID,
 				Resource: body,
 				Search:   &fhir.BundleEntrySearch{Mode: mode},
 			})

@@ -3,7 +3,6 @@
 package server
 
 import (
-	"github.com/hearth-fhir/hearth/smart"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -12,7 +11,8 @@ import (
 
 	"github.com/hearth-fhir/hearth/conformance"
 	"github.com/hearth-fhir/hearth/fhir"
-	"github.com/hearth-fhir/hearth/store"
+	"github.com/hearth-fhir/hearth/interact"
+	"github.com/hearth-fhir/hearth/smart"
 )
 
 // Config is the HTTP layer's configuration.
@@ -25,15 +25,22 @@ type Config struct {
 	CORSOrigins []string
 	// Version is the software version reported in the CapabilityStatement.
 	Version string
-	// Auth is the SMART authorization server; nil serves the API open
-	// (hearth serve --open, for development only).
+	// Auth is the SMART authorization server: its endpoints are mounted,
+	// and it checks bearer tokens unless Tokens is set.
 	Auth *smart.Provider
+	// Tokens checks bearer tokens (default: Auth).
+	Tokens Authenticator
+	// Open serves the API without authorization, through an unrestricted
+	// session (hearth serve --open, for development only). Without Open
+	// and without an authenticator, every interaction is refused.
+	Open bool
 }
 
-// Server serves the FHIR REST API over a store.
+// Server serves the FHIR REST API through the door to the data.
 type Server struct {
 	cfg        Config
-	store      store.Store
+	door       *interact.Door
+	tokens     Authenticator
 	log        *slog.Logger
 	capability []byte
 	router     http.Handler
@@ -42,17 +49,20 @@ type Server struct {
 // ServeHTTP serves the whole API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
 
-// New returns the server; it is the HTTP handler for the whole API.
-func New(cfg Config, st store.Store, log *slog.Logger) *Server {
+// New returns the server over door; it is the HTTP handler for the whole
+// API.
+func New(cfg Config, door *interact.Door, log *slog.Logger) *Server {
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
-	fhir.AddLocalBase(cfg.BaseURL)
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 16 << 20
 	}
 	if len(cfg.CORSOrigins) == 0 {
 		cfg.CORSOrigins = []string{"*"}
 	}
-	s := &Server{cfg: cfg, store: st, log: log}
+	s := &Server{cfg: cfg, door: door, log: log, tokens: cfg.Tokens}
+	if s.tokens == nil && cfg.Auth != nil {
+		s.tokens = cfg.Auth
+	}
 	copts := conformance.Options{BaseURL: cfg.BaseURL, Version: cfg.Version}
 	if cfg.Auth != nil {
 		e := cfg.Auth.Endpoints()

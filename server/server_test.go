@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/server"
 	"github.com/hearth-fhir/hearth/store/sqlite"
 )
@@ -32,7 +33,7 @@ func newServerWithLimit(t *testing.T, maxBody int64) *httptest.Server {
 	var ts *httptest.Server
 	ts = httptest.NewUnstartedServer(nil)
 	ts.Start()
-	ts.Config.Handler = server.New(server.Config{BaseURL: ts.URL + "/fhir", MaxBodyBytes: maxBody, Version: "test"}, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ts.Config.Handler = server.New(server.Config{BaseURL: ts.URL + "/fhir", MaxBodyBytes: maxBody, Version: "test", Open: true}, interact.New(st, interact.Config{BaseURL: ts.URL + "/fhir"}), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(ts.Close)
 	return ts
 }

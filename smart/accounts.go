@@ -169,7 +169,7 @@ func (a *Accounts) AddUser(ctx context.Context, username, password, patient stri
 // LinkProxy makes username a proxy for patient: it writes a RelatedPerson
 // for the link (the proxy's FHIR identity for that patient) and records
 // the link. relationship is a v3 RoleCode such as PRN (parent) or CHILD.
-func LinkProxy(ctx context.Context, st store.Store, username, patient, relationship string) (*Link, error) {
+func LinkProxy(ctx context.Context, st store.AuthStore, records Records, username, patient, relationship string) (*Link, error) {
 	a := NewAccounts(st)
 	u, err := a.Get(ctx, username)
 	if err != nil {
@@ -178,7 +178,7 @@ func LinkProxy(ctx context.Context, st store.Store, username, patient, relations
 	if _, ok := u.ActorFor(patient); ok {
 		return nil, fmt.Errorf("user %q already acts for Patient/%s", username, patient)
 	}
-	if _, err := st.Read(ctx, "Patient", patient); err != nil {
+	if _, err := records.Read(ctx, "Patient", patient); err != nil {
 		return nil, fmt.Errorf("Patient/%s: %w", patient, err)
 	}
 	if relationship == "" {
@@ -192,16 +192,11 @@ func LinkProxy(ctx context.Context, st store.Store, username, patient, relations
 			"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": relationship}}}},
 		"name": []any{map[string]string{"text": username}},
 	})
-	var rp store.Resource
-	err = st.Transact(ctx, func(tx store.Tx) error {
-		var err error
-		rp, err = tx.Create(ctx, store.Write{Type: "RelatedPerson", Body: body})
-		return err
-	})
+	rp, err := records.Put(ctx, "RelatedPerson", body)
 	if err != nil {
 		return nil, err
 	}
-	l := Link{Patient: patient, RelatedPerson: rp.ID}
+	l := Link{Patient: patient, RelatedPerson: rp}
 	u.Links = append(u.Links, l)
 	return &l, a.Put(ctx, u)
 }

@@ -312,7 +312,7 @@ func (p *Provider) renderPicker(ctx context.Context, w http.ResponseWriter, d pa
 }
 
 func (p *Provider) patientName(ctx context.Context, id string) string {
-	res, err := p.st.Read(ctx, "Patient", id)
+	res, err := p.records.Read(ctx, "Patient", id)
 	if err != nil {
 		return "Patient " + id
 	}

@@ -83,7 +83,7 @@ func (p *Provider) confidentialAge(ctx context.Context, patient string) bool {
 	if limit == 0 {
 		limit = 12
 	}
-	r, err := p.st.Read(ctx, "Patient", patient)
+	r, err := p.records.Read(ctx, "Patient", patient)
 	if err != nil {
 		return true
 	}

@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/server"
 	"github.com/hearth-fhir/hearth/smart"
 	"github.com/hearth-fhir/hearth/store"
@@ -38,6 +39,7 @@ type env struct {
 	root     string
 	st       store.Store
 	provider *smart.Provider
+	records  *interact.Session // unrestricted: the test's own setup
 	parentRP map[string]string // patient → RelatedPerson id of the parent's link
 }
 
@@ -62,11 +64,13 @@ func newEnv(t *testing.T) *env {
 	e := &env{t: t, base: root + "/fhir", root: root, st: st, parentRP: map[string]string{}}
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
-	e.provider, err = smart.New(ctx, smart.Config{FHIRBase: e.base}, st, log)
+	door := interact.New(st, interact.Config{BaseURL: e.base})
+	e.records = door.Unrestricted()
+	e.provider, err = smart.New(ctx, smart.Config{FHIRBase: e.base}, st, e.records, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewUnstartedServer(server.New(server.Config{BaseURL: e.base, Auth: e.provider}, st, log))
+	ts := httptest.NewUnstartedServer(server.New(server.Config{BaseURL: e.base, Auth: e.provider}, door, log))
 	ts.Listener.Close()
 	ts.Listener = ln
 	ts.Start()
@@ -89,7 +93,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	for _, kid := range []string{"kid1", "kid2"} {
-		l, err := smart.LinkProxy(ctx, st, "parent", kid, "PRN")
+		l, err := smart.LinkProxy(ctx, st, e.records, "parent", kid, "PRN")
 		if err != nil {
 			t.Fatal(err)
 		}

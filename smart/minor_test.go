@@ -27,7 +27,7 @@ func TestProxyOfAdolescentDoesNotSeeSensitiveRecords(t *testing.T) {
 	ctx := context.Background()
 	toddler := time.Now().AddDate(-3, 0, 0).Format("2006-01-02")
 	e.put("Patient", "tod", `{"resourceType":"Patient","id":"tod","birthDate":"`+toddler+`"}`)
-	if _, err := smart.LinkProxy(ctx, e.st, "parent", "tod", "PRN"); err != nil {
+	if _, err := smart.LinkProxy(ctx, e.st, e.records, "parent", "tod", "PRN"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := smart.NewAccounts(e.st).AddUser(ctx, "kid1", password, "kid1"); err != nil {

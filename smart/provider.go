@@ -58,7 +58,8 @@ type Config struct {
 type Provider struct {
 	cfg      Config
 	root     string // the server root URL (FHIRBase without /fhir)
-	st       store.Store
+	st       store.AuthStore
+	records  Records
 	oauth    fosite.OAuth2Provider
 	keys     *Keys
 	clients  *clientStore
@@ -66,8 +67,19 @@ type Provider struct {
 	log      *slog.Logger
 }
 
-// New creates the provider over st, creating its keys on first use.
-func New(ctx context.Context, cfg Config, st store.Store, log *slog.Logger) (*Provider, error) {
+// Records is what the authorization server reads and writes of the FHIR
+// data, through the door to it: a patient's name (the picker) and birth
+// date (a proxy's view of a teenager), and the RelatedPerson of a new proxy
+// link.
+type Records interface {
+	Read(ctx context.Context, typ, id string) (store.Resource, error)
+	// Put validates and creates a resource, returning its new id.
+	Put(ctx context.Context, typ string, body []byte) (string, error)
+}
+
+// New creates the provider over the authorization records st and the FHIR
+// records, creating its keys on first use.
+func New(ctx context.Context, cfg Config, st store.AuthStore, records Records, log *slog.Logger) (*Provider, error) {
 	cfg.FHIRBase = strings.TrimSuffix(cfg.FHIRBase, "/")
 	if cfg.AccessTokenLifespan == 0 {
 		cfg.AccessTokenLifespan = time.Hour
@@ -79,7 +91,7 @@ func New(ctx context.Context, cfg Config, st store.Store, log *slog.Logger) (*Pr
 	if err != nil {
 		return nil, err
 	}
-	p := &Provider{cfg: cfg, root: strings.TrimSuffix(cfg.FHIRBase, "/fhir"), st: st, keys: keys,
+	p := &Provider{cfg: cfg, root: strings.TrimSuffix(cfg.FHIRBase, "/fhir"), st: st, records: records, keys: keys,
 		clients: &clientStore{st: st}, accounts: NewAccounts(st), log: log}
 	fc := &fosite.Config{
 		AccessTokenLifespan:         cfg.AccessTokenLifespan,

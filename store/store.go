@@ -88,7 +88,10 @@ type Tx interface {
 	// Read returns the current version; ErrGone (with the deletion version)
 	// if it was deleted, ErrNotFound if it never existed.
 	Read(ctx context.Context, typ, id string) (Resource, error)
-	// Create stores version 1 of a new resource with a server-assigned id.
+	// Create stores version 1 of a new resource: with a server-assigned id
+	// when w.ID is empty, or with w.ID (a transaction's POST entries get
+	// their ids before any entry is written), which must never have been
+	// used: ErrConflict otherwise.
 	Create(ctx context.Context, w Write) (Resource, error)
 	// Update stores the next version of w.Type/w.ID, creating the resource
 	// (version 1, or the next version after a deletion) if it does not
@@ -132,8 +135,11 @@ type Member struct {
 	LastUpdated time.Time
 }
 
-// Store is a FHIR resource store with full version history.
-type Store interface {
+// Resources is the resource data: every method through which FHIR
+// interactions read or write resources. The access guard implements each
+// one itself (never by embedding), so a method added here stays closed to
+// tokens until its rule is written.
+type Resources interface {
 	// Read and VRead serve stored bytes; they never decode the resource.
 	Read(ctx context.Context, typ, id string) (Resource, error)
 	VRead(ctx context.Context, typ, id string, version int64) (Resource, error)
@@ -142,6 +148,12 @@ type Store interface {
 	Transact(ctx context.Context, fn func(Tx) error) error
 	History(ctx context.Context, q HistoryQuery) (HistoryPage, error)
 	Searcher
+}
+
+// Store is a FHIR resource store with full version history, and the
+// authorization server's records next to it.
+type Store interface {
+	Resources
 	AuthStore
 	Close() error
 }

@@ -36,6 +36,18 @@ func NextVersion(w Write, cur Resource, err error) (version int64, op Op, create
 	return cur.VersionID + 1, OpUpdate, false, nil
 }
 
+// CreateCheck decides whether a Create with a chosen id may go ahead,
+// given the Tx's Read of that id: only an id never used may be created.
+func CreateCheck(w Write, err error) error {
+	switch {
+	case err == nil, errors.Is(err, ErrGone):
+		return fmt.Errorf("%s/%s already exists: %w", w.Type, w.ID, ErrConflict)
+	case errors.Is(err, ErrNotFound):
+		return nil
+	}
+	return err
+}
+
 // DeleteVersion decides what deleting typ/id does, given the Tx's Read of
 // it: the version of the deletion, or done when it is deleted already.
 func DeleteVersion(typ, id string, ifMatch int64, cur Resource, err error) (version int64, done bool, _ error) {

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/smart"
 	"github.com/hearth-fhir/hearth/store"
 )
@@ -41,10 +42,13 @@ func userCmd(args []string) error {
 	}
 	defer st.Close()
 	ctx := context.Background()
+	// The operator's commands read and write as the operator: through an
+	// unrestricted session of the door.
+	records := interact.New(st, interact.Config{}).Unrestricted()
 	switch sub {
 	case "add":
 		if pid != "" {
-			if _, err := st.Read(ctx, "Patient", pid); err != nil {
+			if _, err := records.Read(ctx, "Patient", pid); err != nil {
 				return fmt.Errorf("--patient: %w", err)
 			}
 		}
@@ -53,7 +57,7 @@ func userCmd(args []string) error {
 		}
 		fmt.Printf("user %s added\n", *username)
 	case "link":
-		l, err := smart.LinkProxy(ctx, st, *username, pid, *relationship)
+		l, err := smart.LinkProxy(ctx, st, records, *username, pid, *relationship)
 		if err != nil {
 			return err
 		}
@@ -115,7 +119,7 @@ func clientCmd(args []string) error {
 
 func addClient(st store.Store, c *smart.Client, secret string) error {
 	ctx := context.Background()
-	p, err := smart.New(ctx, smart.Config{FHIRBase: "http://localhost/fhir"}, st, slog.New(slog.DiscardHandler))
+	p, err := smart.New(ctx, smart.Config{FHIRBase: "http://localhost/fhir"}, st, interact.New(st, interact.Config{}).Unrestricted(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}
@@ -140,15 +144,20 @@ const (
 )
 
 // seedAccounts creates the demo users and the public demo client.
-func seedAccounts(st store.Store) error {
+func seedAccounts(st store.Store, door *interact.Door) error {
 	ctx := context.Background()
-	q, err := fhir.ParseSearch("Patient", url.Values{"_sort": {"_id"}}, fhir.SearchOptions{})
+	q, err := fhir.ParseSearch("Patient", url.Values{"_sort": {"_id"}, "_count": {"3"}, "_total": {"none"}}, fhir.SearchOptions{DefaultCount: 3, MaxCount: 3})
 	if err != nil {
 		return err
 	}
-	ids, err := st.SearchIDs(ctx, q, "", 3)
+	records := door.Unrestricted()
+	page, err := records.Search(ctx, q, "")
 	if err != nil {
 		return err
+	}
+	var ids []string
+	for _, r := range page.Matches {
+		ids = append(ids, r.ID)
 	}
 	if len(ids) < 3 {
 		return nil // no demo patients, no demo users
@@ -161,7 +170,7 @@ func seedAccounts(st store.Store) error {
 		return err
 	}
 	for _, pid := range ids[1:3] {
-		if _, err := smart.LinkProxy(ctx, st, demoProxyUser, pid, "PRN"); err != nil {
+		if _, err := smart.LinkProxy(ctx, st, records, demoProxyUser, pid, "PRN"); err != nil {
 			return err
 		}
 	}

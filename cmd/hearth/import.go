@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/server"
 	"github.com/hearth-fhir/hearth/store"
 )
@@ -29,6 +30,7 @@ func importCmd(args []string) error {
 	serverURL := fs.String("server", "", "FHIR base URL of a running Hearth to load into, instead of --data")
 	storeKind := fs.String("store", "sqlite", "storage backend, as for serve")
 	token := fs.String("token", "", "bearer token for --server (a backend-service token with system/*.cruds)")
+	baseURL := fs.String("base-url", "", "public URL of the FHIR base the data will be served at, as for serve: references under it are stored as local")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), `Usage: hearth import [--data DIR | --server URL] FILE...
 
@@ -57,7 +59,7 @@ Organization?identifier=… are resolved as a transaction would resolve them.`)
 			return err
 		}
 		defer st.Close()
-		sink = newStoreSink(st)
+		sink = newStoreSink(st, *baseURL)
 	}
 	sum, err := importFiles(context.Background(), sink, fs.Args(), os.Stderr)
 	sum.print(os.Stdout)
@@ -71,7 +73,7 @@ Organization?identifier=… are resolved as a transaction would resolve them.`)
 }
 
 // seed loads the demo patients into a fresh store.
-func seed(st store.Store, dirs []string, log *slog.Logger) error {
+func seed(st store.Store, baseURL string, dirs []string, log *slog.Logger) error {
 	var files []string
 	for _, dir := range dirs {
 		ndjson, _ := filepath.Glob(filepath.Join(dir, "*.ndjson*"))
@@ -89,7 +91,7 @@ func seed(st store.Store, dirs []string, log *slog.Logger) error {
 		return nil
 	}
 	start := time.Now()
-	sum, err := importFiles(context.Background(), newStoreSink(st), files, io.Discard)
+	sum, err := importFiles(context.Background(), newStoreSink(st, baseURL), files, io.Discard)
 	if err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
@@ -100,7 +102,7 @@ func seed(st store.Store, dirs []string, log *slog.Logger) error {
 // resourceSink is where import puts validated resources.
 type resourceSink interface {
 	// put stores a batch; it returns one error per resource (nil if stored).
-	// An error wrapping store.ErrUnresolved defers the resource: it is
+	// An error wrapping interact.ErrUnresolved defers the resource: it is
 	// retried once the other files are loaded.
 	put(ctx context.Context, batch []parsedLine) ([]error, error)
 	// bundle runs a transaction or batch Bundle; it returns how many
@@ -176,7 +178,7 @@ func (im *importer) add(file string, line int, raw []byte) error {
 func (im *importer) validate() {
 	issues := make([][]fhir.Issue, len(im.raw))
 	errs := make([]error, len(im.raw))
-	server.Parallel(len(im.raw), func(i int) {
+	interact.Parallel(len(im.raw), func(i int) {
 		p := &im.raw[i]
 		p.typ, p.parsed, issues[i], errs[i] = fhir.ValidateDecoded(p.body)
 		p.id, _ = p.parsed["id"].(string)
@@ -214,7 +216,7 @@ func (im *importer) put() error {
 		case e == nil:
 			im.sum.loaded++
 			im.sum.byType[p.typ]++
-		case errors.Is(e, store.ErrUnresolved):
+		case errors.Is(e, interact.ErrUnresolved):
 			im.deferred = append(im.deferred, p)
 		default:
 			im.reject(p.file, p.line, e.Error())
@@ -397,13 +399,14 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // references are resolved first; a line whose reference matches nothing
 // yet is left out of the transaction and deferred.
 type storeSink struct {
-	st  store.Store
-	srv *server.Server
+	st      store.Store
+	session *interact.Session
 }
 
-func newStoreSink(st store.Store) *storeSink {
-	// The in-process server runs bundles exactly as POST [base] would.
-	return &storeSink{st: st, srv: server.New(server.Config{}, st, slog.New(slog.NewTextHandler(io.Discard, nil)))}
+// newStoreSink loads through an unrestricted session of the door: the
+// importer is the operator loading data, and asks for that by name.
+func newStoreSink(st store.Store, baseURL string) *storeSink {
+	return &storeSink{st: st, session: interact.New(st, interact.Config{BaseURL: baseURL}).Unrestricted()}
 }
 
 // transactional is whether the store commits several writes atomically;
@@ -426,38 +429,15 @@ func (s *storeSink) put(ctx context.Context, batch []parsedLine) ([]error, error
 		}
 		return errs, nil
 	}
-	errs := make([]error, len(batch))
-	err := s.st.Transact(ctx, func(tx store.Tx) error {
-		for i, p := range batch {
-			body, replaced, err := store.ResolveReferences(ctx, tx, p.body, nil, "")
-			if err != nil {
-				errs[i] = err
-				continue
-			}
-			errs[i] = nil
-			if len(replaced) > 0 {
-				fhir.RewriteDecodedStrings(p.parsed, func(_, v string) (string, bool) {
-					r, ok := replaced[v]
-					return r, ok
-				})
-			}
-			w := store.Write{Type: p.typ, ID: p.id, Body: body, Parsed: p.parsed}
-			if p.id == "" {
-				_, err = tx.Create(ctx, w)
-			} else {
-				_, _, err = tx.Update(ctx, w)
-			}
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	return errs, err
+	items := make([]interact.LoadItem, len(batch))
+	for i, p := range batch {
+		items[i] = interact.LoadItem{Type: p.typ, ID: p.id, Body: interact.Body{Raw: p.body, Parsed: p.parsed}}
+	}
+	return s.session.Load(ctx, items)
 }
 
 func (s *storeSink) bundle(ctx context.Context, body []byte) (map[string]int, []string, error) {
-	resp, err := s.srv.ProcessBundle(ctx, body, "minimal")
+	resp, err := server.ProcessBundle(ctx, s.session, body, "minimal")
 	if err != nil {
 		_, msg := server.BundleError(err)
 		return nil, nil, errors.New(msg)
@@ -567,7 +547,7 @@ func (h *httpSink) put(ctx context.Context, batch []parsedLine) ([]error, error)
 		msg := outcomeText(e.Response.Outcome)
 		errs[i] = fmt.Errorf("server answered %s: %s", e.Response.Status, msg)
 		if strings.Contains(msg, "matches no resource") {
-			errs[i] = fmt.Errorf("%s: %w", msg, store.ErrUnresolved)
+			errs[i] = fmt.Errorf("%s: %w", msg, interact.ErrUnresolved)
 		}
 	}
 	return errs, nil

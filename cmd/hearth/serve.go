@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/server"
 	"github.com/hearth-fhir/hearth/smart"
 )
@@ -54,17 +55,9 @@ func serveCmd(args []string) error {
 	if isMongo(*storeKind) {
 		seedFresh = *demo
 	}
-	if fresh && seedFresh {
-		if err := seed(st, strings.Split(*seedDir, ","), log); err != nil {
-			return err
-		}
-		if err := seedAccounts(st); err != nil {
-			return fmt.Errorf("demo accounts: %w", err)
-		}
-	}
-
-	// Listen before building the handler so that --listen 127.0.0.1:0 gets
-	// a base URL with the real port.
+	// Listen before seeding and building the handler so that --listen
+	// 127.0.0.1:0 gets a base URL with the real port, which the seed's
+	// door declares local as the API's does.
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
@@ -72,10 +65,19 @@ func serveCmd(args []string) error {
 	if *baseURL == "" {
 		*baseURL = "http://" + ln.Addr().String() + "/fhir"
 	}
+	door := interact.New(st, interact.Config{BaseURL: *baseURL})
+	if fresh && seedFresh {
+		if err := seed(st, *baseURL, strings.Split(*seedDir, ","), log); err != nil {
+			return err
+		}
+		if err := seedAccounts(st, door); err != nil {
+			return fmt.Errorf("demo accounts: %w", err)
+		}
+	}
 	var auth *smart.Provider
 	if *open {
 		log.Warn("--open: the API is served WITHOUT authorization; never use this with real patient data")
-	} else if auth, err = smart.New(context.Background(), smart.Config{FHIRBase: *baseURL, ProxyRestrictedAge: *proxyAge}, st, log); err != nil {
+	} else if auth, err = smart.New(context.Background(), smart.Config{FHIRBase: *baseURL, ProxyRestrictedAge: *proxyAge}, st, door.Unrestricted(), log); err != nil {
 		return err
 	}
 	handler := server.New(server.Config{
@@ -84,7 +86,8 @@ func serveCmd(args []string) error {
 		CORSOrigins:  strings.Split(*corsOrigins, ","),
 		Version:      version,
 		Auth:         auth,
-	}, st, log)
+		Open:         *open,
+	}, door, log)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -7,6 +7,7 @@ package access
 import (
 	"errors"
 	"net/url"
+	"strings"
 
 	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/smart/scopes"
@@ -119,22 +120,11 @@ func constraintParams(typ string, constraints []url.Values) ([]*fhir.SearchParam
 				merged[k] = append(merged[k], vs...)
 			}
 		}
-		merged = url.Values{name: {joinComma(merged[name])}}
+		merged = url.Values{name: {strings.Join(merged[name], ",")}}
 	}
 	q, err := fhir.ParseSearch(typ, merged, fhir.SearchOptions{Strict: true})
 	if err != nil {
 		return nil, ErrForbidden
 	}
 	return q.Params, nil
-}
-
-func joinComma(vs []string) string {
-	out := ""
-	for i, v := range vs {
-		if i > 0 {
-			out += ","
-		}
-		out += v
-	}
-	return out
 }

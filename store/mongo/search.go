@@ -136,7 +136,7 @@ func (s *Store) resolve(ctx context.Context, typ string, p *fhir.SearchParam) (m
 	switch {
 	case p.Chain != nil:
 		for _, t := range p.Chain.Types {
-			ids, err := s.SearchIDs(ctx, &fhir.SearchQuery{Type: t, Params: []*fhir.SearchParam{p.Chain.Param}}, "", 0)
+			ids, err := s.SearchIDs(ctx, scoped(t, p.Chain.Param, p.Chain.Scopes[t]), "", 0)
 			if err != nil {
 				return nil, err
 			}
@@ -145,7 +145,7 @@ func (s *Store) resolve(ctx context.Context, typ string, p *fhir.SearchParam) (m
 			}
 		}
 	case p.Has != nil:
-		src, err := s.SearchIDs(ctx, &fhir.SearchQuery{Type: p.Has.Type, Params: []*fhir.SearchParam{p.Has.Param}}, "", 0)
+		src, err := s.SearchIDs(ctx, scoped(p.Has.Type, p.Has.Param, p.Has.Scope), "", 0)
 		if err != nil {
 			return nil, err
 		}
@@ -174,6 +174,17 @@ func (s *Store) resolve(ctx context.Context, typ string, p *fhir.SearchParam) (m
 		}
 	}
 	return set, nil
+}
+
+// scoped is the sub-query of a chain or _has: the inner condition, and the
+// session's narrowing of that type when it has one.
+func scoped(typ string, inner *fhir.SearchParam, sc *fhir.Scope) *fhir.SearchQuery {
+	q := &fhir.SearchQuery{Type: typ, Params: []*fhir.SearchParam{inner}}
+	if sc != nil {
+		q.Compartment = sc.Compartment
+		q.Params = append(q.Params, sc.Params...)
+	}
+	return q
 }
 
 // matches streams the resources of q that match, in id order, after

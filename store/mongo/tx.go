@@ -153,7 +153,11 @@ func (t *tx) Read(ctx context.Context, typ, id string) (store.Resource, error) {
 }
 
 func (t *tx) Create(ctx context.Context, w store.Write) (store.Resource, error) {
-	w.ID = store.NewID()
+	if w.ID == "" {
+		w.ID = store.NewID()
+	} else if _, err := t.Read(ctx, w.Type, w.ID); store.CreateCheck(w, err) != nil {
+		return store.Resource{}, store.CreateCheck(w, err)
+	}
 	return t.put(w, 1, 0, store.OpCreate)
 }
 

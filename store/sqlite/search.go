@@ -504,14 +504,21 @@ func (c *compiler) quantity(v fhir.SearchValue, valCol, sysCol, codeCol, unitCol
 // chain compiles subject:Patient.name=x: a reference to a resource of a
 // candidate type that itself matches the inner condition.
 func (c *compiler) chain(typ string, p *fhir.SearchParam, a string) (string, error) {
+	if len(p.Chain.Types) == 0 {
+		return "0", nil // no target type the session may see
+	}
 	var ors []string
 	for _, t := range p.Chain.Types {
 		inner, err := c.param(t, p.Chain.Param, "t")
 		if err != nil {
 			return "", err
 		}
-		ors = append(ors, fmt.Sprintf("(target_type = %s AND target_id IN (SELECT t.id FROM current t WHERE t.type = %s AND t.op <> 'delete' AND %s))",
-			c.arg(t), c.arg(t), inner))
+		scope, err := c.scope(t, p.Chain.Scopes[t], "t")
+		if err != nil {
+			return "", err
+		}
+		ors = append(ors, fmt.Sprintf("(target_type = %s AND target_id IN (SELECT t.id FROM current t WHERE t.type = %s AND t.op <> 'delete' AND %s%s))",
+			c.arg(t), c.arg(t), inner, scope))
 	}
 	return fmt.Sprintf("%s.id IN (SELECT id FROM idx_ref WHERE type = %s AND param = %s AND (%s))", a, c.arg(typ), c.arg(p.Name), strings.Join(ors, " OR ")), nil
 }
@@ -523,8 +530,32 @@ func (c *compiler) has(typ string, h *fhir.Has, a string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%s.id IN (SELECT r.target_id FROM idx_ref r WHERE r.type = %s AND r.param = %s AND r.target_type = %s AND r.id IN (SELECT h.id FROM current h WHERE h.type = %s AND h.op <> 'delete' AND %s))",
-		a, c.arg(h.Type), c.arg(h.RefParam), c.arg(typ), c.arg(h.Type), inner), nil
+	scope, err := c.scope(h.Type, h.Scope, "h")
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s.id IN (SELECT r.target_id FROM idx_ref r WHERE r.type = %s AND r.param = %s AND r.target_type = %s AND r.id IN (SELECT h.id FROM current h WHERE h.type = %s AND h.op <> 'delete' AND %s%s))",
+		a, c.arg(h.Type), c.arg(h.RefParam), c.arg(typ), c.arg(h.Type), inner, scope), nil
+}
+
+// scope compiles the narrowing of a sub-query over rows of alias a of type
+// typ: " AND …" for each condition, "" when there is none.
+func (c *compiler) scope(typ string, sc *fhir.Scope, a string) (string, error) {
+	if sc == nil {
+		return "", nil
+	}
+	var out strings.Builder
+	if sc.Compartment != "" {
+		fmt.Fprintf(&out, " AND %s.id IN (SELECT id FROM compartment WHERE patient_id = %s AND type = %s)", a, c.arg(sc.Compartment), c.arg(typ))
+	}
+	for _, p := range sc.Params {
+		cond, err := c.param(typ, p, a)
+		if err != nil {
+			return "", err
+		}
+		out.WriteString(" AND " + cond)
+	}
+	return out.String(), nil
 }
 
 // orderBy compiles _sort. Resources without a value sort last either way.

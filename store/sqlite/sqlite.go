@@ -431,7 +431,11 @@ func (t *tx) Search(ctx context.Context, q *fhir.SearchQuery, limit int) ([]stor
 }
 
 func (t *tx) Create(ctx context.Context, w store.Write) (store.Resource, error) {
-	w.ID = store.NewID()
+	if w.ID == "" {
+		w.ID = store.NewID()
+	} else if _, err := t.Read(ctx, w.Type, w.ID); store.CreateCheck(w, err) != nil {
+		return store.Resource{}, store.CreateCheck(w, err)
+	}
 	return t.put(ctx, w, 1, store.OpCreate)
 }
 

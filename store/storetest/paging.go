@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/store"
 )
 
@@ -28,7 +29,7 @@ func testSearchPagingAndIncludes(t *testing.T, s store.Store) {
 		seen := map[string]bool{}
 		token := ""
 		for pages := 0; ; pages++ {
-			page, err := store.Search(ctx, s, q, token, store.SearchLimits{})
+			page, err := interact.New(s, interact.Config{}).Unrestricted().Search(ctx, q, token)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -61,7 +62,7 @@ func testSearchPagingAndIncludes(t *testing.T, s store.Store) {
 		var got []string
 		token := ""
 		for {
-			page, err := store.Search(ctx, s, q, token, store.SearchLimits{})
+			page, err := interact.New(s, interact.Config{}).Unrestricted().Search(ctx, q, token)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -91,10 +92,10 @@ func testSearchPagingAndIncludes(t *testing.T, s store.Store) {
 	})
 
 	t.Run("bad page token", func(t *testing.T) {
-		if _, err := store.Search(ctx, s, mustQuery(t, "Patient", ""), "s.nope.0", store.SearchLimits{}); err == nil {
+		if _, err := interact.New(s, interact.Config{}).Unrestricted().Search(ctx, mustQuery(t, "Patient", ""), "s.nope.0"); err == nil {
 			t.Error("unknown snapshot accepted")
 		}
-		if _, err := store.Search(ctx, s, mustQuery(t, "Patient", ""), "garbage", store.SearchLimits{}); err == nil {
+		if _, err := interact.New(s, interact.Config{}).Unrestricted().Search(ctx, mustQuery(t, "Patient", ""), "garbage"); err == nil {
 			t.Error("garbage token accepted")
 		}
 	})
@@ -115,7 +116,7 @@ func testSearchPagingAndIncludes(t *testing.T, s store.Store) {
 	}
 	for _, tc := range includeCases {
 		t.Run(tc.typ+"?"+tc.query, func(t *testing.T) {
-			page, err := store.Search(ctx, s, mustQuery(t, tc.typ, tc.query), "", store.SearchLimits{})
+			page, err := interact.New(s, interact.Config{}).Unrestricted().Search(ctx, mustQuery(t, tc.typ, tc.query), "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -130,7 +131,7 @@ func testSearchPagingAndIncludes(t *testing.T, s store.Store) {
 
 	t.Run("_summary=count and _count=0 count without reading", func(t *testing.T) {
 		for _, query := range []string{"_summary=count&gender=male", "_count=0&gender=male"} {
-			page, err := store.Search(ctx, s, mustQuery(t, "Patient", query), "", store.SearchLimits{})
+			page, err := interact.New(s, interact.Config{}).Unrestricted().Search(ctx, mustQuery(t, "Patient", query), "")
 			if err != nil || page.Total != 1 || len(page.Matches) != 0 {
 				t.Errorf("%s: total %d matches %d err %v", query, page.Total, len(page.Matches), err)
 			}

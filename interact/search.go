@@ -1,4 +1,4 @@
-package store
+package interact
 
 import (
 	"context"
@@ -8,13 +8,14 @@ import (
 	"strings"
 
 	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/store"
 )
 
 // SearchPage is one page of a search: the matches, what _include and
 // _revinclude brought in, the total and the token of the next page.
 type SearchPage struct {
-	Matches  []Resource
-	Included []Resource
+	Matches  []store.Resource
+	Included []store.Resource
 	Total    int // -1 when not computed (_total=none)
 	Next     string
 	// Offset is the position of the first match in the whole result.
@@ -25,8 +26,7 @@ type SearchPage struct {
 type SearchLimits struct {
 	MaxSnapshot  int // most results a sorted search pages through
 	MaxIncluded  int // most resources _include/_revinclude add to a page
-	MaxIterate   int // rounds of :iterate
-	IncludeAllow func(Resource) bool
+	MaxIterate  int // rounds of :iterate
 }
 
 // countedTotal is how many ids a first page fetches when a total is
@@ -36,11 +36,15 @@ const countedTotal = 1001
 // DefaultSearchLimits are used where a field is zero.
 var DefaultSearchLimits = SearchLimits{MaxSnapshot: 100_000, MaxIncluded: 5_000, MaxIterate: 4}
 
-// Search runs q on a backend and returns the page named by token ("" for the
-// first). Paging is stable under concurrent writes: an unsorted search pages
-// by id, which never changes, and a sorted one pages through a snapshot of
-// its ordered ids taken when the first page was served.
-func Search(ctx context.Context, s Searcher, q *fhir.SearchQuery, token string, lim SearchLimits) (*SearchPage, error) {
+// Search runs q and returns the page named by token ("" for the first).
+// Paging is stable under concurrent writes: an unsorted search pages by id,
+// which never changes, and a sorted one pages through a snapshot of its
+// ordered ids taken when the first page was served.
+func (ss *Session) Search(ctx context.Context, q *fhir.SearchQuery, token string) (*SearchPage, error) {
+	return search(ctx, ss.data, q, token, ss.door.cfg.Limits)
+}
+
+func search(ctx context.Context, s store.Searcher, q *fhir.SearchQuery, token string, lim SearchLimits) (*SearchPage, error) {
 	if lim.MaxSnapshot == 0 {
 		lim.MaxSnapshot = DefaultSearchLimits.MaxSnapshot
 	}
@@ -103,7 +107,7 @@ func Search(ctx context.Context, s Searcher, q *fhir.SearchQuery, token string, 
 			return nil, err
 		}
 		if len(got) > lim.MaxSnapshot {
-			return nil, fmt.Errorf("the search matches more than %d resources; narrow it to sort it: %w", lim.MaxSnapshot, ErrTooCostly)
+			return nil, fmt.Errorf("the search matches more than %d resources; narrow it to sort it: %w", lim.MaxSnapshot, store.ErrTooCostly)
 		}
 		page.Total = len(got)
 		ids = got
@@ -137,9 +141,9 @@ func keysetToken(total, offset int, lastID string) string {
 	return "k." + strconv.Itoa(total) + "." + strconv.Itoa(offset) + "." + lastID
 }
 
-func loadPage(ctx context.Context, s Searcher, q *fhir.SearchQuery, token string, page *SearchPage) ([]string, error) {
+func loadPage(ctx context.Context, s store.Searcher, q *fhir.SearchQuery, token string, page *SearchPage) ([]string, error) {
 	parts := strings.SplitN(token, ".", 4)
-	bad := fmt.Errorf("page token %q: %w", token, ErrInvalidCursor)
+	bad := fmt.Errorf("page token %q: %w", token, store.ErrInvalidCursor)
 	switch {
 	case len(parts) == 4 && parts[0] == "k":
 		total, err1 := strconv.Atoi(parts[1])
@@ -182,12 +186,12 @@ func loadPage(ctx context.Context, s Searcher, q *fhir.SearchQuery, token string
 type typeID struct{ typ, id string }
 
 // includes resolves _include and _revinclude, with :iterate, for a page.
-func includes(ctx context.Context, s Searcher, q *fhir.SearchQuery, matches []Resource, lim SearchLimits) ([]Resource, error) {
+func includes(ctx context.Context, s store.Searcher, q *fhir.SearchQuery, matches []store.Resource, lim SearchLimits) ([]store.Resource, error) {
 	seen := map[typeID]bool{}
 	for _, m := range matches {
 		seen[typeID{m.Type, m.ID}] = true
 	}
-	var out []Resource
+	var out []store.Resource
 	frontier := matches
 	for round := 0; round <= lim.MaxIterate && len(frontier) > 0; round++ {
 		byType := map[string][]string{}
@@ -245,11 +249,8 @@ func includes(ctx context.Context, s Searcher, q *fhir.SearchQuery, matches []Re
 				return nil, err
 			}
 			for _, r := range res {
-				if lim.IncludeAllow != nil && !lim.IncludeAllow(r) {
-					continue
-				}
 				if len(out) >= lim.MaxIncluded {
-					return nil, fmt.Errorf("_include/_revinclude would add more than %d resources to one page; lower _count: %w", lim.MaxIncluded, ErrTooCostly)
+					return nil, fmt.Errorf("_include/_revinclude would add more than %d resources to one page; lower _count: %w", lim.MaxIncluded, store.ErrTooCostly)
 				}
 				out = append(out, r)
 				frontier = append(frontier, r)

@@ -1,4 +1,4 @@
-package store
+package interact
 
 import (
 	"context"
@@ -8,12 +8,13 @@ import (
 	"strings"
 
 	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/store"
 )
 
-// ConditionQuery parses the search of a conditional operation or reference
+// conditionQuery parses the search of a conditional operation or reference
 // ("identifier=sys|val", "Patient?identifier=…"). Unknown parameters are
 // refused, not ignored: ignoring a condition could pick the wrong resource.
-func ConditionQuery(typ, raw, baseURL string) (*fhir.SearchQuery, error) {
+func conditionQuery(typ, raw, baseURL string) (*fhir.SearchQuery, error) {
 	raw = strings.TrimPrefix(raw, "?")
 	if i := strings.IndexByte(raw, '?'); i >= 0 {
 		raw = raw[i+1:]
@@ -32,9 +33,9 @@ func ConditionQuery(typ, raw, baseURL string) (*fhir.SearchQuery, error) {
 	return q, nil
 }
 
-// MatchOne resolves a condition to one id: "" when nothing matches (an
-// ErrNotFound if required), ErrMultipleMatches for several.
-func MatchOne(ctx context.Context, tx Tx, cond *fhir.SearchQuery, required bool) (string, error) {
+// matchOne resolves a condition to one id: "" when nothing matches (an
+// store.ErrNotFound if required), store.ErrMultipleMatches for several.
+func matchOne(ctx context.Context, tx store.Tx, cond *fhir.SearchQuery, required bool) (string, error) {
 	matches, err := tx.Search(ctx, cond, 2)
 	if err != nil {
 		return "", err
@@ -42,13 +43,13 @@ func MatchOne(ctx context.Context, tx Tx, cond *fhir.SearchQuery, required bool)
 	switch len(matches) {
 	case 0:
 		if required {
-			return "", fmt.Errorf("no %s matches the condition: %w", cond.Type, ErrNotFound)
+			return "", fmt.Errorf("no %s matches the condition: %w", cond.Type, store.ErrNotFound)
 		}
 		return "", nil
 	case 1:
 		return matches[0].ID, nil
 	}
-	return "", fmt.Errorf("the condition matches more than one %s: %w", cond.Type, ErrMultipleMatches)
+	return "", fmt.Errorf("the condition matches more than one %s: %w", cond.Type, store.ErrMultipleMatches)
 }
 
 // ErrUnresolved is returned when a reference of a resource cannot be
@@ -56,12 +57,12 @@ func MatchOne(ctx context.Context, tx Tx, cond *fhir.SearchQuery, required bool)
 // matches nothing.
 var ErrUnresolved = errors.New("unresolved reference")
 
-// ResolveReferences rewrites urn:uuid references found in ids (fullUrl →
+// resolveReferences rewrites urn:uuid references found in ids (fullUrl →
 // Type/id) and conditional references ("Organization?identifier=…") to the
 // one resource each matches, inside tx. Only those strings change; every
 // other byte of the resource stays. ids may be nil (a batch entry). It
 // returns what it replaced, so a decoded copy can be kept equal.
-func ResolveReferences(ctx context.Context, tx Tx, body []byte, ids map[string]string, baseURL string) ([]byte, map[string]string, error) {
+func resolveReferences(ctx context.Context, tx store.Tx, body []byte, ids map[string]string, baseURL string) ([]byte, map[string]string, error) {
 	var resolveErr error
 	replaced := map[string]string{}
 	out, err := fhir.RewriteStrings(body, func(key, value string) (repl string, ok bool) {
@@ -89,15 +90,15 @@ func ResolveReferences(ctx context.Context, tx Tx, body []byte, ids map[string]s
 		if !ok {
 			return "", false
 		}
-		cond, err := ConditionQuery(typ, query, baseURL)
+		cond, err := conditionQuery(typ, query, baseURL)
 		if err != nil {
 			resolveErr = err
 			return "", false
 		}
-		id, err := MatchOne(ctx, tx, cond, false)
+		id, err := matchOne(ctx, tx, cond, false)
 		if err != nil {
 			// The query may hold identifiers: say which type, not the values.
-			resolveErr = fmt.Errorf("a conditional reference to %s matches more than one resource: %w", typ, ErrMultipleMatches)
+			resolveErr = fmt.Errorf("a conditional reference to %s matches more than one resource: %w", typ, store.ErrMultipleMatches)
 			return "", false
 		}
 		if id == "" {

@@ -1,4 +1,4 @@
-package store
+package interact
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hearth-fhir/hearth/store"
 )
 
 // EverythingQuery is a $everything request on a Patient or an Encounter.
@@ -22,14 +24,18 @@ type EverythingQuery struct {
 // compartment (for an Encounter, those that refer to it) and the resources
 // those refer to. The whole list is fixed by the first page (a snapshot), so
 // later pages are stable under writes.
-func Everything(ctx context.Context, s Store, q EverythingQuery, token string) (*SearchPage, error) {
+func (ss *Session) Everything(ctx context.Context, q EverythingQuery, token string) (*SearchPage, error) {
+	return everything(ctx, ss.data, q, token)
+}
+
+func everything(ctx context.Context, s store.Resources, q EverythingQuery, token string) (*SearchPage, error) {
 	var refs []string
 	page := &SearchPage{}
 	if token != "" {
 		snap, offsetText, ok := strings.Cut(token, ".")
 		offset, err := strconv.Atoi(offsetText)
 		if !ok || err != nil || offset < 0 {
-			return nil, fmt.Errorf("page token: %w", ErrInvalidCursor)
+			return nil, fmt.Errorf("page token: %w", store.ErrInvalidCursor)
 		}
 		all, err := s.LoadSnapshot(ctx, snap)
 		if err != nil {
@@ -65,7 +71,7 @@ func Everything(ctx context.Context, s Store, q EverythingQuery, token string) (
 		typ, id, _ := strings.Cut(r, "/")
 		byType[typ] = append(byType[typ], id)
 	}
-	got := map[string]Resource{}
+	got := map[string]store.Resource{}
 	for typ, ids := range byType {
 		rs, err := s.ReadMany(ctx, typ, ids)
 		if err != nil {
@@ -84,12 +90,12 @@ func Everything(ctx context.Context, s Store, q EverythingQuery, token string) (
 }
 
 // everythingList lists "Type/id" of everything, focal resource first.
-func everythingList(ctx context.Context, s Store, q EverythingQuery) ([]string, error) {
+func everythingList(ctx context.Context, s store.Resources, q EverythingQuery) ([]string, error) {
 	focus, err := s.Read(ctx, q.Type, q.ID)
 	if err != nil {
 		return nil, err
 	}
-	var members []Member
+	var members []store.Member
 	if q.Type == "Patient" {
 		members, err = s.CompartmentMembers(ctx, q.ID)
 	} else {
@@ -100,7 +106,7 @@ func everythingList(ctx context.Context, s Store, q EverythingQuery) ([]string, 
 	}
 	in := map[string]bool{q.Type + "/" + q.ID: true}
 	byType := map[string][]string{q.Type: {q.ID}}
-	list := []Member{{Type: focus.Type, ID: focus.ID, LastUpdated: focus.LastUpdated}}
+	list := []store.Member{{Type: focus.Type, ID: focus.ID, LastUpdated: focus.LastUpdated}}
 	for _, m := range members {
 		k := m.Type + "/" + m.ID
 		if in[k] {
@@ -112,7 +118,7 @@ func everythingList(ctx context.Context, s Store, q EverythingQuery) ([]string, 
 	}
 	// What the members refer to outside the set: practitioners,
 	// organizations, locations, medications.
-	var extra []Member
+	var extra []store.Member
 	for _, typ := range sortedKeys(byType) {
 		refs, err := s.References(ctx, typ, byType[typ], "*")
 		if err != nil {
@@ -128,7 +134,7 @@ func everythingList(ctx context.Context, s Store, q EverythingQuery) ([]string, 
 			if err != nil {
 				continue // dangling reference or deleted: nothing to return
 			}
-			extra = append(extra, Member{Type: res.Type, ID: res.ID, LastUpdated: res.LastUpdated})
+			extra = append(extra, store.Member{Type: res.Type, ID: res.ID, LastUpdated: res.LastUpdated})
 		}
 	}
 	sort.Slice(extra, func(i, j int) bool {

@@ -1,0 +1,496 @@
+package interact
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+
+	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/store"
+)
+
+// inBundle is a batch or transaction as a client sends it. Entry resources
+// stay raw: they are validated and stored as sent.
+type inBundle struct {
+	ResourceType string    `json:"resourceType"`
+	Type         string    `json:"type"`
+	Entry        []inEntry `json:"entry"`
+}
+
+type inEntry struct {
+	FullURL  string          `json:"fullUrl"`
+	Resource json.RawMessage `json:"resource"`
+	Request  *struct {
+		Method      string `json:"method"`
+		URL         string `json:"url"`
+		IfMatch     string `json:"ifMatch"`
+		IfNoneExist string `json:"ifNoneExist"`
+		IfNoneMatch string `json:"ifNoneMatch"`
+	} `json:"request"`
+}
+
+// Entry is one entry of a batch or transaction and, once run, its answer.
+type Entry struct {
+	Method string // GET, POST, PUT, PATCH, DELETE
+	Type   string
+	ID     string
+	VID    int64
+	// Query is a GET entry's search, or the condition of a PUT, PATCH or DELETE.
+	Query url.Values
+
+	cond    *fhir.SearchQuery
+	ifNone  *fhir.SearchQuery
+	ifMatch int64
+	body    Body
+	patch   jsonpatch.Patch
+	fullURL string
+	index   int
+	matched bool // a conditional create that found its match
+
+	// The answer: Err, or a write's Result, or a read's Resource, or a
+	// search's Search page (with SearchQuery, as parsed).
+	Err         error
+	Result      Result
+	Resource    store.Resource
+	Search      *SearchPage
+	SearchQuery *fhir.SearchQuery
+}
+
+// Bundle runs a batch or transaction Bundle and returns its type ("batch"
+// or "transaction") and its entries with their answers. A transaction
+// fails as a whole (the error names the entry); a batch reports each
+// entry's failure in the entry.
+func (s *Session) Bundle(ctx context.Context, body []byte) (string, []*Entry, error) {
+	var b inBundle
+	if err := json.Unmarshal(body, &b); err != nil {
+		return "", nil, problem(Invalid, "structure", "body is not a Bundle")
+	}
+	if b.ResourceType != "Bundle" || (b.Type != "batch" && b.Type != "transaction") {
+		return "", nil, problem(Invalid, "invalid", "POST to the base takes a Bundle of type batch or transaction")
+	}
+	// Validation is most of the CPU work of a large bundle and needs no
+	// store: spread it over the cores.
+	ops := make([]*Entry, len(b.Entry))
+	errs := make([]error, len(b.Entry))
+	Parallel(len(b.Entry), func(i int) {
+		ops[i], errs[i] = s.parseEntry(i, b.Entry[i])
+	})
+	for i, err := range errs {
+		if err != nil {
+			if b.Type == "transaction" {
+				return "", nil, withEntry(i, err)
+			}
+			ops[i] = &Entry{index: i, Err: err}
+		}
+	}
+	if b.Type == "transaction" {
+		if err := s.transaction(ctx, ops); err != nil {
+			return "", nil, err
+		}
+	} else {
+		s.batch(ctx, ops)
+	}
+	return b.Type, ops, nil
+}
+
+// withEntry names the failing entry of a transaction.
+func withEntry(i int, err error) error {
+	var pr *Problem
+	if errors.As(err, &pr) {
+		c := *pr
+		c.Entry = i
+		return &c
+	}
+	return &EntryError{Entry: i, Err: err}
+}
+
+// EntryError is a transaction entry's failure that is not a Problem (a
+// store error, a refusal by the policy): the HTTP layer maps Err and names
+// the entry.
+type EntryError struct {
+	Entry int
+	Err   error
+}
+
+func (e *EntryError) Error() string { return fmt.Sprintf("entry %d: %v", e.Entry, e.Err) }
+func (e *EntryError) Unwrap() error { return e.Err }
+
+// parseEntry checks an entry's request and resource.
+func (s *Session) parseEntry(i int, e inEntry) (*Entry, error) {
+	if e.Request == nil || e.Request.Method == "" || e.Request.URL == "" {
+		return nil, problem(Invalid, "required", "request.method and request.url are required")
+	}
+	op := &Entry{index: i, Method: strings.ToUpper(e.Request.Method), fullURL: e.FullURL}
+	raw := strings.TrimPrefix(e.Request.URL, s.door.cfg.BaseURL+"/")
+	path, query, hasQuery := strings.Cut(raw, "?")
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	op.Type = parts[0]
+	if !fhir.IsResourceType(op.Type) {
+		return nil, problem(NotSupported, "not-supported", "request.url must start with a resource type")
+	}
+	if len(parts) >= 2 {
+		op.ID = parts[1]
+		if !fhir.ValidID(op.ID) {
+			return nil, problem(Invalid, "value", "request.url has an invalid id")
+		}
+	}
+	if len(parts) == 4 && parts[2] == "_history" {
+		v, err := strconv.ParseInt(parts[3], 10, 64)
+		if err != nil || v < 1 {
+			return nil, problem(Invalid, "value", "request.url has an invalid version")
+		}
+		op.VID = v
+	} else if len(parts) > 2 {
+		return nil, problem(NotSupported, "not-supported", "request.url is not an interaction Hearth supports in bundles")
+	}
+	if hasQuery {
+		q, err := url.ParseQuery(query)
+		if err != nil {
+			return nil, problem(Invalid, "invalid", "request.url has an invalid query")
+		}
+		op.Query = q
+	}
+	if e.Request.IfMatch != "" {
+		v, ok := ParseETag(e.Request.IfMatch)
+		if !ok {
+			return nil, problem(Invalid, "invalid", "request.ifMatch must be a version ETag")
+		}
+		op.ifMatch = v
+	}
+	needBody := func() error {
+		if len(e.Resource) == 0 {
+			return problem(Invalid, "required", op.Method+" needs a resource")
+		}
+		body, err := ParseResource(e.Resource, op.Type)
+		if err != nil {
+			return err
+		}
+		op.body = body
+		return nil
+	}
+	var err error
+	switch op.Method {
+	case "GET", "HEAD":
+		op.Method = "GET"
+	case "POST":
+		if op.ID != "" || hasQuery {
+			return nil, problem(Invalid, "invalid", "POST request.url must be a resource type")
+		}
+		if err = needBody(); err != nil {
+			return nil, err
+		}
+		if e.Request.IfNoneExist != "" {
+			op.ifNone, err = s.ConditionQuery(op.Type, e.Request.IfNoneExist)
+		}
+	case "PUT":
+		if err = needBody(); err != nil {
+			return nil, err
+		}
+		switch {
+		case op.ID != "":
+			err = CheckBodyID(op.body.Raw, op.ID)
+		case hasQuery:
+			op.cond, err = s.ConditionQuery(op.Type, query)
+		default:
+			err = problem(Invalid, "invalid", "PUT request.url needs an id or a condition")
+		}
+	case "DELETE", "PATCH":
+		switch {
+		case op.ID != "":
+		case hasQuery:
+			op.cond, err = s.ConditionQuery(op.Type, query)
+		default:
+			err = problem(Invalid, "invalid", op.Method+" request.url needs an id or a condition")
+		}
+		if err == nil && op.Method == "PATCH" {
+			op.patch, err = entryPatch(e.Resource)
+		}
+	default:
+		return nil, problem(NotSupported, "not-supported", "request.method "+quoteSafe(op.Method)+" is not supported")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return op, nil
+}
+
+// JSONPatch is the media type of a JSON Patch document.
+const JSONPatch = "application/json-patch+json"
+
+// entryPatch reads a JSON Patch carried in a bundle as a Binary resource.
+func entryPatch(res json.RawMessage) (jsonpatch.Patch, error) {
+	var bin struct {
+		ResourceType string `json:"resourceType"`
+		ContentType  string `json:"contentType"`
+		Data         string `json:"data"`
+	}
+	if json.Unmarshal(res, &bin) != nil || bin.ResourceType != "Binary" || bin.ContentType != JSONPatch {
+		return nil, problem(NotSupported, "not-supported", "a PATCH entry carries a Binary of contentType application/json-patch+json")
+	}
+	doc, err := base64.StdEncoding.DecodeString(bin.Data)
+	if err != nil {
+		return nil, problem(Invalid, "structure", "the Binary data is not base64")
+	}
+	return DecodePatch(doc)
+}
+
+// DecodePatch reads a JSON Patch document (RFC 6902).
+func DecodePatch(doc []byte) (jsonpatch.Patch, error) {
+	p, err := jsonpatch.DecodePatch(doc)
+	if err != nil {
+		return nil, problem(Invalid, "structure", "body is not a valid JSON Patch document")
+	}
+	return p, nil
+}
+
+// transaction runs every write entry in one store transaction, in the
+// order the spec gives (DELETE, POST, PUT/PATCH), after resolving urn:uuid
+// and conditional references; GET entries run after the commit.
+func (s *Session) transaction(ctx context.Context, ops []*Entry) error {
+	err := s.data.Transact(ctx, func(tx store.Tx) error {
+		for _, op := range ops {
+			op.Result, op.Err, op.matched = Result{}, nil, false
+			if op.Method == "POST" {
+				op.ID = ""
+			}
+		}
+		ids := map[string]string{} // fullUrl → Type/id
+		// Resolve the ids POSTs and conditional PUTs will get, so entries
+		// can refer to each other before any of them is written.
+		for _, op := range ops {
+			switch {
+			case op.Method == "POST" && op.ifNone != nil:
+				id, err := matchOne(ctx, tx, op.ifNone, false)
+				if err != nil {
+					return withEntry(op.index, err)
+				}
+				if id != "" {
+					op.ID, op.matched = id, true // nothing is written
+				} else {
+					op.ID = store.NewID()
+				}
+			case op.Method == "POST":
+				op.ID = store.NewID()
+			case op.Method == "PUT" && op.cond != nil:
+				id, err := matchOne(ctx, tx, op.cond, false)
+				if err != nil {
+					return withEntry(op.index, err)
+				}
+				bodyID, _ := op.body.Parsed["id"].(string)
+				switch {
+				case id != "" && bodyID != "" && bodyID != id:
+					return withEntry(op.index, problem(Invalid, "invalid", "the resource id does not match the resource the condition found"))
+				case id != "":
+					op.ID = id
+				case bodyID != "":
+					op.ID = bodyID
+				default:
+					op.ID = store.NewID()
+				}
+			}
+			if op.fullURL != "" && op.ID != "" && op.Method != "GET" {
+				ids[op.fullURL] = op.Type + "/" + op.ID
+			}
+		}
+		for _, op := range ops {
+			if op.body.Raw == nil {
+				continue
+			}
+			body, err := s.resolveReferences(ctx, tx, op.body, ids)
+			if err != nil {
+				return withEntry(op.index, err)
+			}
+			op.body = body
+		}
+		for _, method := range []string{"DELETE", "POST", "PUT", "PATCH"} {
+			for _, op := range ops {
+				if op.Method != method {
+					continue
+				}
+				if err := runEntry(ctx, tx, op); err != nil {
+					return withEntry(op.index, err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, op := range ops {
+		if op.Method == "GET" {
+			s.readEntry(ctx, op)
+		}
+	}
+	return nil
+}
+
+// batch runs each entry on its own; a failure is reported in its entry.
+func (s *Session) batch(ctx context.Context, ops []*Entry) {
+	for _, op := range ops {
+		if op.Err != nil {
+			continue
+		}
+		if op.Method == "GET" {
+			s.readEntry(ctx, op)
+			continue
+		}
+		op.Err = s.data.Transact(ctx, func(tx store.Tx) error {
+			op.matched = false
+			if op.Method == "POST" {
+				op.ID = ""
+			}
+			if op.Method == "POST" && op.ifNone != nil {
+				id, err := matchOne(ctx, tx, op.ifNone, false)
+				if err != nil {
+					return err
+				}
+				if id != "" {
+					op.ID, op.matched = id, true
+				}
+			}
+			if op.body.Raw != nil {
+				body, err := s.resolveReferences(ctx, tx, op.body, nil)
+				if err != nil {
+					return err
+				}
+				op.body = body
+			}
+			return runEntry(ctx, tx, op)
+		})
+	}
+}
+
+// runEntry performs one write entry inside tx.
+func runEntry(ctx context.Context, tx store.Tx, op *Entry) error {
+	var err error
+	switch op.Method {
+	case "POST":
+		if op.matched {
+			res, err := tx.Read(ctx, op.Type, op.ID)
+			op.Result = Result{Outcome: Matched, Resource: res, Info: "matched existing " + op.Type + "/" + op.ID}
+			return err
+		}
+		op.Result, err = create(ctx, tx, op.Type, op.ID, op.body, nil)
+	case "PUT":
+		if op.cond != nil && op.ID == "" {
+			op.Result, err = conditionalUpdate(ctx, tx, op.Type, op.cond, op.body, op.ifMatch)
+		} else {
+			op.Result, err = update(ctx, tx, op.Type, op.ID, op.body, op.ifMatch)
+		}
+	case "PATCH":
+		id := op.ID
+		if id == "" {
+			if id, err = matchOne(ctx, tx, op.cond, true); err != nil {
+				return err
+			}
+		}
+		op.Result, err = patch(ctx, tx, op.Type, id, op.patch, op.ifMatch)
+	case "DELETE":
+		if op.ID == "" {
+			op.Result, err = conditionalDelete(ctx, tx, op.Type, op.cond)
+		} else {
+			op.Result, err = remove(ctx, tx, op.Type, op.ID, op.ifMatch)
+			if errors.Is(err, store.ErrNotFound) {
+				// Deleting what is not there succeeds in a bundle (idempotent).
+				op.Result, err = Result{Outcome: NothingToDelete, Info: "nothing to delete"}, nil
+			}
+		}
+	}
+	return err
+}
+
+// resolveReferences resolves urn:uuid and conditional references in the
+// bytes and, identically, in the decoded copy the store will index.
+func (s *Session) resolveReferences(ctx context.Context, tx store.Tx, body Body, ids map[string]string) (Body, error) {
+	return resolveBody(ctx, tx, body, ids, s.door.cfg.BaseURL)
+}
+
+func resolveBody(ctx context.Context, tx store.Tx, body Body, ids map[string]string, baseURL string) (Body, error) {
+	raw, replaced, err := resolveReferences(ctx, tx, body.Raw, ids, baseURL)
+	if err != nil || len(replaced) == 0 {
+		return Body{Raw: raw, Parsed: body.Parsed}, err
+	}
+	fhir.RewriteDecodedStrings(body.Parsed, func(_, value string) (string, bool) {
+		r, ok := replaced[value]
+		return r, ok
+	})
+	return Body{Raw: raw, Parsed: body.Parsed}, nil
+}
+
+// readEntry answers a GET entry: read, vread or search.
+func (s *Session) readEntry(ctx context.Context, op *Entry) {
+	switch {
+	case op.ID != "" && op.VID != 0:
+		op.Resource, op.Err = s.data.VRead(ctx, op.Type, op.ID, op.VID)
+	case op.ID != "":
+		op.Resource, op.Err = s.data.Read(ctx, op.Type, op.ID)
+	default:
+		q, err := fhir.ParseSearch(op.Type, op.Query, fhir.SearchOptions{DefaultCount: DefaultCount, MaxCount: MaxCount, BaseURL: s.door.cfg.BaseURL})
+		if err != nil {
+			op.Err = searchProblem(err)
+			return
+		}
+		op.SearchQuery = q
+		op.Search, op.Err = s.Search(ctx, q, op.Query.Get("_page"))
+	}
+}
+
+// Page sizes of searches.
+const (
+	DefaultCount = 50
+	MaxCount     = 1000
+)
+
+// Parallel runs fn(0..n-1) on as many goroutines as there are CPUs.
+func Parallel(n int, fn func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// ParseETag reads a version from an ETag-style value: W/"3", "3" or 3.
+func ParseETag(v string) (int64, bool) {
+	v = strings.TrimSpace(v)
+	v = strings.TrimPrefix(v, "W/")
+	v = strings.Trim(v, `"`)
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n, err == nil && n > 0
+}
+
+// quoteSafe keeps client-supplied text in messages short and printable.
+func quoteSafe(v string) string {
+	if len(v) > 100 {
+		v = v[:100] + "…"
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, v)
+}

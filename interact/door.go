@@ -1,0 +1,132 @@
+// Package interact is the door to the data: it carries out every FHIR
+// interaction — read, vread, search with includes, chains and _has,
+// history, create, update, patch, delete and their conditional forms,
+// batch and transaction bundles, $everything, paging — for a session bound
+// to one access policy. It speaks FHIR, not HTTP: the server decodes a
+// request, calls a session and encodes the answer.
+//
+// A Session is the only way to resource data. Door.Session binds one to a
+// token's policy, and every store call it makes goes through the policy's
+// guard (smart/access), which narrows each sub-query — chain targets, _has
+// sources, includes, $everything members, conditional matches, paging
+// snapshots — as a top-level search of that type would be. Door.Unrestricted
+// is asked for by name, by the importer and `hearth serve --open`.
+package interact
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/smart/access"
+	"github.com/hearth-fhir/hearth/store"
+)
+
+// Config is what the door needs to know of the server it serves.
+type Config struct {
+	// BaseURL is the FHIR base: references under it are local, and
+	// conditional references and search values may use it.
+	BaseURL string
+	// Limits bound the work of one search (zero fields: the defaults).
+	Limits SearchLimits
+}
+
+// Door opens sessions over one store.
+type Door struct {
+	data store.Resources
+	cfg  Config
+}
+
+// New returns the door to st's resources. Every path that writes data —
+// the API, the importer, the demo seed — comes through a door, so each
+// declares the same base URL as local (fhir.AddLocalBase) before it writes.
+func New(st store.Resources, cfg Config) *Door {
+	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
+	fhir.AddLocalBase(cfg.BaseURL)
+	return &Door{data: st, cfg: cfg}
+}
+
+// BaseURL is the FHIR base the door was configured with.
+func (d *Door) BaseURL() string { return d.cfg.BaseURL }
+
+// Session returns a session that sees and changes only what p allows. A
+// nil policy is a programming error answered by ErrNoPolicy on every call,
+// never by open access.
+func (d *Door) Session(p *access.Policy) *Session {
+	if p == nil {
+		return &Session{door: d, data: closed{}}
+	}
+	return &Session{door: d, data: access.NewGuard(d.data, p), policy: p}
+}
+
+// Unrestricted returns a session that sees everything: for the importer,
+// the demo seed and `hearth serve --open`, which ask for it by name.
+func (d *Door) Unrestricted() *Session { return &Session{door: d, data: d.data} }
+
+// Session carries out interactions for one policy.
+type Session struct {
+	door   *Door
+	data   store.Resources // the policy's guard, or the store itself
+	policy *access.Policy  // nil for an unrestricted session
+}
+
+// BaseURL is the FHIR base of the door the session came from.
+func (s *Session) BaseURL() string { return s.door.cfg.BaseURL }
+
+// Policy is the session's policy; nil for an unrestricted session.
+func (s *Session) Policy() *access.Policy { return s.policy }
+
+// ErrNoPolicy: a session was asked for without a policy. It is a bug in
+// the caller and maps to a 500, so a missing policy never opens the data.
+var ErrNoPolicy = errors.New("no access policy for this request")
+
+// Kind says what sort of refusal a Problem is; the HTTP layer maps kinds to
+// status codes in one place.
+type Kind int
+
+const (
+	// Invalid: the request itself is wrong (a 400).
+	Invalid Kind = iota
+	// Unprocessable: well-formed, but it cannot be carried out on the
+	// resource as it is (a 422: a patch that fails, an invalid result).
+	Unprocessable
+	// NotSupported: valid FHIR that Hearth does not do (a 400).
+	NotSupported
+)
+
+// Problem is a request the door refuses, with the OperationOutcome issues
+// that say why. The issues never hold resource content.
+type Problem struct {
+	Kind   Kind
+	Issues []fhir.Issue
+	// Entry is the bundle entry that failed, from 0; -1 when none.
+	Entry int
+}
+
+func (p *Problem) Error() string {
+	if len(p.Issues) == 0 {
+		return "invalid request"
+	}
+	return p.Issues[0].Error()
+}
+
+// problem builds a Problem with one issue.
+func problem(kind Kind, code, diagnostics string) *Problem {
+	return &Problem{Kind: kind, Entry: -1, Issues: []fhir.Issue{{Severity: "error", Code: code, Diagnostics: diagnostics}}}
+}
+
+// Invalidf is a 400-kind problem with one issue, for callers of the door
+// that check a request before it reaches a session.
+func Invalidf(code, diagnostics string) *Problem { return problem(Invalid, code, diagnostics) }
+
+// searchProblem turns a search parsing error into a Problem.
+func searchProblem(err error) error {
+	var se *fhir.SearchError
+	if errors.As(err, &se) {
+		return problem(Invalid, "invalid", se.Msg)
+	}
+	return err
+}
+
+// closed is the data of a session that has no policy: every call fails.
+type closed struct{}

@@ -1,0 +1,45 @@
+package interact
+
+import (
+	"context"
+
+	"github.com/hearth-fhir/hearth/store"
+)
+
+// LoadItem is one resource to load: with the id it keeps, or none for a
+// server-assigned one.
+type LoadItem struct {
+	Type string
+	ID   string
+	Body Body
+}
+
+// Load writes items in one transaction, as `hearth import` loads NDJSON:
+// an item with an id is an update (creating it with that id), one without
+// is a create. Conditional references are resolved first; an item whose
+// reference cannot be resolved yet (ErrUnresolved) or matches several
+// resources is left out, with its error in the returned slice, so that the
+// caller may retry it later. Any other error fails the whole load.
+func (s *Session) Load(ctx context.Context, items []LoadItem) ([]error, error) {
+	errs := make([]error, len(items))
+	err := s.data.Transact(ctx, func(tx store.Tx) error {
+		for i, it := range items {
+			body, err := s.resolveReferences(ctx, tx, it.Body, nil)
+			errs[i] = err
+			if err != nil {
+				continue
+			}
+			w := store.Write{Type: it.Type, ID: it.ID, Body: body.Raw, Parsed: body.Parsed}
+			if it.ID == "" {
+				_, err = tx.Create(ctx, w)
+			} else {
+				_, _, err = tx.Update(ctx, w)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return errs, err
+}

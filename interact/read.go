@@ -1,0 +1,41 @@
+package interact
+
+import (
+	"context"
+	"errors"
+
+	"github.com/hearth-fhir/hearth/store"
+)
+
+// Read is the current version; ErrGone (with the deletion) if deleted.
+func (s *Session) Read(ctx context.Context, typ, id string) (store.Resource, error) {
+	return s.data.Read(ctx, typ, id)
+}
+
+// VRead is one version.
+func (s *Session) VRead(ctx context.Context, typ, id string, version int64) (store.Resource, error) {
+	return s.data.VRead(ctx, typ, id, version)
+}
+
+// History is a page of the history of one resource, a type or the whole
+// server, newest first.
+func (s *Session) History(ctx context.Context, q store.HistoryQuery) (store.HistoryPage, error) {
+	if q.ID != "" {
+		// An instance history of a resource that never existed is a 404.
+		if _, err := s.data.Read(ctx, q.Type, q.ID); err != nil && !errors.Is(err, store.ErrGone) {
+			return store.HistoryPage{}, err
+		}
+	}
+	count := q.Count
+	if count == 0 {
+		q.Count = 1 // _count=0: only the total is wanted
+	}
+	page, err := s.data.History(ctx, q)
+	if err != nil {
+		return page, err
+	}
+	if count == 0 {
+		page.Versions, page.Next = nil, ""
+	}
+	return page, nil
+}

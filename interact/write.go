@@ -1,0 +1,248 @@
+package interact
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+
+	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/store"
+)
+
+// Outcome is what a write interaction did.
+type Outcome int
+
+const (
+	Created Outcome = iota + 1
+	Updated
+	// Matched: a conditional create found its match; nothing was written.
+	Matched
+	Deleted
+	// NothingToDelete: a conditional delete matched nothing, or a bundle
+	// deleted what was not there (deletion is idempotent).
+	NothingToDelete
+)
+
+// Result is what a write did: its outcome, the version written (or
+// matched, or the deletion) and a sentence for an OperationOutcome.
+type Result struct {
+	Outcome  Outcome
+	Resource store.Resource
+	Info     string
+}
+
+// Body is a client's resource: the bytes to store and, once validated,
+// the same resource decoded, which the store indexes.
+type Body struct {
+	Raw    []byte
+	Parsed map[string]any
+}
+
+// ParseResource validates a client's resource for the endpoint's type.
+func ParseResource(raw []byte, wantType string) (Body, error) {
+	rt, parsed, issues, err := fhir.ValidateDecoded(raw)
+	var pe *fhir.ParseError
+	if errors.As(err, &pe) {
+		return Body{}, problem(Invalid, "structure", pe.Msg)
+	}
+	if err != nil {
+		return Body{}, err
+	}
+	if rt != "" && rt != wantType {
+		return Body{}, problem(Invalid, "invalid", "resourceType "+rt+" does not match the endpoint type "+wantType)
+	}
+	if len(issues) > 0 {
+		return Body{}, &Problem{Kind: Invalid, Issues: issues, Entry: -1}
+	}
+	return Body{Raw: raw, Parsed: parsed}, nil
+}
+
+// CheckBodyID: an update's resource must carry the id of its URL.
+func CheckBodyID(body []byte, id string) error {
+	if _, bodyID, _ := fhir.ResourceHeader(body); bodyID != id {
+		return problem(Invalid, "invalid", "the resource id must be present and equal the id in the URL")
+	}
+	return nil
+}
+
+// ConditionQuery parses the search of a conditional interaction.
+func (s *Session) ConditionQuery(typ, raw string) (*fhir.SearchQuery, error) {
+	q, err := conditionQuery(typ, raw, s.door.cfg.BaseURL)
+	return q, searchProblem(err)
+}
+
+// write runs one write interaction in a transaction of the session.
+func (s *Session) write(ctx context.Context, op func(tx store.Tx) (Result, error)) (Result, error) {
+	var res Result
+	err := s.data.Transact(ctx, func(tx store.Tx) error {
+		var err error
+		res, err = op(tx)
+		return err
+	})
+	return res, err
+}
+
+// Create is POST [type]; with ifNoneExist, a conditional create.
+func (s *Session) Create(ctx context.Context, typ string, body Body, ifNoneExist *fhir.SearchQuery) (Result, error) {
+	return s.write(ctx, func(tx store.Tx) (Result, error) { return create(ctx, tx, typ, "", body, ifNoneExist) })
+}
+
+// Update is PUT [type]/[id]: an update, or a create with the client's id.
+func (s *Session) Update(ctx context.Context, typ, id string, body Body, ifMatch int64) (Result, error) {
+	return s.write(ctx, func(tx store.Tx) (Result, error) { return update(ctx, tx, typ, id, body, ifMatch) })
+}
+
+// ConditionalUpdate is PUT [type]?search.
+func (s *Session) ConditionalUpdate(ctx context.Context, typ string, cond *fhir.SearchQuery, body Body, ifMatch int64) (Result, error) {
+	return s.write(ctx, func(tx store.Tx) (Result, error) { return conditionalUpdate(ctx, tx, typ, cond, body, ifMatch) })
+}
+
+// Patch is PATCH [type]/[id] with a JSON Patch document.
+func (s *Session) Patch(ctx context.Context, typ, id string, p jsonpatch.Patch, ifMatch int64) (Result, error) {
+	return s.write(ctx, func(tx store.Tx) (Result, error) { return patch(ctx, tx, typ, id, p, ifMatch) })
+}
+
+// ConditionalPatch is PATCH [type]?search: exactly one match is patched.
+func (s *Session) ConditionalPatch(ctx context.Context, typ string, cond *fhir.SearchQuery, p jsonpatch.Patch, ifMatch int64) (Result, error) {
+	return s.write(ctx, func(tx store.Tx) (Result, error) {
+		id, err := matchOne(ctx, tx, cond, true)
+		if err != nil {
+			return Result{}, err
+		}
+		return patch(ctx, tx, typ, id, p, ifMatch)
+	})
+}
+
+// Delete is DELETE [type]/[id].
+func (s *Session) Delete(ctx context.Context, typ, id string, ifMatch int64) (Result, error) {
+	return s.write(ctx, func(tx store.Tx) (Result, error) { return remove(ctx, tx, typ, id, ifMatch) })
+}
+
+// ConditionalDelete is DELETE [type]?search: no match is a success with
+// nothing to do; several matches are refused.
+func (s *Session) ConditionalDelete(ctx context.Context, typ string, cond *fhir.SearchQuery) (Result, error) {
+	return s.write(ctx, func(tx store.Tx) (Result, error) { return conditionalDelete(ctx, tx, typ, cond) })
+}
+
+// create stores a new resource, with id when it is set (a transaction's
+// POST entry, whose id was given out before anything was written).
+func create(ctx context.Context, tx store.Tx, typ, id string, body Body, cond *fhir.SearchQuery) (Result, error) {
+	if cond != nil {
+		match, err := matchOne(ctx, tx, cond, false)
+		if err != nil {
+			return Result{}, err
+		}
+		if match != "" {
+			// A conditional create that matches is ignored: the match is the answer.
+			res, err := tx.Read(ctx, typ, match)
+			return Result{Outcome: Matched, Resource: res, Info: "matched existing " + typ + "/" + match}, err
+		}
+	}
+	res, err := tx.Create(ctx, store.Write{Type: typ, ID: id, Body: body.Raw, Parsed: body.Parsed})
+	return Result{Outcome: Created, Resource: res, Info: "created " + typ + "/" + res.ID}, err
+}
+
+func update(ctx context.Context, tx store.Tx, typ, id string, body Body, ifMatch int64) (Result, error) {
+	res, created, err := tx.Update(ctx, store.Write{Type: typ, ID: id, Body: body.Raw, Parsed: body.Parsed, IfMatch: ifMatch})
+	if err != nil {
+		return Result{}, err
+	}
+	if created {
+		return Result{Outcome: Created, Resource: res, Info: "created " + typ + "/" + id}, nil
+	}
+	return Result{Outcome: Updated, Resource: res, Info: "updated " + typ + "/" + id}, nil
+}
+
+// conditionalUpdate: one match is updated (a body id must be that one);
+// no match creates, with the body's id if it has one.
+func conditionalUpdate(ctx context.Context, tx store.Tx, typ string, cond *fhir.SearchQuery, body Body, ifMatch int64) (Result, error) {
+	id, err := matchOne(ctx, tx, cond, false)
+	if err != nil {
+		return Result{}, err
+	}
+	bodyID, _ := body.Parsed["id"].(string)
+	switch {
+	case id != "" && bodyID != "" && bodyID != id:
+		return Result{}, problem(Invalid, "invalid", "the resource id does not match the resource the condition found")
+	case id != "":
+		return update(ctx, tx, typ, id, body, ifMatch)
+	case bodyID != "":
+		return update(ctx, tx, typ, bodyID, body, ifMatch)
+	}
+	return create(ctx, tx, typ, "", body, nil)
+}
+
+// patch applies a JSON Patch to the current version. The result is
+// validated like any update and written conditional on the version patched,
+// so a concurrent update is never lost.
+func patch(ctx context.Context, tx store.Tx, typ, id string, p jsonpatch.Patch, ifMatch int64) (Result, error) {
+	cur, err := tx.Read(ctx, typ, id)
+	if err != nil {
+		return Result{}, err
+	}
+	if ifMatch != 0 && ifMatch != cur.VersionID {
+		return Result{}, fmt.Errorf("%s/%s: %w", typ, id, store.ErrVersionMismatch)
+	}
+	patched, err := p.Apply(cur.JSON)
+	if err != nil {
+		return Result{}, problem(Unprocessable, "processing", "the patch could not be applied: "+patchErrorText(err))
+	}
+	body, err := ParseResource(patched, typ)
+	if err != nil {
+		var pr *Problem
+		if errors.As(err, &pr) {
+			pr.Kind = Unprocessable
+		}
+		return Result{}, err
+	}
+	if pid, _ := body.Parsed["id"].(string); pid != id {
+		return Result{}, problem(Unprocessable, "processing", "a patch may not change the resource id")
+	}
+	res, _, err := tx.Update(ctx, store.Write{Type: typ, ID: id, Body: body.Raw, Parsed: body.Parsed, IfMatch: cur.VersionID})
+	return Result{Outcome: Updated, Resource: res, Info: "patched " + typ + "/" + id}, err
+}
+
+// patchErrorText describes a patch failure without echoing resource values.
+func patchErrorText(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "testing value"):
+		return "a test operation failed"
+	case strings.Contains(msg, "missing"):
+		return "a path does not exist in the resource"
+	}
+	return "an operation is invalid for this resource"
+}
+
+func remove(ctx context.Context, tx store.Tx, typ, id string, ifMatch int64) (Result, error) {
+	res, err := tx.Delete(ctx, typ, id, ifMatch)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Outcome: Deleted, Resource: res, Info: fmt.Sprintf("deleted %s/%s (version %d)", typ, id, res.VersionID)}, nil
+}
+
+func conditionalDelete(ctx context.Context, tx store.Tx, typ string, cond *fhir.SearchQuery) (Result, error) {
+	id, err := matchOne(ctx, tx, cond, false)
+	if err != nil {
+		return Result{}, err
+	}
+	if id == "" {
+		return Result{Outcome: NothingToDelete, Info: "no " + typ + " matched; nothing deleted"}, nil
+	}
+	return remove(ctx, tx, typ, id, 0)
+}
+
+// Put validates raw as a resource of typ and creates it, returning its id:
+// the authorization server writes a proxy link's RelatedPerson with it.
+func (s *Session) Put(ctx context.Context, typ string, raw []byte) (string, error) {
+	body, err := ParseResource(raw, typ)
+	if err != nil {
+		return "", err
+	}
+	res, err := s.Create(ctx, typ, body, nil)
+	return res.Resource.ID, err
+}
