@@ -24,8 +24,8 @@ type SearchPage struct {
 
 // SearchLimits bound the work one search may cause.
 type SearchLimits struct {
-	MaxSnapshot  int // most results a sorted search pages through
-	MaxIncluded  int // most resources _include/_revinclude add to a page
+	MaxSnapshot int // most results a sorted search pages through
+	MaxIncluded int // most resources _include/_revinclude add to a page
 	MaxIterate  int // rounds of :iterate
 }
 

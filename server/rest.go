@@ -18,7 +18,6 @@ import (
 
 var jsonTypes = []string{fhirJSON, plainJSON, "application/json+fhir"}
 
-
 func (s *Server) location(res store.Resource) string {
 	return s.cfg.BaseURL + "/" + res.Type + "/" + res.ID + "/_history/" + strconv.FormatInt(res.VersionID, 10)
 }
