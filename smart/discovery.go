@@ -21,8 +21,12 @@ type Endpoints struct {
 // Endpoints returns the provider's endpoint URLs.
 func (p *Provider) Endpoints() Endpoints {
 	o := p.root + "/oauth2"
-	return Endpoints{Authorize: o + "/authorize", Token: o + "/token", Introspect: o + "/introspect",
+	e := Endpoints{Authorize: o + "/authorize", Token: o + "/token", Introspect: o + "/introspect",
 		Revoke: o + "/revoke", Register: o + "/register", JWKS: o + "/jwks"}
+	if p.cfg.Registration == RegistrationOff {
+		e.Register = ""
+	}
+	return e
 }
 
 var supportedScopes = []string{
@@ -36,7 +40,7 @@ var supportedScopes = []string{
 func (p *Provider) SMARTConfiguration(w http.ResponseWriter, r *http.Request) {
 	e := p.Endpoints()
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, map[string]any{
+	writeJSON(w, http.StatusOK, withoutEmpty(map[string]any{
 		"issuer":                                           p.cfg.FHIRBase,
 		"jwks_uri":                                         e.JWKS,
 		"authorization_endpoint":                           e.Authorize,
@@ -51,14 +55,14 @@ func (p *Provider) SMARTConfiguration(w http.ResponseWriter, r *http.Request) {
 		"token_endpoint_auth_signing_alg_values_supported": []string{"RS384", "ES384"},
 		"scopes_supported":                                 supportedScopes,
 		"capabilities":                                     Capabilities,
-	})
+	}))
 }
 
 // OpenIDConfiguration serves {issuer}/.well-known/openid-configuration.
 func (p *Provider) OpenIDConfiguration(w http.ResponseWriter, r *http.Request) {
 	e := p.Endpoints()
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, map[string]any{
+	writeJSON(w, http.StatusOK, withoutEmpty(map[string]any{
 		"issuer":                                p.cfg.FHIRBase,
 		"authorization_endpoint":                e.Authorize,
 		"token_endpoint":                        e.Token,
@@ -74,5 +78,16 @@ func (p *Provider) OpenIDConfiguration(w http.ResponseWriter, r *http.Request) {
 		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "fhirUser"},
 		"code_challenge_methods_supported":      []string{"S256"},
 		"grant_types_supported":                 []string{"authorization_code", "refresh_token", "client_credentials"},
-	})
+	}))
+}
+
+// withoutEmpty leaves unset URLs (registration when it is off) out of a
+// discovery document instead of advertising "".
+func withoutEmpty(doc map[string]any) map[string]any {
+	for k, v := range doc {
+		if v == "" {
+			delete(doc, k)
+		}
+	}
+	return doc
 }

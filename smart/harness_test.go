@@ -405,3 +405,12 @@ func (e *env) openToken() string {
 	}
 	return body["access_token"].(string)
 }
+
+// statusOnceRechecked is the status of a GET made after the bearer check's
+// memory of the token has lapsed (smart's checkedFor, one second): what a
+// change made in the store by another process gives.
+func (e *env) statusOnceRechecked(path, token string) int {
+	time.Sleep(1100 * time.Millisecond)
+	status, _, _ := e.fhir("GET", path, token, "")
+	return status
+}

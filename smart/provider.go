@@ -10,6 +10,7 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
+	"github.com/ory/fosite/handler/oauth2"
 	"github.com/ory/fosite/token/jwt"
 
 	"golang.org/x/crypto/bcrypt"
@@ -52,6 +54,9 @@ type Config struct {
 	// records (0: the default, 12, as many US health systems set it;
 	// negative: never).
 	ProxyRestrictedAge int
+	// Registration is the dynamic registration mode: RegistrationOpen (the
+	// default), RegistrationToken or RegistrationOff.
+	Registration string
 }
 
 // Provider is the authorization server.
@@ -65,6 +70,11 @@ type Provider struct {
 	clients  *clientStore
 	accounts *Accounts
 	log      *slog.Logger
+	// hmac and storage check bearer tokens (Authenticate) without fosite's
+	// introspection, which would also accept a refresh token.
+	hmac    *oauth2.HMACSHAStrategy
+	storage *storage
+	checked checkedTokens
 }
 
 // Records is what the authorization server reads and writes of the FHIR
@@ -86,6 +96,13 @@ func New(ctx context.Context, cfg Config, st store.AuthStore, records Records, l
 	}
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = 15 * time.Minute
+	}
+	switch cfg.Registration {
+	case "":
+		cfg.Registration = RegistrationOpen
+	case RegistrationOpen, RegistrationToken, RegistrationOff:
+	default:
+		return nil, fmt.Errorf("registration mode %q: want open, token or off", cfg.Registration)
 	}
 	keys, err := loadKeys(ctx, st)
 	if err != nil {
@@ -112,13 +129,15 @@ func New(ctx context.Context, cfg Config, st store.AuthStore, records Records, l
 		JWKSFetcherStrategy:         fosite.NewDefaultJWKSFetcherStrategy(),
 	}
 	getKey := func(context.Context) (interface{}, error) { return keys.Signing, nil }
+	p.hmac = compose.NewOAuth2HMACStrategy(fc)
 	strategy := &compose.CommonStrategy{
-		CoreStrategy:               compose.NewOAuth2HMACStrategy(fc),
+		CoreStrategy:               p.hmac,
 		OpenIDConnectTokenStrategy: compose.NewOpenIDConnectStrategy(getKey, fc),
 		Signer:                     &jwt.DefaultSigner{GetPrivateKey: getKey},
 	}
-	storage := &storage{st: st, clients: p.clients}
-	p.oauth = compose.Compose(fc, storage, strategy,
+	p.storage = &storage{st: st, clients: p.clients}
+	p.storage.revoked = p.checked.clear
+	p.oauth = compose.Compose(fc, p.storage, strategy,
 		compose.OAuth2AuthorizeExplicitFactory,
 		compose.OAuth2ClientCredentialsGrantFactory,
 		compose.OAuth2RefreshTokenGrantFactory,

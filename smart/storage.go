@@ -36,6 +36,16 @@ type storage struct {
 	st      store.AuthStore
 	clients *clientStore
 	decoded decodedCache
+	// revoked is told when this process revokes access tokens, so that
+	// the bearer check forgets what it remembered of them at once (other
+	// processes forget within checkedFor).
+	revoked func()
+}
+
+func (s *storage) forget() {
+	if s.revoked != nil {
+		s.revoked()
+	}
 }
 
 // decodedCache keeps access-token requests already decoded, keyed by token
@@ -213,6 +223,7 @@ func (s *storage) GetAccessTokenSession(ctx context.Context, sig string, sess fo
 }
 
 func (s *storage) DeleteAccessTokenSession(ctx context.Context, sig string) error {
+	defer s.forget()
 	return s.st.DeleteAuth(ctx, kindAccess, sig)
 }
 
@@ -233,6 +244,7 @@ func (s *storage) DeleteRefreshTokenSession(ctx context.Context, sig string) err
 // RotateRefreshToken retires the used refresh token (kept inactive to catch
 // reuse) and the access tokens issued before it.
 func (s *storage) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
+	defer s.forget()
 	if err := s.st.DeactivateAuth(ctx, kindRefresh, sig); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
@@ -244,6 +256,7 @@ func (s *storage) RevokeRefreshToken(ctx context.Context, requestID string) erro
 }
 
 func (s *storage) RevokeAccessToken(ctx context.Context, requestID string) error {
+	defer s.forget()
 	return s.st.DeleteGrant(ctx, kindAccess, requestID)
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,17 +22,22 @@ const maxAssertionLifetime = 5*time.Minute + 30*time.Second
 func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if err := r.ParseForm(); err != nil {
-		p.oauth.WriteAccessError(ctx, w, nil, fosite.ErrInvalidRequest.WithHint("The body is not a valid form."))
+		p.writeAccessError(w, r, nil, fosite.ErrInvalidRequest.WithHint("The body is not a valid form."))
+		return
+	}
+	if g := r.PostForm.Get("grant_type"); g != "" && !slices.Contains(grantTypes, g) {
+		// RFC 6749 §5.2: a grant type the server does not support.
+		p.writeAccessError(w, r, nil, fosite.ErrUnsupportedGrantType.WithHintf("Hearth supports the grant types %s.", strings.Join(grantTypes, ", ")))
 		return
 	}
 	if a := r.PostForm.Get("client_assertion"); a != "" && !assertionTimesOK(a) {
-		p.oauth.WriteAccessError(ctx, w, nil, fosite.ErrInvalidClient.WithHint("The client assertion has expired, is not yet valid, or its exp is more than five minutes ahead."))
+		p.writeAccessError(w, r, nil, fosite.ErrInvalidClient.WithHint("The client assertion has expired, is not yet valid, or its exp is more than five minutes ahead."))
 		return
 	}
 	sess := p.newSession()
 	ar, err := p.oauth.NewAccessRequest(ctx, r, sess)
 	if err != nil {
-		p.oauth.WriteAccessError(ctx, w, ar, err)
+		p.writeAccessError(w, r, ar, err)
 		return
 	}
 	switch {
@@ -40,7 +46,7 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		for _, s := range ar.GetRequestedScopes() {
 			rs, ok := scopes.ParseResource(s)
 			if !ok || rs.Context != "system" {
-				p.oauth.WriteAccessError(ctx, w, ar, fosite.ErrInvalidScope.WithHintf("Backend services may ask for system/ scopes only, not %q.", s))
+				p.writeAccessError(w, r, ar, fosite.ErrInvalidScope.WithHintf("Backend services may ask for system/ scopes only, not %q.", s))
 				return
 			}
 			ar.GrantScope(s)
@@ -48,7 +54,7 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	case ar.GetGrantTypes().ExactOne("refresh_token"):
 		s := ar.GetSession().(*Session)
 		if err := p.stillAllowed(r, s); err != nil {
-			p.oauth.WriteAccessError(ctx, w, ar, fosite.ErrInvalidGrant.WithHint(err.Error()))
+			p.writeAccessError(w, r, ar, fosite.ErrInvalidGrant.WithHint(err.Error()))
 			return
 		}
 		// A refresh may narrow the grant (RFC 6749 §6) but never widen it.
@@ -56,7 +62,7 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 			granted := ar.GetGrantedScopes()
 			for _, s := range want {
 				if !granted.Has(s) {
-					p.oauth.WriteAccessError(ctx, w, ar, fosite.ErrInvalidScope.WithHintf("%q was not part of the original grant.", s))
+					p.writeAccessError(w, r, ar, fosite.ErrInvalidScope.WithHintf("%q was not part of the original grant.", s))
 					return
 				}
 			}
@@ -67,7 +73,7 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	}
 	resp, err := p.oauth.NewAccessResponse(ctx, ar)
 	if err != nil {
-		p.oauth.WriteAccessError(ctx, w, ar, err)
+		p.writeAccessError(w, r, ar, err)
 		return
 	}
 	if s, ok := ar.GetSession().(*Session); ok && s.User != "" {
@@ -81,6 +87,22 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		resp.SetExtra("smart_style_url", p.root+"/oauth2/style.json")
 	}
 	p.oauth.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+// grantTypes are the grant types the token endpoint serves.
+var grantTypes = []string{"authorization_code", "refresh_token", "client_credentials"}
+
+// writeAccessError answers a token request with an RFC 6749 §5.2 error. A
+// 401 invalid_client to a client that authenticated with HTTP Basic names
+// the scheme it must use in WWW-Authenticate, as §5.2 requires.
+func (p *Provider) writeAccessError(w http.ResponseWriter, r *http.Request, ar fosite.AccessRequester, err error) {
+	rfc := fosite.ErrorToRFC6749Error(err)
+	if rfc.ErrorField == fosite.ErrInvalidClient.ErrorField {
+		if _, _, basic := r.BasicAuth(); basic {
+			w.Header().Set("WWW-Authenticate", `Basic realm="`+p.root+`/oauth2/token"`)
+		}
+	}
+	p.oauth.WriteAccessError(r.Context(), w, ar, err)
 }
 
 // stillAllowed re-checks, at refresh, what may have changed since the

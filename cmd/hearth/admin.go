@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/interact"
@@ -73,10 +74,13 @@ func userCmd(args []string) error {
 	return nil
 }
 
-// clientCmd: hearth client add …
+// clientCmd: hearth client add … | hearth client token …
 func clientCmd(args []string) error {
+	if len(args) > 0 && args[0] == "token" {
+		return registrationTokenCmd(args[1:])
+	}
 	if len(args) == 0 || args[0] != "add" {
-		return errors.New("usage: hearth client add --id ID --redirect-uri URI [--public] [--secret S] [--jwks-url U]")
+		return errors.New("usage: hearth client add --id ID --redirect-uri URI [--public] [--secret S] [--jwks-url U] | hearth client token [--expires 24h]")
 	}
 	fs := flag.NewFlagSet("client add", flag.ContinueOnError)
 	data := fs.String("data", "./hearth-data", "data directory of the embedded store")
@@ -114,6 +118,38 @@ func clientCmd(args []string) error {
 		return err
 	}
 	fmt.Printf("client %s added (%s)\n", c.ID, c.AuthMethod)
+	return nil
+}
+
+// registrationTokenCmd: hearth client token — an initial access token
+// (RFC 7591 §3) with which one registration may create any client,
+// backend services included.
+func registrationTokenCmd(args []string) error {
+	fs := flag.NewFlagSet("client token", flag.ContinueOnError)
+	data := fs.String("data", "./hearth-data", "data directory of the embedded store")
+	storeKind := fs.String("store", "sqlite", "storage backend: sqlite or a mongodb:// URL")
+	expires := fs.Duration("expires", 24*time.Hour, "how long the token may be used")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := envDefaults(fs); err != nil {
+		return err
+	}
+	st, _, err := openStore(*storeKind, *data)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ctx := context.Background()
+	p, err := smart.New(ctx, smart.Config{FHIRBase: "http://localhost/fhir"}, st, interact.New(st, interact.Config{}).Unrestricted(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	tok, err := p.IssueRegistrationToken(ctx, *expires)
+	if err != nil {
+		return err
+	}
+	fmt.Println(tok)
 	return nil
 }
 

@@ -32,6 +32,7 @@ func serveCmd(args []string) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	maxBody := fs.Int64("max-body-bytes", 16<<20, "largest request body accepted")
 	corsOrigins := fs.String("cors-origins", "*", "comma-separated browser origins allowed to call the API, or *")
+	registration := fs.String("registration", "open", "dynamic client registration: open (user-facing apps; backend clients need an initial access token), token (every registration needs one) or off")
 	proxyAge := fs.Int("proxy-restricted-age", 12, "age from which a proxy no longer sees the patient's restricted and sensitive records (-1: never)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -77,7 +78,7 @@ func serveCmd(args []string) error {
 	var auth *smart.Provider
 	if *open {
 		log.Warn("--open: the API is served WITHOUT authorization; never use this with real patient data")
-	} else if auth, err = smart.New(context.Background(), smart.Config{FHIRBase: *baseURL, ProxyRestrictedAge: *proxyAge}, st, door.Unrestricted(), log); err != nil {
+	} else if auth, err = smart.New(context.Background(), smart.Config{FHIRBase: *baseURL, ProxyRestrictedAge: *proxyAge, Registration: *registration}, st, door.Unrestricted(), log); err != nil {
 		return err
 	}
 	handler := server.New(server.Config{
