@@ -183,9 +183,11 @@ func TestTwoServersOneMongo(t *testing.T) {
 		t.Fatalf("B's token on A: %d %v", status, body)
 	}
 
-	// Revocation on B is seen by A on the next request.
+	// Revocation on B is seen by A once A's bearer check looks at the
+	// store again: within a second (the check reuses a policy that long).
 	resp = post(b+"/oauth2/revoke", url.Values{"token": {tok.AccessToken}, "client_id": {"app"}})
 	resp.Body.Close()
+	time.Sleep(1100 * time.Millisecond)
 	if status, _ := call(t, http.MethodGet, a+"/fhir/Patient/p1", tok.AccessToken, "", ""); status != http.StatusUnauthorized {
 		t.Fatalf("revoked on B, still accepted on A: %d", status)
 	}

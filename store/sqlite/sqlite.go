@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -114,6 +115,8 @@ type Store struct {
 	writer *sql.DB // exactly one connection: SQLite has one writer
 	reader *sql.DB // read-only pool
 	lock   *os.File
+	// closing makes a second Close a no-op.
+	closing atomic.Bool
 
 	writeMu  sync.Mutex
 	lastTime time.Time // last lastUpdated assigned; keeps history ordered
@@ -250,8 +253,12 @@ func (s *Store) checkpoint() {
 	}
 }
 
-// Close closes the database and releases the directory lock.
+// Close closes the database and releases the directory lock; closing a
+// closed store does nothing.
 func (s *Store) Close() error {
+	if !s.closing.CompareAndSwap(false, true) {
+		return nil
+	}
 	close(s.stop)
 	<-s.stopped
 	s.readStmt.Close()
