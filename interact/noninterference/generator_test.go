@@ -28,7 +28,7 @@ var (
 	practs     = []string{"dr-1", "dr-2", "dr-3", "dr-9"}
 	orgs       = []string{"org-1", "org-2", "org-9"}
 	suffixes   = []string{"-obs-0", "-obs-1", "-obs-2", "-obs-3", "-enc-0", "-cond-0", "-mr-0", "-list", "-comm", "-prov", "-hiv", "-senc", "-mr-arv", "-obs-psy", "-obs-r", "-obs-new", "-obs-extra", "-prov-x", "-list-x"}
-	types    = []string{"Observation", "Patient", "Condition", "Encounter", "Practitioner", "Organization", "MedicationRequest", "Medication", "List", "Communication", "Provenance", "Group"}
+	types      = []string{"Observation", "Patient", "Condition", "Encounter", "Practitioner", "Organization", "MedicationRequest", "Medication", "List", "Communication", "Provenance", "Group"}
 )
 
 func (g *generator) pick(xs []string) string { return xs[g.rng.IntN(len(xs))] }
