@@ -166,10 +166,18 @@ func (a *Accounts) AddUser(ctx context.Context, username, password, patient stri
 	return u, a.Put(ctx, u)
 }
 
+// ProxyRecords is what linking a proxy reads and writes of the FHIR data:
+// the patient, and the new RelatedPerson (Put validates and creates a
+// resource and returns its id).
+type ProxyRecords interface {
+	PatientReader
+	Put(ctx context.Context, typ string, body []byte) (string, error)
+}
+
 // LinkProxy makes username a proxy for patient: it writes a RelatedPerson
 // for the link (the proxy's FHIR identity for that patient) and records
 // the link. relationship is a v3 RoleCode such as PRN (parent) or CHILD.
-func LinkProxy(ctx context.Context, st store.AuthStore, records Records, username, patient, relationship string) (*Link, error) {
+func LinkProxy(ctx context.Context, st store.AuthStore, records ProxyRecords, username, patient, relationship string) (*Link, error) {
 	a := NewAccounts(st)
 	u, err := a.Get(ctx, username)
 	if err != nil {

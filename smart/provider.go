@@ -64,7 +64,7 @@ type Provider struct {
 	cfg      Config
 	root     string // the server root URL (FHIRBase without /fhir)
 	st       store.AuthStore
-	records  Records
+	records  PatientReader
 	oauth    fosite.OAuth2Provider
 	keys     *Keys
 	clients  *clientStore
@@ -77,19 +77,16 @@ type Provider struct {
 	checked checkedTokens
 }
 
-// Records is what the authorization server reads and writes of the FHIR
-// data, through the door to it: a patient's name (the picker) and birth
-// date (a proxy's view of a teenager), and the RelatedPerson of a new proxy
-// link.
-type Records interface {
+// PatientReader is all the authorization server reads of the FHIR data,
+// through the door to it: a patient's name (the picker) and birth date (a
+// proxy's view of a teenager). Read is asked for Patients only.
+type PatientReader interface {
 	Read(ctx context.Context, typ, id string) (store.Resource, error)
-	// Put validates and creates a resource, returning its new id.
-	Put(ctx context.Context, typ string, body []byte) (string, error)
 }
 
-// New creates the provider over the authorization records st and the FHIR
-// records, creating its keys on first use.
-func New(ctx context.Context, cfg Config, st store.AuthStore, records Records, log *slog.Logger) (*Provider, error) {
+// New creates the provider over the authorization records st and the
+// patients' records, creating its keys on first use.
+func New(ctx context.Context, cfg Config, st store.AuthStore, records PatientReader, log *slog.Logger) (*Provider, error) {
 	cfg.FHIRBase = strings.TrimSuffix(cfg.FHIRBase, "/")
 	if cfg.AccessTokenLifespan == 0 {
 		cfg.AccessTokenLifespan = time.Hour

@@ -1,7 +1,6 @@
 package access
 
 import (
-	"encoding/json"
 	"net/url"
 	"strings"
 	"sync"
@@ -49,27 +48,4 @@ func (p *Policy) withheld(typ string) []*fhir.SearchParam {
 	}
 	withheldByType.Store(typ, q.Params)
 	return q.Params
-}
-
-// hides reports whether the policy withholds this resource body.
-func (p *Policy) hides(body []byte) bool {
-	if !p.WithholdSensitive {
-		return false
-	}
-	var r struct {
-		Meta struct {
-			Security []struct{ System, Code string } `json:"security"`
-		} `json:"meta"`
-	}
-	if json.Unmarshal(body, &r) != nil {
-		return true
-	}
-	for _, s := range r.Meta.Security {
-		for _, l := range sensitiveLabels {
-			if s.System == l.system && s.Code == l.code {
-				return true
-			}
-		}
-	}
-	return false
 }
