@@ -71,6 +71,9 @@ type Entry struct {
 // fails as a whole (the error names the entry); a batch reports each
 // entry's failure in the entry.
 func (s *Session) Bundle(ctx context.Context, body []byte) (string, []*Entry, error) {
+	if _, ok := s.data.(closed); ok {
+		return "", nil, ErrNoPolicy // not one entry's failure: the whole request's
+	}
 	var b inBundle
 	if err := json.Unmarshal(body, &b); err != nil {
 		return "", nil, problem(Invalid, "structure", "body is not a Bundle")
