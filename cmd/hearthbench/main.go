@@ -150,6 +150,7 @@ func main() {
 	fmt.Printf("%-34s %12.0f %10s %10s\n", "create Patient (durable commit)", create.rps, create.p50, create.p99)
 	fmt.Printf("\nread ratio Hearth / ceiling: %.2f\n", read.rps/ceiling.rps)
 	fmt.Printf("token-checked reads / open reads: %.2f\n", readToken.rps/read.rps)
+	fmt.Printf("token-read ratio (token-checked reads / ceiling): %.2f (target ≥ 0.60)\n", readToken.rps/ceiling.rps)
 	if read.non2xx > 0 || create.non2xx > 0 || readToken.non2xx > 0 {
 		fmt.Printf("WARNING: non-2xx responses: reads %d, token reads %d, creates %d\n", read.non2xx, readToken.non2xx, create.non2xx)
 		os.Exit(1)
