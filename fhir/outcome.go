@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"encoding/json"
+	"strings"
 )
 
 type outcomeIssue struct {
@@ -63,4 +64,18 @@ func ResourceTypeFirst(body []byte) ([]byte, error) {
 		}
 	}
 	return encodeMembers(out), nil
+}
+
+// QuoteSafe keeps client-supplied text quoted in a message short and
+// printable: at most 100 bytes, no control characters.
+func QuoteSafe(v string) string {
+	if len(v) > 100 {
+		v = v[:100] + "…"
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, v)
 }

@@ -219,7 +219,7 @@ func (s *Session) parseEntry(i int, e inEntry) (*Entry, error) {
 			op.patch, err = entryPatch(e.Resource)
 		}
 	default:
-		return nil, problem(NotSupported, "not-supported", "request.method "+quoteSafe(op.Method)+" is not supported")
+		return nil, problem(NotSupported, "not-supported", "request.method "+fhir.QuoteSafe(op.Method)+" is not supported")
 	}
 	if err != nil {
 		return nil, err
@@ -483,17 +483,4 @@ func ParseETag(v string) (int64, bool) {
 	v = strings.Trim(v, `"`)
 	n, err := strconv.ParseInt(v, 10, 64)
 	return n, err == nil && n > 0
-}
-
-// quoteSafe keeps client-supplied text in messages short and printable.
-func quoteSafe(v string) string {
-	if len(v) > 100 {
-		v = v[:100] + "…"
-	}
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, v)
 }

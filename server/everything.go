@@ -39,7 +39,7 @@ func (s *Server) everything(w http.ResponseWriter, r *http.Request) {
 		case "_type":
 			for _, t := range strings.Split(v, ",") {
 				if !fhir.IsResourceType(t) {
-					s.writeError(w, r, errorf(http.StatusBadRequest, "invalid", "_type: unknown resource type "+quoteSafe(t)))
+					s.writeError(w, r, errorf(http.StatusBadRequest, "invalid", "_type: unknown resource type "+fhir.QuoteSafe(t)))
 					return
 				}
 				q.Types = append(q.Types, t)
@@ -57,7 +57,7 @@ func (s *Server) everything(w http.ResponseWriter, r *http.Request) {
 			return
 		default:
 			if strictHandling(r) {
-				s.writeError(w, r, errorf(http.StatusBadRequest, "not-supported", "$everything: unknown parameter "+quoteSafe(name)))
+				s.writeError(w, r, errorf(http.StatusBadRequest, "not-supported", "$everything: unknown parameter "+fhir.QuoteSafe(name)))
 				return
 			}
 		}

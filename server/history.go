@@ -39,7 +39,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 		case "_cursor", "_format", "_pretty":
 		default:
 			if strictHandling(r) {
-				s.writeError(w, r, errorf(http.StatusBadRequest, "not-supported", "history parameter "+quoteSafe(name)+" is not supported"))
+				s.writeError(w, r, errorf(http.StatusBadRequest, "not-supported", "history parameter "+fhir.QuoteSafe(name)+" is not supported"))
 				return
 			}
 		}

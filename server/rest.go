@@ -26,7 +26,7 @@ func (s *Server) location(res store.Resource) string {
 func (s *Server) read(w http.ResponseWriter, r *http.Request) {
 	typ, id := chi.URLParam(r, "type"), chi.URLParam(r, "id")
 	if !fhir.ValidID(id) {
-		s.writeError(w, r, fmt.Errorf("%s/%s: %w", typ, quoteSafe(id), store.ErrNotFound))
+		s.writeError(w, r, fmt.Errorf("%s/%s: %w", typ, fhir.QuoteSafe(id), store.ErrNotFound))
 		return
 	}
 	res, err := s.session(r).Read(r.Context(), typ, id)
@@ -100,7 +100,7 @@ func (s *Server) vread(w http.ResponseWriter, r *http.Request) {
 	typ, id := chi.URLParam(r, "type"), chi.URLParam(r, "id")
 	vid, err := strconv.ParseInt(chi.URLParam(r, "vid"), 10, 64)
 	if err != nil || vid < 1 || !fhir.ValidID(id) {
-		s.writeError(w, r, fmt.Errorf("%s/%s/_history/%s: %w", typ, quoteSafe(id), quoteSafe(chi.URLParam(r, "vid")), store.ErrNotFound))
+		s.writeError(w, r, fmt.Errorf("%s/%s/_history/%s: %w", typ, fhir.QuoteSafe(id), fhir.QuoteSafe(chi.URLParam(r, "vid")), store.ErrNotFound))
 		return
 	}
 	res, err := s.session(r).VRead(r.Context(), typ, id, vid)

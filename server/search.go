@@ -52,7 +52,7 @@ func (s *Server) searchCompartment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !fhir.IsResourceType(typ) {
-		s.writeError(w, r, errorf(http.StatusNotFound, "not-supported", "unknown resource type "+quoteSafe(typ)))
+		s.writeError(w, r, errorf(http.StatusNotFound, "not-supported", "unknown resource type "+fhir.QuoteSafe(typ)))
 		return
 	}
 	if typ != "Patient" && fhir.PatientCompartmentParams(typ) == nil {
@@ -142,7 +142,7 @@ func searchBundle(fhirBase, typ, compartment string, q *fhir.SearchQuery, page *
 	}
 	if len(q.Ignored) > 0 {
 		oo := fhir.OperationOutcome(fhir.Issue{Severity: "warning", Code: "not-supported",
-			Diagnostics: "ignored unknown search parameters: " + quoteSafe(strings.Join(q.Ignored, ", "))})
+			Diagnostics: "ignored unknown search parameters: " + fhir.QuoteSafe(strings.Join(q.Ignored, ", "))})
 		b.Entries = append(b.Entries, fhir.BundleEntry{Resource: oo, Search: &fhir.BundleEntrySearch{Mode: "outcome"}})
 	}
 	return b.MarshalJSON()

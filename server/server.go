@@ -139,7 +139,7 @@ func (s *Server) negotiate(next http.Handler) http.Handler {
 func (s *Server) knownType(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if typ := chi.URLParam(r, "type"); !fhir.IsResourceType(typ) {
-			s.writeError(w, r, errorf(http.StatusNotFound, "not-supported", "unknown resource type "+quoteSafe(typ)))
+			s.writeError(w, r, errorf(http.StatusNotFound, "not-supported", "unknown resource type "+fhir.QuoteSafe(typ)))
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -147,26 +147,13 @@ func (s *Server) knownType(next http.Handler) http.Handler {
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
-	s.writeError(w, r, errorf(http.StatusNotFound, "not-found", "no FHIR interaction at "+quoteSafe(r.URL.Path)))
+	s.writeError(w, r, errorf(http.StatusNotFound, "not-found", "no FHIR interaction at "+fhir.QuoteSafe(r.URL.Path)))
 }
 
 func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
-	s.writeError(w, r, errorf(http.StatusMethodNotAllowed, "not-supported", r.Method+" is not supported on "+quoteSafe(r.URL.Path)))
+	s.writeError(w, r, errorf(http.StatusMethodNotAllowed, "not-supported", r.Method+" is not supported on "+fhir.QuoteSafe(r.URL.Path)))
 }
 
 func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, r, http.StatusOK, s.capability)
-}
-
-// quoteSafe keeps client-supplied text in messages short and printable.
-func quoteSafe(v string) string {
-	if len(v) > 100 {
-		v = v[:100] + "…"
-	}
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, v)
 }

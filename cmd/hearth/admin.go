@@ -140,12 +140,11 @@ func registrationTokenCmd(args []string) error {
 		return err
 	}
 	defer st.Close()
-	ctx := context.Background()
-	p, err := smart.New(ctx, smart.Config{FHIRBase: "http://localhost/fhir"}, st, interact.New(st, interact.Config{}).Unrestricted(), slog.New(slog.DiscardHandler))
+	p, err := adminProvider(st)
 	if err != nil {
 		return err
 	}
-	tok, err := p.IssueRegistrationToken(ctx, *expires)
+	tok, err := p.IssueRegistrationToken(context.Background(), *expires)
 	if err != nil {
 		return err
 	}
@@ -154,12 +153,17 @@ func registrationTokenCmd(args []string) error {
 }
 
 func addClient(st store.Store, c *smart.Client, secret string) error {
-	ctx := context.Background()
-	p, err := smart.New(ctx, smart.Config{FHIRBase: "http://localhost/fhir"}, st, interact.New(st, interact.Config{}).Unrestricted(), slog.New(slog.DiscardHandler))
+	p, err := adminProvider(st)
 	if err != nil {
 		return err
 	}
-	return p.AddClient(ctx, c, secret)
+	return p.AddClient(context.Background(), c, secret)
+}
+
+// adminProvider is the authorization server as the operator's commands use
+// it: for its records, never to serve (the base URL is not used).
+func adminProvider(st store.Store) (*smart.Provider, error) {
+	return smart.New(context.Background(), smart.Config{FHIRBase: "http://localhost/fhir"}, st, interact.New(st, interact.Config{}).Unrestricted(), slog.New(slog.DiscardHandler))
 }
 
 type multiFlag []string
