@@ -262,3 +262,21 @@ func do(t *testing.T, req *http.Request) (int, map[string]any, http.Header) {
 	json.NewDecoder(resp.Body).Decode(&m)
 	return resp.StatusCode, m, resp.Header
 }
+
+// A backend that may write a type but not read it can still update: it
+// sees nothing, and may overwrite anything, so no existence is kept from it.
+func TestWriteOnlyBackendUpdates(t *testing.T) {
+	e := newEnv(t)
+	b := e.newBackend("system/Observation.cu")
+	status, tok := e.backendToken(b, "system/Observation.cu")
+	if status != 200 {
+		t.Fatalf("token: %d %v", status, tok)
+	}
+	at := tok["access_token"].(string)
+	if status, body, _ := e.fhir("PUT", "/Observation/alice-lab", at, obs("alice-lab", "alice", "laboratory", "2345-7")); status != 200 {
+		t.Errorf("write-only update: %d %v", status, body)
+	}
+	if status, body, _ := e.fhir("GET", "/Observation/alice-lab", at, ""); status != 403 {
+		t.Errorf("write-only read: %d %v", status, body)
+	}
+}

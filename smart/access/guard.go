@@ -57,6 +57,18 @@ func (g *Guard) partial(typ string) bool {
 	return !ok || gr.Constraints != nil
 }
 
+// hidesExistence reports whether, for writes of typ, some resources must
+// look as if they did not exist: the token reads only part of the type. A
+// token that may write a type but not read it at all (system/X.cu) sees
+// nothing but may overwrite anything, so no existence is kept from it.
+func (g *Guard) hidesExistence(typ string) bool {
+	if g.bound(typ) || g.p.WithholdSensitive {
+		return true
+	}
+	gr, ok := g.p.readable(typ)
+	return ok && gr.Constraints != nil
+}
+
 // scopeOf is how the token's view of typ narrows a search of it: nil when
 // it sees every resource of typ; ok false when it sees none.
 func (g *Guard) scopeOf(typ string, gr scopes.Grant) (sc *fhir.Scope, ok bool) {
@@ -573,6 +585,16 @@ func (t *guardTx) visibleRead(ctx context.Context, typ, id string) (store.Resour
 	return r, nil
 }
 
+// writeRead is the current version as a write judges it: what the token
+// may not see does not exist, unless it hides no existence (see
+// hidesExistence).
+func (t *guardTx) writeRead(ctx context.Context, typ, id string) (store.Resource, error) {
+	if !t.g.hidesExistence(typ) {
+		return t.tx.Read(ctx, typ, id)
+	}
+	return t.visibleRead(ctx, typ, id)
+}
+
 // writable checks a body the token wants stored: a token bound to a
 // patient writes only into that patient's record — the resource must
 // belong to that patient's compartment and to no other's. Naming the
@@ -615,7 +637,7 @@ func (t *guardTx) Update(ctx context.Context, w store.Write) (store.Resource, bo
 	if err := t.writable(w, scopes.Update); err != nil {
 		return store.Resource{}, false, err
 	}
-	cur, err := t.visibleRead(ctx, w.Type, w.ID)
+	cur, err := t.writeRead(ctx, w.Type, w.ID)
 	switch {
 	case err == nil:
 		if t.g.bound(w.Type) && !t.ownsOnly(cur.Type, cur.ID, cur.JSON) {
@@ -627,7 +649,7 @@ func (t *guardTx) Update(ctx context.Context, w store.Write) (store.Resource, bo
 		if err := t.writable(w, scopes.Create); err != nil {
 			return store.Resource{}, false, err
 		}
-		if t.g.partial(w.Type) {
+		if t.g.hidesExistence(w.Type) {
 			return store.Resource{}, false, ErrCreateWithID
 		}
 	default:
@@ -640,7 +662,7 @@ func (t *guardTx) Delete(ctx context.Context, typ, id string, ifMatch int64) (st
 	if _, err := t.g.p.grant(typ, scopes.Delete); err != nil {
 		return store.Resource{}, err
 	}
-	if t.g.partial(typ) {
+	if t.g.hidesExistence(typ) {
 		cur, err := t.visibleRead(ctx, typ, id)
 		if err != nil {
 			return store.Resource{}, err
