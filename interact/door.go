@@ -56,7 +56,7 @@ func (d *Door) Session(p *access.Policy) *Session {
 	if p == nil {
 		return &Session{door: d, data: closed{}}
 	}
-	return &Session{door: d, data: access.NewGuard(d.data, p), policy: p}
+	return &Session{door: d, data: access.NewGuard(d.data, p)}
 }
 
 // Unrestricted returns a session that sees everything: for the importer,
@@ -65,16 +65,12 @@ func (d *Door) Unrestricted() *Session { return &Session{door: d, data: d.data} 
 
 // Session carries out interactions for one policy.
 type Session struct {
-	door   *Door
-	data   store.Resources // the policy's guard, or the store itself
-	policy *access.Policy  // nil for an unrestricted session
+	door *Door
+	data store.Resources // the policy's guard, or the store itself
 }
 
 // BaseURL is the FHIR base of the door the session came from.
 func (s *Session) BaseURL() string { return s.door.cfg.BaseURL }
-
-// Policy is the session's policy; nil for an unrestricted session.
-func (s *Session) Policy() *access.Policy { return s.policy }
 
 // ErrNoPolicy: a session was asked for without a policy. It is a bug in
 // the caller and maps to a 500, so a missing policy never opens the data.
@@ -114,10 +110,6 @@ func (p *Problem) Error() string {
 func problem(kind Kind, code, diagnostics string) *Problem {
 	return &Problem{Kind: kind, Entry: -1, Issues: []fhir.Issue{{Severity: "error", Code: code, Diagnostics: diagnostics}}}
 }
-
-// Invalidf is a 400-kind problem with one issue, for callers of the door
-// that check a request before it reaches a session.
-func Invalidf(code, diagnostics string) *Problem { return problem(Invalid, code, diagnostics) }
 
 // searchProblem turns a search parsing error into a Problem.
 func searchProblem(err error) error {

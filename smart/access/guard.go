@@ -32,9 +32,6 @@ var _ store.Resources = (*Guard)(nil)
 // NewGuard returns data as policy p lets it be seen.
 func NewGuard(data store.Resources, p *Policy) *Guard { return &Guard{data: data, p: p} }
 
-// Policy returns the policy the guard enforces.
-func (g *Guard) Policy() *Policy { return g.p }
-
 // ErrCreateWithID refuses an update that would create a resource with an
 // id of the client's choosing, for a token that cannot see every resource
 // of the type: whether the id is taken by a resource the token may not see
