@@ -508,7 +508,9 @@ func ParseReference(ref string) RefKey {
 // ValidID reports whether id is a valid FHIR resource id: 1-64 characters
 // of A-Z, a-z, 0-9, '-' and '.'.
 func ValidID(id string) bool {
-	if id == "" || len(id) > 64 {
+	// "." and ".." match the FHIR id pattern but are path segments: a
+	// client would resolve Patient/.. to another URL than the resource's.
+	if id == "" || len(id) > 64 || id == "." || id == ".." {
 		return false
 	}
 	for i := 0; i < len(id); i++ {

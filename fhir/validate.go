@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"regexp"
 	"sort"
 	"strconv"
@@ -157,8 +158,11 @@ func (v *validator) resource(obj map[string]any, prefix string) string {
 	}
 	if id, ok := obj["id"]; ok {
 		s, isString := id.(string)
-		if !isString || !primitiveRegex["id"].MatchString(s) {
+		switch {
+		case !isString || !primitiveRegex["id"].MatchString(s):
 			v.add("value", path+".id", "id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'")
+		case s == "." || s == "..":
+			v.add("value", path+".id", "id must not be . or .., which clients resolve as path segments")
 		}
 	}
 	v.object(obj, rt, path, true)
@@ -342,6 +346,12 @@ func (v *validator) primitive(val any, typ, path string) {
 			if _, err := strconv.ParseInt(string(n), 10, 32); err != nil {
 				v.add("value", path, "is out of range for a 32-bit %s", typ)
 			}
+			return
+		}
+		// A decimal beyond float64 could be stored but never found by a
+		// search: refuse it rather than keep what no query can match.
+		if f, err := strconv.ParseFloat(string(n), 64); err != nil || math.IsInf(f, 0) {
+			v.add("value", path, "is beyond the range of decimals Hearth can search (about ±1.8e308)")
 		}
 		return
 	}

@@ -97,6 +97,9 @@ func (s *Session) Bundle(ctx context.Context, body []byte) (string, []*Entry, er
 		}
 	}
 	if b.Type == "transaction" {
+		if err := distinctFullURLs(ops); err != nil {
+			return "", nil, err
+		}
 		if err := s.transaction(ctx, ops); err != nil {
 			return "", nil, err
 		}
@@ -104,6 +107,41 @@ func (s *Session) Bundle(ctx context.Context, body []byte) (string, []*Entry, er
 		s.batch(ctx, ops)
 	}
 	return b.Type, ops, nil
+}
+
+// distinctFullURLs: a transaction's entries are told apart by fullUrl, so
+// two entries with one fullUrl make references to it ambiguous.
+func distinctFullURLs(ops []*Entry) error {
+	seen := map[string]int{}
+	for _, op := range ops {
+		if op.fullURL == "" {
+			continue
+		}
+		if j, ok := seen[op.fullURL]; ok {
+			return withEntry(op.index, problem(Invalid, "invalid", fmt.Sprintf("fullUrl %s is also the fullUrl of entry %d", fhir.QuoteSafe(op.fullURL), j)))
+		}
+		seen[op.fullURL] = op.index
+	}
+	return nil
+}
+
+// distinctIdentities: the spec fails a transaction whose writes overlap in
+// the resources they name, after conditional matches are resolved — two
+// versions of one resource from one transaction would depend on the order
+// of its entries.
+func distinctIdentities(ops []*Entry) error {
+	seen := map[string]int{}
+	for _, op := range ops {
+		if op.Method == "GET" || op.matched || op.ID == "" {
+			continue
+		}
+		key := op.Type + "/" + op.ID
+		if j, ok := seen[key]; ok {
+			return withEntry(op.index, problem(Invalid, "invalid", fmt.Sprintf("entries %d and %d both change %s; a transaction may change each resource once", j, op.index, key)))
+		}
+		seen[key] = op.index
+	}
+	return nil
 }
 
 // withEntry names the failing entry of a transaction.
@@ -263,8 +301,8 @@ func (s *Session) transaction(ctx context.Context, ops []*Entry) error {
 	err := s.data.Transact(ctx, func(tx store.Tx) error {
 		for _, op := range ops {
 			op.Result, op.Err, op.matched = Result{}, nil, false
-			if op.Method == "POST" {
-				op.ID = ""
+			if op.Method == "POST" || (op.cond != nil && op.Method != "PUT") {
+				op.ID = "" // given out below, on every attempt
 			}
 		}
 		ids := map[string]string{} // fullUrl → Type/id
@@ -284,6 +322,14 @@ func (s *Session) transaction(ctx context.Context, ops []*Entry) error {
 				}
 			case op.Method == "POST":
 				op.ID = store.NewID()
+			case (op.Method == "DELETE" || op.Method == "PATCH") && op.cond != nil:
+				// The match is the entry's identity; no match leaves it
+				// to runEntry (nothing to delete; a patch's 404).
+				id, err := matchOne(ctx, tx, op.cond, false)
+				if err != nil {
+					return withEntry(op.index, err)
+				}
+				op.ID = id
 			case op.Method == "PUT" && op.cond != nil:
 				id, err := matchOne(ctx, tx, op.cond, false)
 				if err != nil {
@@ -304,6 +350,9 @@ func (s *Session) transaction(ctx context.Context, ops []*Entry) error {
 			if op.fullURL != "" && op.ID != "" && op.Method != "GET" {
 				ids[op.fullURL] = op.Type + "/" + op.ID
 			}
+		}
+		if err := distinctIdentities(ops); err != nil {
+			return err
 		}
 		for _, op := range ops {
 			if op.body.Raw == nil {
