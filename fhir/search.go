@@ -142,20 +142,53 @@ var resultParams = map[string]bool{
 	"_format": true, "_pretty": true, "_page": true,
 }
 
+// Limits of one search, checked before any store sees the query: each
+// bounds work a short request could otherwise multiply, and each answers a
+// 400 naming it.
+const (
+	// MaxChainDepth bounds the links of one parameter: chained references
+	// and _has levels together (subject:Patient.organization.name is 2).
+	MaxChainDepth = 4
+	// MaxValues bounds the values of one parameter (an OR).
+	MaxValues = 100
+	// MaxConditions bounds the search parameters of one query, repeats
+	// included (an AND).
+	MaxConditions = 64
+	// MaxSortKeys bounds the keys of _sort.
+	MaxSortKeys = 8
+	// MaxIncludes bounds the _include and _revinclude parameters.
+	MaxIncludes = 16
+)
+
 // ParseSearch parses the query parameters of a search on resourceType.
 func ParseSearch(resourceType string, params url.Values, opts SearchOptions) (*SearchQuery, error) {
 	q := &SearchQuery{Type: resourceType, Count: opts.DefaultCount, Canonical: url.Values{}}
 	names := make([]string, 0, len(params))
 	for name := range params {
 		names = append(names, name)
+		if depth := strings.Count(name, ".") + strings.Count(name, "_has:"); depth > MaxChainDepth {
+			return nil, searchErr("%s: chains and _has may be at most %d links deep (this is %d)", truncate(name), MaxChainDepth, depth)
+		}
 	}
 	sort.Strings(names)
+	conditions := 0
 	for _, name := range names {
+		if base, _, _ := strings.Cut(name, ":"); !resultParams[base] {
+			if conditions += len(params[name]); conditions > MaxConditions {
+				return nil, searchErr("a search may have at most %d search parameters", MaxConditions)
+			}
+		}
 		for _, raw := range params[name] {
 			if err := q.parseOne(name, raw, opts); err != nil {
 				return nil, err
 			}
 		}
+	}
+	if len(q.Sort) > MaxSortKeys {
+		return nil, searchErr("_sort may have at most %d keys", MaxSortKeys)
+	}
+	if len(q.Includes)+len(q.RevIncludes) > MaxIncludes {
+		return nil, searchErr("a search may have at most %d _include and _revinclude parameters", MaxIncludes)
 	}
 	if q.Count > opts.MaxCount {
 		q.Count = opts.MaxCount
@@ -365,7 +398,11 @@ func parseParam(resourceType, name, raw string, opts SearchOptions) (*SearchPara
 			return nil, searchErr("%s takes no modifier", code)
 		}
 		p := &SearchParam{Name: code, Type: "special"}
-		for _, v := range splitValues(raw) {
+		vals := splitValues(raw)
+		if len(vals) > MaxValues {
+			return nil, searchErr("%s may have at most %d values", code, MaxValues)
+		}
+		for _, v := range vals {
 			if v == "" {
 				return nil, searchErr("%s: empty value", code)
 			}
@@ -444,7 +481,11 @@ func parseParam(resourceType, name, raw string, opts SearchOptions) (*SearchPara
 		}
 		return p, nil
 	}
-	for _, v := range splitValues(raw) {
+	vals := splitValues(raw)
+	if len(vals) > MaxValues {
+		return nil, searchErr("%s may have at most %d values", code, MaxValues)
+	}
+	for _, v := range vals {
 		sv, err := parseValue(p, v, opts)
 		if err != nil {
 			return nil, err
@@ -496,7 +537,27 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-// splitValues splits at commas not escaped with a backslash.
+// IDParam is the condition _id=ids, as the server itself builds it (for
+// any number of ids: MaxValues bounds what clients send).
+func IDParam(ids ...string) *SearchParam {
+	def, _ := LookupSearchParam("Resource", "_id")
+	p := &SearchParam{Name: "_id", Type: "token", Def: def, Values: make([]SearchValue, len(ids))}
+	for i, id := range ids {
+		p.Values[i] = SearchValue{Raw: id, Code: id, AnySystem: true}
+	}
+	return p
+}
+
+// truncate keeps a client's parameter name short in a message.
+func truncate(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
+}
+
+// splitValues splits at commas not escaped with a backslash; more than
+// MaxValues values are refused by the callers.
 func splitValues(raw string) []string {
 	var out []string
 	var cur strings.Builder

@@ -105,7 +105,7 @@ func ValidateDecoded(body []byte) (string, map[string]any, []Issue, error) {
 	}
 	var val validator
 	rt := val.resource(obj, "")
-	return rt, obj, val.issues, nil
+	return rt, obj, val.result(), nil
 }
 
 // jsonErrorText keeps the position of a syntax error but not the input text.
@@ -130,10 +130,28 @@ func asSyntax(err error, target **json.SyntaxError) bool {
 
 type validator struct {
 	issues []Issue
+	more   int // issues found beyond MaxIssues
 }
 
+// MaxIssues bounds the issues one validation reports: the first ones and a
+// count of the rest, so that a small body of many faults cannot answer with
+// an OperationOutcome many times its size.
+const MaxIssues = 100
+
 func (v *validator) add(code, path, format string, args ...any) {
+	if len(v.issues) >= MaxIssues {
+		v.more++
+		return
+	}
 	v.issues = append(v.issues, Issue{Severity: "error", Code: code, Expression: path, Diagnostics: fmt.Sprintf(format, args...)})
+}
+
+// result is the issues, with the count of those left out as a last one.
+func (v *validator) result() []Issue {
+	if v.more == 0 {
+		return v.issues
+	}
+	return append(v.issues, Issue{Severity: "error", Code: "too-costly", Diagnostics: fmt.Sprintf("%d more issues are not listed", v.more)})
 }
 
 // resource validates an object that should be a resource; prefix is the path

@@ -81,6 +81,9 @@ func (s *Session) Bundle(ctx context.Context, body []byte) (string, []*Entry, er
 	if b.ResourceType != "Bundle" || (b.Type != "batch" && b.Type != "transaction") {
 		return "", nil, problem(Invalid, "invalid", "POST to the base takes a Bundle of type batch or transaction")
 	}
+	if len(b.Entry) > s.door.cfg.MaxBundleEntries {
+		return "", nil, fmt.Errorf("a batch or transaction may have at most %d entries (this one has %d): %w", s.door.cfg.MaxBundleEntries, len(b.Entry), store.ErrTooCostly)
+	}
 	// Validation is most of the CPU work of a large bundle and needs no
 	// store: spread it over the cores.
 	ops := make([]*Entry, len(b.Entry))
@@ -379,9 +382,10 @@ func (s *Session) transaction(ctx context.Context, ops []*Entry) error {
 	if err != nil {
 		return err
 	}
+	budget := s.door.cfg.MaxBundleResults
 	for _, op := range ops {
 		if op.Method == "GET" {
-			s.readEntry(ctx, op)
+			s.readEntry(ctx, op, &budget)
 		}
 	}
 	return nil
@@ -389,12 +393,13 @@ func (s *Session) transaction(ctx context.Context, ops []*Entry) error {
 
 // batch runs each entry on its own; a failure is reported in its entry.
 func (s *Session) batch(ctx context.Context, ops []*Entry) {
+	budget := s.door.cfg.MaxBundleResults
 	for _, op := range ops {
 		if op.Err != nil {
 			continue
 		}
 		if op.Method == "GET" {
-			s.readEntry(ctx, op)
+			s.readEntry(ctx, op, &budget)
 			continue
 		}
 		op.Err = s.data.Transact(ctx, func(tx store.Tx) error {
@@ -480,8 +485,10 @@ func resolveBody(ctx context.Context, tx store.Tx, body Body, ids map[string]str
 	return Body{Raw: raw, Parsed: body.Parsed}, nil
 }
 
-// readEntry answers a GET entry: read, vread or search.
-func (s *Session) readEntry(ctx context.Context, op *Entry) {
+// readEntry answers a GET entry: read, vread or search. budget is what the
+// bundle's searches may still return; a search beyond it fails its entry
+// (and so its transaction) rather than grow the response without bound.
+func (s *Session) readEntry(ctx context.Context, op *Entry, budget *int) {
 	switch {
 	case op.ID != "" && op.VID != 0:
 		op.Resource, op.Err = s.data.VRead(ctx, op.Type, op.ID, op.VID)
@@ -494,7 +501,18 @@ func (s *Session) readEntry(ctx context.Context, op *Entry) {
 			return
 		}
 		op.SearchQuery = q
+		tooMany := fmt.Errorf("the searches of this bundle would return more than %d resources; lower their _count: %w", s.door.cfg.MaxBundleResults, store.ErrTooCostly)
+		if *budget <= 0 {
+			op.Err = tooMany // spent: do not run it at all
+			return
+		}
 		op.Search, op.Err = s.Search(ctx, q, op.Query.Get("_page"))
+		if op.Err != nil {
+			return
+		}
+		if *budget -= len(op.Search.Matches) + len(op.Search.Included); *budget < 0 {
+			op.Search, op.Err = nil, tooMany
+		}
 	}
 }
 

@@ -29,6 +29,12 @@ type Config struct {
 	BaseURL string
 	// Limits bound the work of one search (zero fields: the defaults).
 	Limits SearchLimits
+	// MaxBundleEntries bounds the entries of a batch or transaction
+	// (default 10,000).
+	MaxBundleEntries int
+	// MaxBundleResults bounds the resources the searches of one batch or
+	// transaction return together (default 10,000).
+	MaxBundleResults int
 }
 
 // Door opens sessions over one store.
@@ -42,6 +48,12 @@ type Door struct {
 // declares the same base URL as local (fhir.AddLocalBase) before it writes.
 func New(st store.Resources, cfg Config) *Door {
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
+	if cfg.MaxBundleEntries == 0 {
+		cfg.MaxBundleEntries = 10_000
+	}
+	if cfg.MaxBundleResults == 0 {
+		cfg.MaxBundleResults = 10_000
+	}
 	fhir.AddLocalBase(cfg.BaseURL)
 	return &Door{data: st, cfg: cfg}
 }

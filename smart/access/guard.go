@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -197,21 +196,9 @@ func (g *Guard) narrow(ctx context.Context, typ string, p *fhir.SearchParam) (*f
 }
 
 // nothing is a condition no resource meets (no resource has an empty id).
-func nothing() *fhir.SearchParam {
-	p := *idParam("x")
-	p.Values = []fhir.SearchValue{{Raw: "", Code: ""}}
-	return &p
-}
+func nothing() *fhir.SearchParam { return fhir.IDParam("") }
 
-func idParam(ids ...string) *fhir.SearchParam {
-	q, err := fhir.ParseSearch("Patient", url.Values{"_id": {strings.Join(ids, ",")}}, fhir.SearchOptions{})
-	if err != nil || len(q.Params) != 1 {
-		// ids come from the store and are valid; should one not be, the
-		// condition matches nothing rather than everything.
-		return &fhir.SearchParam{Name: "_id", Type: "token", Values: []fhir.SearchValue{{}}}
-	}
-	return q.Params[0]
-}
+func idParam(ids ...string) *fhir.SearchParam { return fhir.IDParam(ids...) }
 
 // visible returns the ids of typ (in their order) the token may see.
 func (g *Guard) visible(ctx context.Context, typ string, ids []string) ([]string, error) {
