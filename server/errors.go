@@ -111,10 +111,20 @@ func entryIssues(entry int, issues []fhir.Issue) []fhir.Issue {
 // logged with the request id; their text is not sent to the client.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, issues := statusOf(err)
-	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-		// The client went away; there is nobody to answer and nothing to
-		// alarm an operator about.
+	switch {
+	case r.Context().Err() == nil:
+	case errors.Is(err, context.Canceled):
+		// The client closed its side of the connection before the work was
+		// done, so it was not done. A client that only half-closed may
+		// still read the answer: it must not be mistaken for a success
+		// (left unwritten, the status would default to 200).
+		status, issues = http.StatusServiceUnavailable, []fhir.Issue{{Severity: "error", Code: "transient",
+			Diagnostics: "the request was cancelled (the client closed its connection) before it was carried out; nothing was changed"}}
+		s.writeJSON(w, r, status, fhir.OperationOutcome(issues...))
 		return
+	case errors.Is(err, context.DeadlineExceeded):
+		status, issues = http.StatusServiceUnavailable, []fhir.Issue{{Severity: "error", Code: "timeout",
+			Diagnostics: "the request took longer than the server allows (--request-timeout) and was stopped; nothing was changed"}}
 	}
 	if status == http.StatusForbidden && errors.Is(err, access.ErrForbidden) {
 		w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", error_description="the token's scopes do not allow this"`)

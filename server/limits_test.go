@@ -127,3 +127,23 @@ func TestBatchResultsAreBounded(t *testing.T) {
 		t.Errorf("statuses %v", statuses)
 	}
 }
+
+// TestRequestTimeoutIs503: an interaction that outlasts the request
+// timeout is stopped and answered 503, never left to run or half-answered.
+func TestRequestTimeoutIs503(t *testing.T) {
+	st, err := sqlite.Open(t.TempDir(), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ts := httptest.NewServer(server.New(server.Config{Open: true, RequestTimeout: 1}, interact.New(st, interact.Config{}), slog.New(slog.DiscardHandler)))
+	t.Cleanup(ts.Close)
+	r := do(t, ts, "GET", "/fhir/Patient?name=x", "")
+	if r.status != 503 || !strings.Contains(r.issue(t), "longer than the server allows") {
+		t.Errorf("timed-out search: %d %s", r.status, r.body)
+	}
+	r = do(t, ts, "PUT", "/fhir/Patient/late", `{"resourceType":"Patient","id":"late"}`)
+	if r.status != 503 {
+		t.Errorf("timed-out write: %d %s", r.status, r.body)
+	}
+}

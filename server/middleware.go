@@ -59,6 +59,21 @@ func noStore(next http.Handler) http.Handler {
 	})
 }
 
+// deadline bounds the work of each request: its store calls stop when the
+// time is up, and the answer is a 503 (see writeError).
+func deadline(d time.Duration) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		if d <= 0 {
+			return next
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), d)
+			defer cancel()
+			next.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
+}
+
 // cors lets browser apps on the allowed origins call the API with a bearer
 // token. Cookies are never used for the API, so credentials are not allowed.
 func cors(origins []string) func(http.Handler) http.Handler {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -30,6 +31,8 @@ type Config struct {
 	Auth *smart.Provider
 	// Tokens checks bearer tokens (default: Auth).
 	Tokens Authenticator
+	// RequestTimeout stops an interaction that works longer (503); 0: none.
+	RequestTimeout time.Duration
 	// Open serves the API without authorization, through an unrestricted
 	// session (hearth serve --open, for development only). Without Open
 	// and without an authenticator, every interaction is refused.
@@ -83,7 +86,7 @@ func New(cfg Config, door *interact.Door, log *slog.Logger) *Server {
 		r.Mount("/oauth2", cfg.Auth.Routes())
 	}
 	r.Route("/fhir", func(r chi.Router) {
-		r.Use(noStore)
+		r.Use(noStore, deadline(cfg.RequestTimeout))
 		r.NotFound(s.notFound)
 		r.MethodNotAllowed(s.methodNotAllowed)
 		// Discovery is JSON whatever the Accept header asks for.

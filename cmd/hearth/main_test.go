@@ -217,3 +217,39 @@ func writeGzip(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// TestSlowBodyIsCutOff: a body dripped a byte at a time does not hold a
+// connection for minutes: past --read-timeout the server drops it, and
+// nothing is stored.
+func TestSlowBodyIsCutOff(t *testing.T) {
+	_, base := startServer(t, nil, "--no-seed", "--data", t.TempDir(), "--read-timeout", "1s")
+	addr := strings.TrimSuffix(strings.TrimPrefix(base, "http://"), "/fhir")
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := `{"resourceType":"Patient","id":"slow"}`
+	fmt.Fprintf(conn, "PUT /fhir/Patient/slow HTTP/1.1\r\nHost: %s\r\nContent-Type: application/fhir+json\r\nContent-Length: %d\r\n\r\n", addr, len(body))
+	dropped := false
+	for i := 0; i < len(body) && i < 30; i++ {
+		if _, err := conn.Write([]byte{body[i]}); err != nil {
+			dropped = true
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if !dropped {
+		// The server may have answered (an error) and closed: either way
+		// the read side ends well before the body would have.
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 512)
+		n, _ := conn.Read(buf)
+		if strings.HasPrefix(string(buf[:n]), "HTTP/1.1 2") {
+			t.Errorf("the slow body was accepted: %s", buf[:n])
+		}
+	}
+	if status, _ := request(t, "GET", base+"/Patient/slow", ""); status != 404 {
+		t.Errorf("the slow body's resource: %d", status)
+	}
+}

@@ -33,6 +33,9 @@ func serveCmd(args []string) error {
 	maxBody := fs.Int64("max-body-bytes", 16<<20, "largest request body accepted")
 	corsOrigins := fs.String("cors-origins", "*", "comma-separated browser origins allowed to call the API, or *")
 	registration := fs.String("registration", "open", "dynamic client registration: open (user-facing apps; backend clients need an initial access token), token (every registration needs one) or off")
+	readTimeout := fs.Duration("read-timeout", 30*time.Second, "longest time to read a request, body included (a slow body is cut off)")
+	writeTimeout := fs.Duration("write-timeout", 90*time.Second, "longest time from the end of a request's headers to the end of its response")
+	requestTimeout := fs.Duration("request-timeout", 60*time.Second, "longest time an interaction may work before it is stopped (503)")
 	proxyAge := fs.Int("proxy-restricted-age", 12, "age from which a proxy no longer sees the patient's restricted and sensitive records (-1: never)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -82,17 +85,19 @@ func serveCmd(args []string) error {
 		return err
 	}
 	handler := server.New(server.Config{
-		BaseURL:      *baseURL,
-		MaxBodyBytes: *maxBody,
-		CORSOrigins:  strings.Split(*corsOrigins, ","),
-		Version:      version,
-		Auth:         auth,
-		Open:         *open,
+		BaseURL:        *baseURL,
+		MaxBodyBytes:   *maxBody,
+		CORSOrigins:    strings.Split(*corsOrigins, ","),
+		Version:        version,
+		Auth:           auth,
+		Open:           *open,
+		RequestTimeout: *requestTimeout,
 	}, door, log)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       5 * time.Minute,
+		ReadTimeout:       *readTimeout,
+		WriteTimeout:      *writeTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
