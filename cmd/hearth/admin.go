@@ -214,7 +214,10 @@ func seedAccounts(st store.Store, door *interact.Door) error {
 			return err
 		}
 	}
-	if err := addClient(st, &smart.Client{ID: demoClient, Name: "Hearth demo app", Public: true,
+	// The demo app is a SMART app served at http://localhost:8000 (any:
+	// the fhirclient examples use launch.html and the root as redirect),
+	// so that the README's portal launch has somewhere to go.
+	if err := addClient(st, &smart.Client{ID: demoClient, Name: "Hearth demo app", Public: true, LaunchURI: "http://localhost:8000/launch.html",
 		RedirectURIs: []string{"http://localhost:8000/", "http://localhost:8000/callback", "http://127.0.0.1:8000/callback"}}, ""); err != nil {
 		return err
 	}

@@ -61,7 +61,7 @@ Organization?identifier=… are resolved as a transaction would resolve them.`)
 		defer st.Close()
 		sink = newStoreSink(st, *baseURL)
 	}
-	sum, err := importFiles(context.Background(), sink, fs.Args(), os.Stderr)
+	sum, err := importFiles(context.Background(), sink, fs.Args(), newProgress(os.Stderr, "importing"))
 	sum.print(os.Stdout)
 	if err != nil {
 		return err
@@ -73,7 +73,7 @@ Organization?identifier=… are resolved as a transaction would resolve them.`)
 }
 
 // seed loads the demo patients into a fresh store.
-func seed(st store.Store, baseURL string, dirs []string, log *slog.Logger) error {
+func seed(ctx context.Context, st store.Store, baseURL string, dirs []string, log *slog.Logger, progressTo *os.File) error {
 	var files []string
 	for _, dir := range dirs {
 		ndjson, _ := filepath.Glob(filepath.Join(dir, "*.ndjson*"))
@@ -91,7 +91,7 @@ func seed(st store.Store, baseURL string, dirs []string, log *slog.Logger) error
 		return nil
 	}
 	start := time.Now()
-	sum, err := importFiles(context.Background(), newStoreSink(st, baseURL), files, io.Discard)
+	sum, err := importFiles(ctx, newStoreSink(st, baseURL), files, newProgress(progressTo, "seeding demo data"))
 	if err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
@@ -248,7 +248,7 @@ func (im *importer) retryDeferred() error {
 	return nil
 }
 
-func importFiles(ctx context.Context, sink resourceSink, files []string, progress io.Writer) (summary, error) {
+func importFiles(ctx context.Context, sink resourceSink, files []string, prog *progress) (summary, error) {
 	im := &importer{ctx: ctx, sink: sink, sum: summary{byType: map[string]int{}}}
 	var total, done int64
 	for _, f := range files {
@@ -257,7 +257,7 @@ func importFiles(ctx context.Context, sink resourceSink, files []string, progres
 		}
 	}
 	for _, file := range files {
-		n, err := im.file(file, func(read int64) { showProgress(progress, done+read, total, im.sum.loaded) })
+		n, err := im.file(file, func(read int64) { prog.show(done+read, total, im.sum.loaded) })
 		if err != nil {
 			return im.sum, err
 		}
@@ -269,8 +269,7 @@ func importFiles(ctx context.Context, sink resourceSink, files []string, progres
 	if err := im.retryDeferred(); err != nil {
 		return im.sum, err
 	}
-	showProgress(progress, total, total, im.sum.loaded)
-	fmt.Fprintln(progress)
+	prog.finish(im.sum.loaded)
 	return im.sum, nil
 }
 
@@ -373,14 +372,50 @@ func moreIssues(n int) string {
 	return fmt.Sprintf(" (and %d more issues)", n-1)
 }
 
-func showProgress(w io.Writer, done, total int64, loaded int) {
-	if total == 0 || w == io.Discard {
+// progress reports how far an import or the demo seed has come: a bar
+// redrawn in place on a terminal, and a plain line every few seconds
+// anywhere else (a log file gets no carriage-return frames).
+type progress struct {
+	w     io.Writer
+	label string
+	tty   bool
+	last  time.Time
+}
+
+// newProgress reports to f; nil f reports nothing.
+func newProgress(f *os.File, label string) *progress {
+	if f == nil {
+		return nil
+	}
+	fi, err := f.Stat()
+	return &progress{w: f, label: label, tty: err == nil && fi.Mode()&os.ModeCharDevice != 0}
+}
+
+func (p *progress) show(done, total int64, loaded int) {
+	if p == nil || total == 0 {
 		return
 	}
-	const width = 30
 	done = min(done, total)
-	filled := int(done * width / total)
-	fmt.Fprintf(w, "\r[%s%s] %3d%%  %d resources", strings.Repeat("=", filled), strings.Repeat(" ", width-filled), done*100/total, loaded)
+	if p.tty {
+		const width = 30
+		filled := int(done * width / total)
+		fmt.Fprintf(p.w, "\r%s [%s%s] %3d%%  %d resources", p.label, strings.Repeat("=", filled), strings.Repeat(" ", width-filled), done*100/total, loaded)
+		return
+	}
+	if now := time.Now(); now.Sub(p.last) >= 2*time.Second {
+		p.last = now
+		fmt.Fprintf(p.w, "%s: %d%% (%d resources)\n", p.label, done*100/total, loaded)
+	}
+}
+
+func (p *progress) finish(loaded int) {
+	if p == nil {
+		return
+	}
+	if p.tty {
+		fmt.Fprintln(p.w)
+	}
+	fmt.Fprintf(p.w, "%s: done, %d resources\n", p.label, loaded)
 }
 
 type countingReader struct {

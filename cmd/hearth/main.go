@@ -103,10 +103,13 @@ func newLogger(level string) (*slog.Logger, error) {
 }
 
 // openStore picks the backend named by --store.
+// sqliteFile is the embedded store's database in its data directory.
+const sqliteFile = "hearth.db"
+
 func openStore(kind, dataDir string) (store.Store, bool, error) {
 	switch {
 	case kind == "" || kind == "sqlite":
-		_, statErr := os.Stat(dataDir + "/hearth.db")
+		_, statErr := os.Stat(dataDir + "/" + sqliteFile)
 		fresh := os.IsNotExist(statErr)
 		s, err := sqlite.Open(dataDir, sqlite.Options{})
 		return s, fresh, err

@@ -253,3 +253,40 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 		t.Errorf("the slow body's resource: %d", status)
 	}
 }
+
+// TestInterruptedFirstStartSeedsAgain: the port answers (503) while the
+// demo data loads; a first start interrupted then leaves no half-seeded
+// data directory, and the next start loads everything.
+func TestInterruptedFirstStartSeedsAgain(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	addr := freePort(t)
+	cmd := exec.Command(binary, "serve", "--listen", addr, "--data", data, "--log-level", "warn", "--open", "--seed-dir", "testdata/synthea-10")
+	cmd.Dir = "../.."
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	answered := 0
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && answered == 0; time.Sleep(20 * time.Millisecond) {
+		if resp, err := http.Get("http://" + addr + "/fhir/metadata"); err == nil {
+			resp.Body.Close()
+			answered = resp.StatusCode
+			if answered == 503 && resp.Header.Get("Retry-After") == "" {
+				t.Error("503 while loading without Retry-After")
+			}
+		}
+	}
+	if answered != 503 {
+		t.Fatalf("while loading the demo data the port answered %d, want 503", answered)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	cmd.Wait()
+	if _, err := os.Stat(filepath.Join(data, "hearth.db")); !os.IsNotExist(err) {
+		t.Fatalf("an interrupted first start left a data directory (%v)", err)
+	}
+	_, base := startServer(t, nil, "--data", data, "--seed-dir", "testdata/synthea-10")
+	status, body := request(t, "GET", base+"/_history?_count=0", "")
+	if status != 200 || !strings.Contains(body, `"total":7162`) {
+		t.Errorf("after the second start (7,160 resources + the demo proxy's 2 RelatedPersons): %d %.200s", status, body)
+	}
+}

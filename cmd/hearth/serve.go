@@ -10,13 +10,18 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/server"
 	"github.com/hearth-fhir/hearth/smart"
+	"github.com/hearth-fhir/hearth/store"
 )
 
 func serveCmd(args []string) error {
@@ -47,21 +52,11 @@ func serveCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	st, fresh, err := openStore(*storeKind, *data)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-
-	// MongoDB is the production backend: demo accounts with published
-	// passwords go into it only when asked for.
-	seedFresh := !*noSeed
-	if isMongo(*storeKind) {
-		seedFresh = *demo
-	}
-	// Listen before seeding and building the handler so that --listen
-	// 127.0.0.1:0 gets a base URL with the real port, which the seed's
-	// door declares local as the API's does.
+	// Listen first, and answer at once: 503 with Retry-After while the
+	// store opens and the demo data loads, so that nobody waits on a
+	// silent port. Listening first also gives --listen 127.0.0.1:0 a base
+	// URL with the real port, which the seed's door declares local as the
+	// API's does.
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
@@ -69,30 +64,8 @@ func serveCmd(args []string) error {
 	if *baseURL == "" {
 		*baseURL = "http://" + ln.Addr().String() + "/fhir"
 	}
-	door := interact.New(st, interact.Config{BaseURL: *baseURL})
-	if fresh && seedFresh {
-		if err := seed(st, *baseURL, strings.Split(*seedDir, ","), log); err != nil {
-			return err
-		}
-		if err := seedAccounts(st, door); err != nil {
-			return fmt.Errorf("demo accounts: %w", err)
-		}
-	}
-	var auth *smart.Provider
-	if *open {
-		log.Warn("--open: the API is served WITHOUT authorization; never use this with real patient data")
-	} else if auth, err = smart.New(context.Background(), smart.Config{FHIRBase: *baseURL, ProxyRestrictedAge: *proxyAge, Registration: *registration}, st, door.Unrestricted(), log); err != nil {
-		return err
-	}
-	handler := server.New(server.Config{
-		BaseURL:        *baseURL,
-		MaxBodyBytes:   *maxBody,
-		CORSOrigins:    strings.Split(*corsOrigins, ","),
-		Version:        version,
-		Auth:           auth,
-		Open:           *open,
-		RequestTimeout: *requestTimeout,
-	}, door, log)
+	handler := &switchHandler{}
+	handler.set(starting())
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -105,6 +78,50 @@ func serveCmd(args []string) error {
 	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	defer func() {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(shutdownCtx)
+	}()
+
+	// MongoDB is the production backend: demo accounts with published
+	// passwords go into it only when asked for.
+	seedFresh := !*noSeed
+	if isMongo(*storeKind) {
+		seedFresh = *demo
+	}
+	seedDemo := func(st store.Store) error {
+		fmt.Fprintf(os.Stderr, "Loading the demo patients (about 10-20 s; the API answers 503 until then)…\n")
+		// Ctrl-C stops the loading at once; the next start loads again.
+		if err := seed(ctx, st, *baseURL, strings.Split(*seedDir, ","), log, os.Stderr); err != nil {
+			return err
+		}
+		if err := seedAccounts(st, interact.New(st, interact.Config{BaseURL: *baseURL})); err != nil {
+			return fmt.Errorf("demo accounts: %w", err)
+		}
+		return nil
+	}
+	st, err := openServed(*storeKind, *data, seedFresh, seedDemo)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	door := interact.New(st, interact.Config{BaseURL: *baseURL})
+	var auth *smart.Provider
+	if *open {
+		log.Warn("--open: the API is served WITHOUT authorization; never use this with real patient data")
+	} else if auth, err = smart.New(context.Background(), smart.Config{FHIRBase: *baseURL, ProxyRestrictedAge: *proxyAge, Registration: *registration}, st, door.Unrestricted(), log); err != nil {
+		return err
+	}
+	handler.set(server.New(server.Config{
+		BaseURL:        *baseURL,
+		MaxBodyBytes:   *maxBody,
+		CORSOrigins:    strings.Split(*corsOrigins, ","),
+		Version:        version,
+		Auth:           auth,
+		Open:           *open,
+		RequestTimeout: *requestTimeout,
+	}, door, log))
 	log.Info("hearth serving", slog.String("fhir_base", *baseURL), slog.String("listen", ln.Addr().String()), slog.String("data", *data))
 	fmt.Fprintf(os.Stderr, "\nHearth is up. Try:\n  curl %s/metadata\n\n", *baseURL)
 	if auth != nil {
@@ -123,4 +140,88 @@ func serveCmd(args []string) error {
 		return err
 	}
 	return nil
+}
+
+// switchHandler serves through the handler set last: the starting page,
+// then the API.
+type switchHandler struct{ h atomic.Pointer[http.Handler] }
+
+func (s *switchHandler) set(h http.Handler) { s.h.Store(&h) }
+
+func (s *switchHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*s.h.Load()).ServeHTTP(w, r)
+}
+
+// starting answers while the store opens and the demo data loads: /healthz
+// says the process is alive, everything else is a 503 to retry.
+func starting() http.Handler {
+	outcome := fhir.OperationOutcome(fhir.Issue{Severity: "error", Code: "transient", Diagnostics: "Hearth is starting (loading its data); retry shortly"})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Write([]byte("starting\n"))
+			return
+		}
+		w.Header().Set("Retry-After", "2")
+		w.Header().Set("Content-Type", "application/fhir+json; charset=utf-8")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write(outcome)
+	})
+}
+
+// openServed opens the store to serve, seeding it first when it is fresh
+// and seeding is wanted. The embedded store is seeded in a staging
+// directory moved into place only once complete, so an interrupted first
+// start leaves no half-seeded data directory: the next start seeds again.
+func openServed(kind, dataDir string, seedFresh bool, seedDemo func(store.Store) error) (store.Store, error) {
+	if isMongo(kind) || !seedFresh {
+		st, fresh, err := openStore(kind, dataDir)
+		if err != nil {
+			return nil, err
+		}
+		if fresh && seedFresh {
+			if err := seedDemo(st); err != nil {
+				st.Close()
+				return nil, err
+			}
+		}
+		return st, nil
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, sqliteFile)); err == nil {
+		st, _, err := openStore(kind, dataDir)
+		return st, err
+	}
+	staging := strings.TrimSuffix(dataDir, "/") + ".seeding"
+	if err := os.RemoveAll(staging); err != nil {
+		return nil, err
+	}
+	st, _, err := openStore(kind, staging)
+	if err != nil {
+		return nil, err
+	}
+	if err := seedDemo(st); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if err := st.Close(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, err
+	}
+	files, err := filepath.Glob(filepath.Join(staging, sqliteFile+"*"))
+	if err != nil {
+		return nil, err
+	}
+	// The database file last: until it is in place, the data directory
+	// still counts as fresh.
+	slices.SortFunc(files, func(a, b string) int { return strings.Compare(b, a) })
+	for _, f := range files {
+		if err := os.Rename(f, filepath.Join(dataDir, filepath.Base(f))); err != nil {
+			return nil, err
+		}
+	}
+	os.RemoveAll(staging)
+	st, _, err = openStore(kind, dataDir)
+	return st, err
 }
