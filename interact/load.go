@@ -15,8 +15,8 @@ type LoadItem struct {
 }
 
 // Load writes items in one transaction, as `hearth import` loads NDJSON:
-// an item with an id is an update (creating it with that id), one without
-// is a create. Conditional references are resolved first; an item whose
+// an item with an id is an update (creating it with that id; nothing is
+// written when it equals the current version), one without is a create. Conditional references are resolved first; an item whose
 // reference cannot be resolved yet (ErrUnresolved) or matches several
 // resources is left out, with its error in the returned slice, so that the
 // caller may retry it later. Any other error fails the whole load.
@@ -29,11 +29,12 @@ func (s *Session) Load(ctx context.Context, items []LoadItem) ([]error, error) {
 			if err != nil {
 				continue
 			}
-			w := store.Write{Type: it.Type, ID: it.ID, Body: body.Raw, Parsed: body.Parsed}
 			if it.ID == "" {
-				_, err = tx.Create(ctx, w)
+				_, err = tx.Create(ctx, store.Write{Type: it.Type, Body: body.Raw, Parsed: body.Parsed})
 			} else {
-				_, _, err = tx.Update(ctx, w)
+				// An item equal to its current version writes nothing, so
+				// an interrupted import resumes without duplicate versions.
+				_, err = update(ctx, tx, it.Type, it.ID, body, 0)
 			}
 			if err != nil {
 				return err

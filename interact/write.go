@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"reflect"
 	"strings"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
@@ -145,7 +147,14 @@ func create(ctx context.Context, tx store.Tx, typ, id string, body Body, cond *f
 	return Result{Outcome: Created, Resource: res, Info: "created " + typ + "/" + res.ID}, err
 }
 
+// update stores the next version — unless the content is that of the
+// current version: then nothing is written and the current version is the
+// answer (200, its ETag). A no-op update keeps the version, as servers
+// commonly do, so that re-running an import or a sync writes no history.
 func update(ctx context.Context, tx store.Tx, typ, id string, body Body, ifMatch int64) (Result, error) {
+	if cur, err := tx.Read(ctx, typ, id); err == nil && (ifMatch == 0 || ifMatch == cur.VersionID) && sameContent(cur.JSON, body.Parsed) {
+		return Result{Outcome: Updated, Resource: cur, Info: "unchanged: " + typ + "/" + id + " already has this content"}, nil
+	}
 	res, created, err := tx.Update(ctx, store.Write{Type: typ, ID: id, Body: body.Raw, Parsed: body.Parsed, IfMatch: ifMatch})
 	if err != nil {
 		return Result{}, err
@@ -154,6 +163,36 @@ func update(ctx context.Context, tx store.Tx, typ, id string, body Body, ifMatch
 		return Result{Outcome: Created, Resource: res, Info: "created " + typ + "/" + id}, nil
 	}
 	return Result{Outcome: Updated, Resource: res, Info: "updated " + typ + "/" + id}, nil
+}
+
+// sameContent reports whether a stored version and a client's resource
+// are the same resource content: equal as JSON, apart from the version and
+// time the store stamps into meta.
+func sameContent(stored []byte, parsed map[string]any) bool {
+	cur, err := fhir.DecodeResource(stored)
+	if err != nil {
+		return false
+	}
+	return reflect.DeepEqual(withoutStamp(cur), withoutStamp(parsed))
+}
+
+// withoutStamp is a shallow copy of r without meta.versionId and
+// meta.lastUpdated (and without meta when nothing else is in it).
+func withoutStamp(r map[string]any) map[string]any {
+	out := maps.Clone(r)
+	meta, ok := out["meta"].(map[string]any)
+	if !ok {
+		return out
+	}
+	meta = maps.Clone(meta)
+	delete(meta, "versionId")
+	delete(meta, "lastUpdated")
+	if len(meta) == 0 {
+		delete(out, "meta")
+	} else {
+		out["meta"] = meta
+	}
+	return out
 }
 
 // conditionalUpdate: one match is updated (a body id must be that one);

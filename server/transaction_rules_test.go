@@ -66,3 +66,26 @@ func TestTransactionRulesOfTheSpec(t *testing.T) {
 		t.Errorf("the largest searchable decimal: %d %s", r.status, r.body)
 	}
 }
+
+// TestNoOpUpdateKeepsTheVersion: a PUT of the content a resource already
+// has writes nothing and answers its current version; If-Match still holds.
+func TestNoOpUpdateKeepsTheVersion(t *testing.T) {
+	ts := newServer(t)
+	body := `{"resourceType":"Patient","id":"same","name":[{"family":"Same"}],"meta":{"versionId":"99","lastUpdated":"2001-01-01T00:00:00Z"}}`
+	if r := do(t, ts, "PUT", "/fhir/Patient/same", body); r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	r := do(t, ts, "PUT", "/fhir/Patient/same", body)
+	if r.status != 200 || r.header.Get("ETag") != `W/"1"` {
+		t.Errorf("same content again: %d %s %s", r.status, r.header.Get("ETag"), r.body)
+	}
+	if r := do(t, ts, "PUT", "/fhir/Patient/same", body, "If-Match", `W/"2"`); r.status != 412 {
+		t.Errorf("a no-op update with a wrong If-Match: %d", r.status)
+	}
+	if r := do(t, ts, "PUT", "/fhir/Patient/same", strings.Replace(body, "Same", "Other", 1)); r.status != 200 || r.header.Get("ETag") != `W/"2"` {
+		t.Errorf("changed content: %d %s", r.status, r.header.Get("ETag"))
+	}
+	if r := do(t, ts, "GET", "/fhir/Patient/same/_history", ""); !strings.Contains(string(r.body), `"total":2`) {
+		t.Errorf("history: %s", r.body)
+	}
+}

@@ -290,3 +290,33 @@ func TestInterruptedFirstStartSeedsAgain(t *testing.T) {
 		t.Errorf("after the second start (7,160 resources + the demo proxy's 2 RelatedPersons): %d %.200s", status, body)
 	}
 }
+
+// TestReimportWritesNoNewVersions: importing the same data again — as an
+// interrupted import is resumed — writes no version for a resource whose
+// content is already its current version; changed resources get one.
+func TestReimportWritesNoNewVersions(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "p.ndjson")
+	lines := `{"resourceType":"Patient","id":"r1","gender":"female"}` + "\n" + `{"resourceType":"Patient","id":"r2","active":true,"meta":{"versionId":"7"}}` + "\n"
+	if err := os.WriteFile(file, []byte(lines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	for range 3 {
+		if out, err := exec.Command(binary, "import", "--data", data, file).CombinedOutput(); err != nil {
+			t.Fatalf("import: %v %s", err, out)
+		}
+	}
+	changed := filepath.Join(dir, "changed.ndjson")
+	os.WriteFile(changed, []byte(`{"resourceType":"Patient","id":"r1","gender":"male"}`+"\n"), 0o600)
+	if out, err := exec.Command(binary, "import", "--data", data, changed).CombinedOutput(); err != nil {
+		t.Fatalf("import: %v %s", err, out)
+	}
+	_, base := startServer(t, nil, "--data", data)
+	if _, body := request(t, "GET", base+"/Patient/r2/_history", ""); !strings.Contains(body, `"total":1`) {
+		t.Errorf("r2 imported three times: %.200s", body)
+	}
+	if _, body := request(t, "GET", base+"/Patient/r1/_history", ""); !strings.Contains(body, `"total":2`) {
+		t.Errorf("r1 imported three times, then changed: %.200s", body)
+	}
+}
