@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/smart"
@@ -46,7 +47,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.writeError(w, r, errorf(http.StatusUnauthorized, "login", "an access token is required (Authorization: Bearer …)"))
 			return
 		}
+		start := time.Now()
 		pol, err := s.tokens.Authenticate(r.Context(), token)
+		s.cfg.Metrics.TokenCheck(tokenResult(err), time.Since(start))
 		switch {
 		case errors.Is(err, smart.ErrInvalidToken):
 			w.Header().Set("WWW-Authenticate", `Bearer realm="`+s.cfg.BaseURL+`", error="invalid_token", error_description="the access token is invalid, expired or revoked"`)
@@ -60,6 +63,16 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		ctx := context.WithValue(r.Context(), sessionKey, s.door.Session(pol))
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+func tokenResult(err error) string {
+	switch {
+	case err == nil:
+		return "valid"
+	case errors.Is(err, smart.ErrInvalidToken):
+		return "invalid"
+	}
+	return "unavailable"
 }
 
 // session is the request's session of the door. A request that reaches a

@@ -74,6 +74,15 @@ func deadline(d time.Duration) func(http.Handler) http.Handler {
 	}
 }
 
+// hsts tells browsers to reach this origin over HTTPS only (set when
+// Hearth terminates TLS itself).
+func hsts(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", "max-age=31536000")
+		next.ServeHTTP(w, r)
+	})
+}
+
 // cors lets browser apps on the allowed origins call the API with a bearer
 // token. Cookies are never used for the API, so credentials are not allowed.
 func cors(origins []string) func(http.Handler) http.Handler {
@@ -108,26 +117,37 @@ func cors(origins []string) func(http.Handler) http.Handler {
 	}
 }
 
-// accessLog logs one line per request: method, route pattern, status,
-// duration. The raw query is not logged: search parameters can carry PHI.
+// accessLog logs one line per request — method, route pattern, status,
+// duration — and records it in the metrics. The raw query is not logged:
+// search parameters can carry PHI.
 func (s *Server) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.log.Enabled(r.Context(), slog.LevelInfo) {
+		logged := s.log.Enabled(r.Context(), slog.LevelInfo)
+		if !logged && s.cfg.Metrics == nil {
 			next.ServeHTTP(w, r)
 			return
 		}
 		start := time.Now()
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 		next.ServeHTTP(ww, r)
-		route := r.URL.Path
+		took := time.Since(start)
+		route := "unmatched"
 		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
 			route = rc.RoutePattern()
+		}
+		status := ww.Status()
+		if status == 0 {
+			status = http.StatusOK // nothing written: net/http answers 200
+		}
+		s.cfg.Metrics.Request(route, r.Method, status, took)
+		if !logged {
+			return
 		}
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 			slog.String("method", r.Method),
 			slog.String("route", route),
-			slog.Int("status", ww.Status()),
-			slog.Duration("duration", time.Since(start)),
+			slog.Int("status", status),
+			slog.Duration("duration", took),
 			slog.String("request_id", requestID(r.Context())))
 	})
 }

@@ -3,6 +3,7 @@
 package server
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/hearth-fhir/hearth/conformance"
 	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/interact"
+	"github.com/hearth-fhir/hearth/server/metrics"
 	"github.com/hearth-fhir/hearth/smart"
 )
 
@@ -31,6 +33,13 @@ type Config struct {
 	Auth *smart.Provider
 	// Tokens checks bearer tokens (default: Auth).
 	Tokens Authenticator
+	// Metrics, when set, records requests and token checks and is served
+	// at /metrics.
+	Metrics *metrics.Metrics
+	// Ready, when set, is /readyz's check that the store answers.
+	Ready func(context.Context) error
+	// TLS says Hearth terminates TLS itself: responses carry HSTS.
+	TLS bool
 	// RequestTimeout stops an interaction that works longer (503); 0: none.
 	RequestTimeout time.Duration
 	// Open serves the API without authorization, through an unrestricted
@@ -75,6 +84,9 @@ func New(cfg Config, door *interact.Door, log *slog.Logger) *Server {
 
 	r := chi.NewRouter()
 	r.Use(withRequestID, s.recoverer, s.accessLog, cors(cfg.CORSOrigins))
+	if cfg.TLS {
+		r.Use(hsts)
+	}
 	r.Get("/", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/fhir/metadata", http.StatusFound)
 	})
@@ -82,6 +94,10 @@ func New(cfg Config, door *interact.Door, log *slog.Logger) *Server {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
 	})
+	r.Get("/readyz", s.readyz)
+	if cfg.Metrics != nil {
+		r.Method(http.MethodGet, "/metrics", cfg.Metrics.Handler())
+	}
 	if cfg.Auth != nil {
 		r.Mount("/oauth2", cfg.Auth.Routes())
 	}
@@ -124,6 +140,24 @@ func New(cfg Config, door *interact.Door, log *slog.Logger) *Server {
 	})
 	s.router = r
 	return s
+}
+
+// readyz answers 200 when the store answers, 503 otherwise (a load
+// balancer then sends requests elsewhere). While Hearth starts, the
+// starting handler answers 503 for it too.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if s.cfg.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.cfg.Ready(ctx); err != nil {
+			s.log.WarnContext(r.Context(), "not ready: the store does not answer", slog.String("error", err.Error()))
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("store unavailable\n"))
+			return
+		}
+	}
+	w.Write([]byte("ready\n"))
 }
 
 // negotiate refuses, before any work is done, a request for a format

@@ -21,6 +21,7 @@ import (
 	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/server"
+	"github.com/hearth-fhir/hearth/server/metrics"
 	"github.com/hearth-fhir/hearth/store"
 )
 
@@ -73,7 +74,7 @@ Organization?identifier=… are resolved as a transaction would resolve them.`)
 }
 
 // seed loads the demo patients into a fresh store.
-func seed(ctx context.Context, st store.Store, baseURL string, dirs []string, log *slog.Logger, progressTo *os.File) error {
+func seed(ctx context.Context, st store.Store, baseURL string, dirs []string, log *slog.Logger, progressTo *os.File, m *metrics.Metrics) error {
 	var files []string
 	for _, dir := range dirs {
 		ndjson, _ := filepath.Glob(filepath.Join(dir, "*.ndjson*"))
@@ -91,7 +92,11 @@ func seed(ctx context.Context, st store.Store, baseURL string, dirs []string, lo
 		return nil
 	}
 	start := time.Now()
-	sum, err := importFiles(ctx, newStoreSink(st, baseURL), files, newProgress(progressTo, "seeding demo data"))
+	prog := newProgress(progressTo, "seeding demo data")
+	if prog != nil {
+		prog.observe = func(loaded int, frac float64) { m.Load("seed", loaded, frac) }
+	}
+	sum, err := importFiles(ctx, newStoreSink(st, baseURL), files, prog)
 	if err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
@@ -380,6 +385,8 @@ type progress struct {
 	label string
 	tty   bool
 	last  time.Time
+	// observe, when set, is told every step (the metrics' load gauges).
+	observe func(loaded int, fraction float64)
 }
 
 // newProgress reports to f; nil f reports nothing.
@@ -396,6 +403,9 @@ func (p *progress) show(done, total int64, loaded int) {
 		return
 	}
 	done = min(done, total)
+	if p.observe != nil {
+		p.observe(loaded, float64(done)/float64(total))
+	}
 	if p.tty {
 		const width = 30
 		filled := int(done * width / total)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/server"
+	"github.com/hearth-fhir/hearth/server/metrics"
 	"github.com/hearth-fhir/hearth/smart"
 	"github.com/hearth-fhir/hearth/store"
 )
@@ -41,6 +43,8 @@ func serveCmd(args []string) error {
 	readTimeout := fs.Duration("read-timeout", 30*time.Second, "longest time to read a request, body included (a slow body is cut off)")
 	writeTimeout := fs.Duration("write-timeout", 90*time.Second, "longest time from the end of a request's headers to the end of its response")
 	requestTimeout := fs.Duration("request-timeout", 60*time.Second, "longest time an interaction may work before it is stopped (503)")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) to serve HTTPS with (TLS 1.2+, HTTP/2, HSTS); with --tls-key")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	proxyAge := fs.Int("proxy-restricted-age", 12, "age from which a proxy no longer sees the patient's restricted and sensitive records (-1: never)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -61,9 +65,21 @@ func serveCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	if *baseURL == "" {
-		*baseURL = "http://" + ln.Addr().String() + "/fhir"
+	useTLS := *tlsCert != "" || *tlsKey != ""
+	if useTLS && (*tlsCert == "" || *tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
 	}
+	if *baseURL == "" {
+		scheme := "http://"
+		if useTLS {
+			scheme = "https://"
+		}
+		*baseURL = scheme + ln.Addr().String() + "/fhir"
+	}
+	if !useTLS && !isLoopback(ln.Addr()) {
+		log.Warn("serving plain HTTP on a non-loopback address: patients must reach Hearth over HTTPS (--tls-cert/--tls-key, or a TLS proxy in front)")
+	}
+	m := metrics.New()
 	handler := &switchHandler{}
 	handler.set(starting())
 	srv := &http.Server{
@@ -73,11 +89,18 @@ func serveCmd(args []string) error {
 		WriteTimeout:      *writeTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12},
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if useTLS {
+			errc <- srv.ServeTLS(ln, *tlsCert, *tlsKey) // HTTP/2 included
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	defer func() {
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -93,7 +116,7 @@ func serveCmd(args []string) error {
 	seedDemo := func(st store.Store) error {
 		fmt.Fprintf(os.Stderr, "Loading the demo patients (about 10-20 s; the API answers 503 until then)…\n")
 		// Ctrl-C stops the loading at once; the next start loads again.
-		if err := seed(ctx, st, *baseURL, strings.Split(*seedDir, ","), log, os.Stderr); err != nil {
+		if err := seed(ctx, st, *baseURL, strings.Split(*seedDir, ","), log, os.Stderr, m); err != nil {
 			return err
 		}
 		if err := seedAccounts(st, interact.New(st, interact.Config{BaseURL: *baseURL})); err != nil {
@@ -101,11 +124,12 @@ func serveCmd(args []string) error {
 		}
 		return nil
 	}
-	st, err := openServed(*storeKind, *data, seedFresh, seedDemo)
+	raw, err := openServed(*storeKind, *data, seedFresh, seedDemo)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer raw.Close()
+	st := m.Store(raw) // every store operation timed
 	door := interact.New(st, interact.Config{BaseURL: *baseURL})
 	var auth *smart.Provider
 	if *open {
@@ -121,6 +145,9 @@ func serveCmd(args []string) error {
 		Auth:           auth,
 		Open:           *open,
 		RequestTimeout: *requestTimeout,
+		Metrics:        m,
+		Ready:          storeAnswers(st),
+		TLS:            useTLS,
 	}, door, log))
 	log.Info("hearth serving", slog.String("fhir_base", *baseURL), slog.String("listen", ln.Addr().String()), slog.String("data", *data))
 	fmt.Fprintf(os.Stderr, "\nHearth is up. Try:\n  curl %s/metadata\n\n", *baseURL)
@@ -140,6 +167,23 @@ func serveCmd(args []string) error {
 		return err
 	}
 	return nil
+}
+
+// storeAnswers is /readyz's check: one lookup the store answers without
+// touching resources.
+func storeAnswers(st store.AuthStore) func(context.Context) error {
+	return func(ctx context.Context) error {
+		_, err := st.GetAuth(ctx, "readyz", "probe")
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
 
 // switchHandler serves through the handler set last: the starting page,

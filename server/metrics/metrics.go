@@ -1,0 +1,107 @@
+// Package metrics is Hearth's operational telemetry in the Prometheus
+// format (github.com/prometheus/client_golang): HTTP requests by route and
+// status with their latency, the latency of every store operation, bearer
+// token checks, the progress of seeding and imports, and the Go runtime.
+// Labels are route patterns and operation names, never ids or values: no
+// PHI reaches a metric.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics is one process's collectors, in their own registry.
+type Metrics struct {
+	reg        *prometheus.Registry
+	requests   *prometheus.CounterVec
+	latency    *prometheus.HistogramVec
+	storeOps   *prometheus.HistogramVec
+	storeErrs  *prometheus.CounterVec
+	tokens     *prometheus.CounterVec
+	tokenTime  prometheus.Histogram
+	loaded     *prometheus.GaugeVec
+	loadedFrac *prometheus.GaugeVec
+}
+
+// New registers Hearth's collectors and the Go runtime and process ones.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hearth_http_requests_total", Help: "HTTP requests answered, by route pattern, method and status.",
+		}, []string{"route", "method", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "hearth_http_request_duration_seconds", Help: "Time to answer HTTP requests, by route pattern and method.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"route", "method"}),
+		storeOps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "hearth_store_operation_duration_seconds", Help: "Time of store operations, by operation.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
+		}, []string{"op"}),
+		storeErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hearth_store_operation_errors_total", Help: "Store operations that failed for another reason than not found, by operation.",
+		}, []string{"op"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hearth_token_checks_total", Help: "Bearer token checks, by result (valid, invalid, unavailable).",
+		}, []string{"result"}),
+		tokenTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "hearth_token_check_duration_seconds", Help: "Time to check a bearer token.",
+			Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05},
+		}),
+		loaded: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hearth_load_resources", Help: "Resources loaded so far by a running load (seed or import).",
+		}, []string{"load"}),
+		loadedFrac: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hearth_load_progress_ratio", Help: "Share of its input a load (seed or import) has read, 0 to 1.",
+		}, []string{"load"}),
+	}
+	m.reg.MustRegister(m.requests, m.latency, m.storeOps, m.storeErrs, m.tokens, m.tokenTime, m.loaded, m.loadedFrac,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Request records one answered request.
+func (m *Metrics) Request(route, method string, status int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	m.latency.WithLabelValues(route, method).Observe(d.Seconds())
+}
+
+// TokenCheck records one bearer token check.
+func (m *Metrics) TokenCheck(result string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.tokens.WithLabelValues(result).Inc()
+	m.tokenTime.Observe(d.Seconds())
+}
+
+// Load records the progress of a seed or import.
+func (m *Metrics) Load(name string, loaded int, fraction float64) {
+	if m == nil {
+		return
+	}
+	m.loaded.WithLabelValues(name).Set(float64(loaded))
+	m.loadedFrac.WithLabelValues(name).Set(fraction)
+}
+
+// storeOp records one store operation.
+func (m *Metrics) storeOp(op string, start time.Time, failed bool) {
+	m.storeOps.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	if failed {
+		m.storeErrs.WithLabelValues(op).Inc()
+	}
+}
