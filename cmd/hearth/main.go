@@ -42,6 +42,10 @@ func main() {
 		err = importCmd(os.Args[2:])
 	case "generate":
 		err = generateCmd(os.Args[2:])
+	case "backup":
+		err = backupCmd(os.Args[2:])
+	case "restore":
+		err = restoreCmd(os.Args[2:])
 	case "version":
 		fmt.Println(version)
 	case "help", "-h", "--help":
@@ -63,6 +67,8 @@ func usage(w io.Writer) {
 Usage:
   hearth serve  [--listen ADDR] [--data DIR] [--base-url URL] [--store sqlite|mongodb://…] [--no-seed] [--seed] [--open]
   hearth import [--data DIR | --server URL] FILE.ndjson[.gz]|FILE.json[.gz]...
+  hearth backup  [--data DIR] --out FILE          (while serving: a consistent copy, verified)
+  hearth restore [--data DIR] --from FILE [--replace]
   hearth generate [--patients N] [--out DIR] [--seed S]   (synthetic benchmark data)
   hearth user add --username U --password P [--patient Patient/ID]
   hearth user link|unlink --username U --patient Patient/ID   (proxy access)

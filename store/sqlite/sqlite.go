@@ -30,6 +30,9 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
+// dbFile is the database's name in its data directory.
+const dbFile = "hearth.db"
+
 // schemaVersion is stored in PRAGMA user_version. Version 2 made the
 // search indexes covering (the columns a probe tests are in the index, so a
 // probe never visits the table); version 3 added idx_token_patient. Opening
@@ -162,7 +165,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		return nil, fmt.Errorf("sqlite: %s: %w", dir, store.ErrLocked)
 	}
-	path := filepath.Join(dir, "hearth.db")
+	path := filepath.Join(dir, dbFile)
 	// A 64 MiB page cache per connection and memory-mapped reads keep index
 	// pages out of read(2) calls; synchronous=FULL makes every commit durable.
 	// Checkpoints run in the background (see checkpoint), not in commits.
