@@ -6,7 +6,7 @@ BIN     := bin/hearth
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build run test test-mongo lint generate bench bench-go bench-http bench-search bench-mongo bench-data clean
+.PHONY: all build run test test-mongo lint generate fuzz bench bench-go bench-http bench-search bench-mongo bench-data clean
 
 all: build
 
@@ -39,6 +39,16 @@ lint:
 
 generate:
 	$(GO) generate ./...
+
+# Each fuzz target for FUZZTIME; what a run finds to fail lands in the
+# package's testdata/fuzz and then runs in every `make test`.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := ./fhir:FuzzValidate ./fhir:FuzzParseSearch ./fhir:FuzzReferences ./smart/scopes:FuzzParseScope ./interact:FuzzBundleEntries ./interact:FuzzPatch
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$fn ($$pkg)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 # Benchmarks: Go micro-benchmarks, then wrk against a running server
 # (needs wrk: apt-get install wrk).

@@ -288,8 +288,43 @@ func entryPatch(res json.RawMessage) (jsonpatch.Patch, error) {
 	return DecodePatch(doc)
 }
 
-// DecodePatch reads a JSON Patch document (RFC 6902).
+// DecodePatch reads a JSON Patch document (RFC 6902), checking each
+// operation has the members its op requires: the patch library dereferences
+// a test without a value (found by FuzzPatch), so such a document is
+// refused here, before it is applied.
 func DecodePatch(doc []byte) (jsonpatch.Patch, error) {
+	var ops []map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &ops); err != nil {
+		return nil, problem(Invalid, "structure", "body is not a valid JSON Patch document (an array of operations)")
+	}
+	for i, op := range ops {
+		var name string
+		if json.Unmarshal(op["op"], &name) != nil {
+			return nil, problem(Invalid, "structure", fmt.Sprintf("JSON Patch operation %d has no op", i))
+		}
+		var need []string
+		switch name {
+		case "add", "replace", "test":
+			need = []string{"path", "value"}
+		case "remove":
+			need = []string{"path"}
+		case "move", "copy":
+			need = []string{"path", "from"}
+		default:
+			return nil, problem(Invalid, "structure", fmt.Sprintf("JSON Patch operation %d: unknown op %s", i, fhir.QuoteSafe(name)))
+		}
+		for _, member := range need {
+			if _, ok := op[member]; !ok {
+				return nil, problem(Invalid, "structure", fmt.Sprintf("JSON Patch operation %d (%s) needs %s", i, name, member))
+			}
+		}
+		for _, member := range []string{"path", "from"} {
+			var ptr string
+			if raw, ok := op[member]; ok && json.Unmarshal(raw, &ptr) != nil {
+				return nil, problem(Invalid, "structure", fmt.Sprintf("JSON Patch operation %d: %s must be a string", i, member))
+			}
+		}
+	}
 	p, err := jsonpatch.DecodePatch(doc)
 	if err != nil {
 		return nil, problem(Invalid, "structure", "body is not a valid JSON Patch document")

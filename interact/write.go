@@ -225,7 +225,7 @@ func patch(ctx context.Context, tx store.Tx, typ, id string, p jsonpatch.Patch, 
 	if ifMatch != 0 && ifMatch != cur.VersionID {
 		return Result{}, fmt.Errorf("%s/%s: %w", typ, id, store.ErrVersionMismatch)
 	}
-	patched, err := p.Apply(cur.JSON)
+	patched, err := applyPatch(p, cur.JSON)
 	if err != nil {
 		return Result{}, problem(Unprocessable, "processing", "the patch could not be applied: "+patchErrorText(err))
 	}
@@ -242,6 +242,18 @@ func patch(ctx context.Context, tx store.Tx, typ, id string, p jsonpatch.Patch, 
 	}
 	res, _, err := tx.Update(ctx, store.Write{Type: typ, ID: id, Body: body.Raw, Parsed: body.Parsed, IfMatch: cur.VersionID})
 	return Result{Outcome: Updated, Resource: res, Info: "patched " + typ + "/" + id}, err
+}
+
+// applyPatch applies p, turning a panic of the patch library into an
+// error: a patch document is client input, and no input may bring a
+// request down.
+func applyPatch(p jsonpatch.Patch, doc []byte) (out []byte, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			out, err = nil, fmt.Errorf("the patch library failed on this document: %v", v)
+		}
+	}()
+	return p.Apply(doc)
 }
 
 // patchErrorText describes a patch failure without echoing resource values.

@@ -89,3 +89,17 @@ func TestNoOpUpdateKeepsTheVersion(t *testing.T) {
 		t.Errorf("history: %s", r.body)
 	}
 }
+
+// TestPatchMissingMembersIs400: a JSON Patch operation without the members
+// its op needs (a test without a value brought the patch library down) is
+// refused as a 400 before it is applied.
+func TestPatchMissingMembersIs400(t *testing.T) {
+	ts := newServer(t)
+	do(t, ts, "PUT", "/fhir/Patient/pp", `{"resourceType":"Patient","id":"pp","active":true}`)
+	for _, doc := range []string{`[{"op":"test","path":""}]`, `[{"op":"add","path":"/x"}]`, `[{"op":"move","path":"/x"}]`, `[{"op":"frob","path":"/x"}]`, `[{"path":"/x"}]`, `{}`} {
+		r := do(t, ts, "PATCH", "/fhir/Patient/pp", doc, "Content-Type", "application/json-patch+json")
+		if r.status != 400 {
+			t.Errorf("%s: %d %s", doc, r.status, r.body)
+		}
+	}
+}
