@@ -8,8 +8,9 @@ import (
 	"slices"
 	"time"
 
-	"github.com/hearth-fhir/hearth/store"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/hearth-fhir/hearth/store"
 )
 
 // User is a portal account: a patient, a proxy (parent, caregiver), or

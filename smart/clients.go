@@ -7,8 +7,9 @@ import (
 	"fmt"
 
 	"github.com/go-jose/go-jose/v3"
-	"github.com/hearth-fhir/hearth/store"
 	"github.com/ory/fosite"
+
+	"github.com/hearth-fhir/hearth/store"
 )
 
 // Client is a registered SMART app. It implements fosite.Client and

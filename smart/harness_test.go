@@ -8,8 +8,6 @@ import (
 
 	"encoding/json"
 	"fmt"
-	"github.com/go-jose/go-jose/v3"
-	josejwt "github.com/go-jose/go-jose/v3/jwt"
 	"io"
 	"log/slog"
 	"net"
@@ -20,6 +18,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/go-jose/go-jose/v3"
+	josejwt "github.com/go-jose/go-jose/v3/jwt"
 
 	"golang.org/x/oauth2"
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 
 	"github.com/go-jose/go-jose/v3"
+
 	"github.com/hearth-fhir/hearth/store"
 )
 

@@ -8,8 +8,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hearth-fhir/hearth/store"
 	"github.com/ory/fosite"
+
+	"github.com/hearth-fhir/hearth/store"
 )
 
 // Record kinds in the store's AuthStore.

@@ -25,9 +25,10 @@ import (
 	"syscall"
 	"time"
 
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
 	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/store"
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
 // dbFile is the database's name in its data directory.
