@@ -43,6 +43,16 @@ type Body struct {
 	Parsed map[string]any
 }
 
+// ID is the id the resource carries ("" if none).
+func (b Body) ID() string {
+	if b.Parsed != nil {
+		id, _ := b.Parsed["id"].(string)
+		return id
+	}
+	_, id, _ := fhir.ResourceHeader(b.Raw)
+	return id
+}
+
 // ParseResource validates a client's resource for the endpoint's type.
 func ParseResource(raw []byte, wantType string) (Body, error) {
 	rt, parsed, issues, err := fhir.ValidateDecoded(raw)
@@ -152,7 +162,7 @@ func create(ctx context.Context, tx store.Tx, typ, id string, body Body, cond *f
 // answer (200, its ETag). A no-op update keeps the version, as servers
 // commonly do, so that re-running an import or a sync writes no history.
 func update(ctx context.Context, tx store.Tx, typ, id string, body Body, ifMatch int64) (Result, error) {
-	if cur, err := tx.Read(ctx, typ, id); err == nil && (ifMatch == 0 || ifMatch == cur.VersionID) && sameContent(cur.JSON, body.Parsed) {
+	if cur, err := tx.Read(ctx, typ, id); err == nil && (ifMatch == 0 || ifMatch == cur.VersionID) && sameContent(cur.JSON, body) {
 		return Result{Outcome: Updated, Resource: cur, Info: "unchanged: " + typ + "/" + id + " already has this content"}, nil
 	}
 	res, created, err := tx.Update(ctx, store.Write{Type: typ, ID: id, Body: body.Raw, Parsed: body.Parsed, IfMatch: ifMatch})
@@ -168,10 +178,16 @@ func update(ctx context.Context, tx store.Tx, typ, id string, body Body, ifMatch
 // sameContent reports whether a stored version and a client's resource
 // are the same resource content: equal as JSON, apart from the version and
 // time the store stamps into meta.
-func sameContent(stored []byte, parsed map[string]any) bool {
+func sameContent(stored []byte, body Body) bool {
 	cur, err := fhir.DecodeResource(stored)
 	if err != nil {
 		return false
+	}
+	parsed := body.Parsed
+	if parsed == nil {
+		if parsed, err = fhir.DecodeResource(body.Raw); err != nil {
+			return false
+		}
 	}
 	return reflect.DeepEqual(withoutStamp(cur), withoutStamp(parsed))
 }
@@ -202,7 +218,7 @@ func conditionalUpdate(ctx context.Context, tx store.Tx, typ string, cond *fhir.
 	if err != nil {
 		return Result{}, err
 	}
-	bodyID, _ := body.Parsed["id"].(string)
+	bodyID := body.ID()
 	switch {
 	case id != "" && bodyID != "" && bodyID != id:
 		return Result{}, problem(Invalid, "invalid", "the resource id does not match the resource the condition found")

@@ -77,6 +77,9 @@ func (t *tx) writeIndex(ctx context.Context, typ, id string, replacing bool, ix 
 	for _, p := range ix.Compartments {
 		t.queue("compartment", typ, id, p)
 	}
+	if t.queued > maxQueuedValues {
+		return t.flushIndex(ctx)
+	}
 	return nil
 }
 
@@ -119,10 +122,17 @@ func (t *tx) queue(table string, vals ...any) {
 		t.pending = map[string][]any{}
 	}
 	t.pending[table] = append(t.pending[table], vals...)
+	t.queued += len(vals)
 }
+
+// maxQueuedValues bounds the index values a transaction holds before it
+// writes them: a 10,000-entry transaction queued 57 MB of index rows for
+// its commit. Flushing early writes the same rows in the same transaction.
+const maxQueuedValues = 50_000
 
 // flushIndex writes the queued index rows.
 func (t *tx) flushIndex(ctx context.Context) error {
+	t.queued = 0
 	for _, table := range indexTables {
 		vals := t.pending[table]
 		if len(vals) == 0 {

@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -176,7 +177,12 @@ func Open(dir string, opts Options) (*Store, error) {
 	// (IMMEDIATE), waiting out a checkpoint that holds it: a deferred
 	// transaction that began reading before a checkpoint reset the WAL could
 	// not then write (SQLITE_BUSY_SNAPSHOT, which no busy timeout retries).
-	writer, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
+	//
+	// The writer's own page cache is smaller (16 MiB): what it holds
+	// beyond the hot index pages are a transaction's dirty pages, which
+	// SQLite spills to the WAL once the cache is full — so one large
+	// transaction costs 16 MiB of memory, not 64.
+	writer, err := sql.Open("sqlite", strings.Replace(dsn, "cache_size(-65536)", "cache_size(-16384)", 1)+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
@@ -209,7 +215,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: prepare: %w", err)
 	}
 	opened = append(opened, authStmt)
-	checkpointer, err := sql.Open("sqlite", dsn)
+	checkpointer, err := sql.Open("sqlite", strings.Replace(dsn, "cache_size(-65536)", "cache_size(-2048)", 1))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
@@ -382,6 +388,7 @@ type tx struct {
 	touched []string
 	stmts   map[string]*sql.Stmt
 	pending map[string][]any // queued index rows, by table
+	queued  int              // values in pending
 }
 
 // exec runs a statement prepared once per transaction: bulk loads write
