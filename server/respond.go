@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hearth-fhir/hearth/store"
 )
@@ -80,7 +81,30 @@ func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, b
 // setVersionHeaders sets ETag and Last-Modified for a resource version.
 func setVersionHeaders(h http.Header, res store.Resource) {
 	h["Etag"] = []string{`W/"` + strconv.FormatInt(res.VersionID, 10) + `"`}
-	h["Last-Modified"] = []string{res.LastUpdated.UTC().Format(http.TimeFormat)}
+	h["Last-Modified"] = []string{httpDate(res.LastUpdated)}
+}
+
+// httpDate formats t as an HTTP date (http.TimeFormat) without the
+// general formatter, which was 2% of a read.
+func httpDate(t time.Time) string {
+	t = t.UTC()
+	const days, months = "SunMonTueWedThuFriSat", "JanFebMarAprMayJunJulAugSepOctNovDec"
+	var b [29]byte
+	y, mo, d := t.Date()
+	hh, mm, ss := t.Clock()
+	wd := int(t.Weekday())
+	copy(b[0:3], days[wd*3:wd*3+3])
+	b[3], b[4] = ',', ' '
+	b[5], b[6], b[7] = byte('0'+d/10), byte('0'+d%10), ' '
+	copy(b[8:11], months[(int(mo)-1)*3:int(mo)*3])
+	b[11] = ' '
+	b[12], b[13], b[14], b[15] = byte('0'+y/1000%10), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10)
+	b[16] = ' '
+	b[17], b[18], b[19] = byte('0'+hh/10), byte('0'+hh%10), ':'
+	b[20], b[21], b[22] = byte('0'+mm/10), byte('0'+mm%10), ':'
+	b[23], b[24] = byte('0'+ss/10), byte('0'+ss%10)
+	copy(b[25:], " GMT")
+	return string(b[:])
 }
 
 // readBody reads a request body of a JSON media type, enforcing the size limit.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -45,6 +46,7 @@ func serveCmd(args []string) error {
 	requestTimeout := fs.Duration("request-timeout", 60*time.Second, "longest time an interaction may work before it is stopped (503)")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) to serve HTTPS with (TLS 1.2+, HTTP/2, HSTS); with --tls-key")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
+	pprofListen := fs.String("pprof-listen", "", "serve Go's profiler (net/http/pprof) on this address, for diagnosis (keep it private: loopback)")
 	proxyAge := fs.Int("proxy-restricted-age", 12, "age from which a proxy no longer sees the patient's restricted and sensitive records (-1: never)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -78,6 +80,13 @@ func serveCmd(args []string) error {
 	}
 	if !useTLS && !isLoopback(ln.Addr()) {
 		log.Warn("serving plain HTTP on a non-loopback address: patients must reach Hearth over HTTPS (--tls-cert/--tls-key, or a TLS proxy in front)")
+	}
+	if *pprofListen != "" {
+		pl, err := net.Listen("tcp", *pprofListen)
+		if err != nil {
+			return fmt.Errorf("--pprof-listen: %w", err)
+		}
+		go http.Serve(pl, pprofMux())
 	}
 	m := metrics.New()
 	handler := &switchHandler{}
@@ -167,6 +176,17 @@ func serveCmd(args []string) error {
 		return err
 	}
 	return nil
+}
+
+// pprofMux serves the profiler's endpoints, on their own listener: never on
+// the API's.
+func pprofMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // storeAnswers is /readyz's check: one lookup the store answers without
