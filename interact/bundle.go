@@ -533,15 +533,21 @@ func resolveBody(ctx context.Context, tx store.Tx, body Body, ids map[string]str
 	return Body{Raw: raw, Parsed: body.Parsed}, nil
 }
 
-// readEntry answers a GET entry: read, vread or search. budget is what the
-// bundle's searches may still return; a search beyond it fails its entry
-// (and so its transaction) rather than grow the response without bound.
+// readEntry answers a GET entry: read, vread or search. budget is how many
+// resources the bundle's reads and searches may still return; an entry
+// beyond it fails (and so its transaction) rather than grow the response
+// without bound.
 func (s *Session) readEntry(ctx context.Context, op *Entry, budget *int) {
+	tooMany := fmt.Errorf("the entries of this bundle would return more than %d resources; lower their _count or split the bundle: %w", s.door.cfg.MaxBundleResults, store.ErrTooCostly)
 	switch {
+	case op.ID != "" && *budget <= 0:
+		op.Err = tooMany
 	case op.ID != "" && op.VID != 0:
 		op.Resource, op.Err = s.data.VRead(ctx, op.Type, op.ID, op.VID)
+		*budget--
 	case op.ID != "":
 		op.Resource, op.Err = s.data.Read(ctx, op.Type, op.ID)
+		*budget--
 	default:
 		q, err := fhir.ParseSearch(op.Type, op.Query, fhir.SearchOptions{DefaultCount: DefaultCount, MaxCount: MaxCount, BaseURL: s.door.cfg.BaseURL})
 		if err != nil {
@@ -549,7 +555,6 @@ func (s *Session) readEntry(ctx context.Context, op *Entry, budget *int) {
 			return
 		}
 		op.SearchQuery = q
-		tooMany := fmt.Errorf("the searches of this bundle would return more than %d resources; lower their _count: %w", s.door.cfg.MaxBundleResults, store.ErrTooCostly)
 		if *budget <= 0 {
 			op.Err = tooMany // spent: do not run it at all
 			return

@@ -32,8 +32,8 @@ type Config struct {
 	// MaxBundleEntries bounds the entries of a batch or transaction
 	// (default 10,000).
 	MaxBundleEntries int
-	// MaxBundleResults bounds the resources the searches of one batch or
-	// transaction return together (default 10,000).
+	// MaxBundleResults bounds the resources the reads and searches of one
+	// batch or transaction return together (default 10,000).
 	MaxBundleResults int
 }
 

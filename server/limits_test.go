@@ -147,3 +147,25 @@ func TestRequestTimeoutIs503(t *testing.T) {
 		t.Errorf("timed-out write: %d %s", r.status, r.body)
 	}
 }
+
+// TestBatchReadsCountTowardTheBudget: reads by id count as the searches
+// do, so a small batch of many reads cannot return without bound.
+func TestBatchReadsCountTowardTheBudget(t *testing.T) {
+	st, err := sqlite.Open(t.TempDir(), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ts := httptest.NewServer(server.New(server.Config{Open: true}, interact.New(st, interact.Config{MaxBundleResults: 2}), slog.New(slog.DiscardHandler)))
+	t.Cleanup(ts.Close)
+	do(t, ts, "PUT", "/fhir/Patient/p0", `{"resourceType":"Patient","id":"p0"}`)
+	r := do(t, ts, "POST", "/fhir", `{"resourceType":"Bundle","type":"batch","entry":[
+		{"request":{"method":"GET","url":"Patient/p0"}},{"request":{"method":"GET","url":"Patient/p0"}},{"request":{"method":"GET","url":"Patient/p0"}}]}`)
+	var statuses []string
+	for _, e := range entries(t, r.json(t)) {
+		statuses = append(statuses, e["response"].(map[string]any)["status"].(string))
+	}
+	if strings.Join(statuses, ",") != "200 OK,200 OK,400 Bad Request" {
+		t.Errorf("statuses %v", statuses)
+	}
+}
