@@ -9,18 +9,13 @@ import (
 
 	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/server"
-	"github.com/hearth-fhir/hearth/store/sqlite"
 )
 
 // TestNoPolicyIsClosed: a server that is neither open nor able to check
 // tokens reaches no data — every interaction is a 500, never open access —
 // while metadata, which carries no data, is still served.
 func TestNoPolicyIsClosed(t *testing.T) {
-	st, err := sqlite.Open(t.TempDir(), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openStore(t)
 	door := interact.New(st, interact.Config{})
 	if _, err := door.Unrestricted().Put(t.Context(), "Patient", []byte(`{"resourceType":"Patient","gender":"female"}`)); err != nil {
 		t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/server"
-	"github.com/hearth-fhir/hearth/store/sqlite"
 )
 
 // TestLimitsAnswer4xx: each documented limit of a request's work answers a
@@ -100,11 +99,7 @@ func TestLimitsAnswer4xx(t *testing.T) {
 // TestBatchResultsAreBounded: the searches of one bundle share a budget of
 // resources; the entry that would exceed it fails alone in a batch.
 func TestBatchResultsAreBounded(t *testing.T) {
-	st, err := sqlite.Open(t.TempDir(), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openStore(t)
 	door := interact.New(st, interact.Config{MaxBundleResults: 5})
 	ts := httptest.NewServer(server.New(server.Config{Open: true}, door, slog.New(slog.DiscardHandler)))
 	t.Cleanup(ts.Close)
@@ -131,11 +126,7 @@ func TestBatchResultsAreBounded(t *testing.T) {
 // TestRequestTimeoutIs503: an interaction that outlasts the request
 // timeout is stopped and answered 503, never left to run or half-answered.
 func TestRequestTimeoutIs503(t *testing.T) {
-	st, err := sqlite.Open(t.TempDir(), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openStore(t)
 	ts := httptest.NewServer(server.New(server.Config{Open: true, RequestTimeout: 1}, interact.New(st, interact.Config{}), slog.New(slog.DiscardHandler)))
 	t.Cleanup(ts.Close)
 	r := do(t, ts, "GET", "/fhir/Patient?name=x", "")
@@ -151,11 +142,7 @@ func TestRequestTimeoutIs503(t *testing.T) {
 // TestBatchReadsCountTowardTheBudget: reads by id count as the searches
 // do, so a small batch of many reads cannot return without bound.
 func TestBatchReadsCountTowardTheBudget(t *testing.T) {
-	st, err := sqlite.Open(t.TempDir(), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openStore(t)
 	ts := httptest.NewServer(server.New(server.Config{Open: true}, interact.New(st, interact.Config{MaxBundleResults: 2}), slog.New(slog.DiscardHandler)))
 	t.Cleanup(ts.Close)
 	do(t, ts, "PUT", "/fhir/Patient/p0", `{"resourceType":"Patient","id":"p0"}`)

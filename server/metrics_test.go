@@ -13,18 +13,13 @@ import (
 	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/server"
 	"github.com/hearth-fhir/hearth/server/metrics"
-	"github.com/hearth-fhir/hearth/store/sqlite"
 )
 
 // TestMetricsAndReadiness: /metrics counts requests by route pattern and
 // times store operations, with no ids or values in any label; /readyz
 // follows the store.
 func TestMetricsAndReadiness(t *testing.T) {
-	st, err := sqlite.Open(t.TempDir(), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openStore(t)
 	m := metrics.New()
 	var storeDown error
 	ts := httptest.NewServer(server.New(server.Config{Open: true, Metrics: m, Ready: func(context.Context) error { return storeDown }},

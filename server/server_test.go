@@ -23,13 +23,20 @@ func newServer(t *testing.T) *httptest.Server {
 	return newServerWithLimit(t, 64<<10)
 }
 
-func newServerWithLimit(t *testing.T, maxBody int64) *httptest.Server {
+// openStore opens a fresh SQLite store, closed when the test ends.
+func openStore(t *testing.T) *sqlite.Store {
 	t.Helper()
 	st, err := sqlite.Open(t.TempDir(), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func newServerWithLimit(t *testing.T, maxBody int64) *httptest.Server {
+	t.Helper()
+	st := openStore(t)
 	var ts *httptest.Server
 	ts = httptest.NewUnstartedServer(nil)
 	ts.Start()

@@ -30,18 +30,12 @@ func userCmd(args []string) error {
 	password := fs.String("password", "", "the account's password (add)")
 	patient := fs.String("patient", "", "Patient/ID: the user's own record (add) or the patient to act for (link)")
 	relationship := fs.String("relationship", "PRN", "v3 RoleCode of a proxy link (PRN parent, GUARD guardian, …)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if err := envDefaults(fs); err != nil {
-		return err
-	}
-	pid := strings.TrimPrefix(*patient, "Patient/")
-	st, _, err := openStore(*storeKind, *data)
+	st, err := parseAndOpen(fs, args[1:], storeKind, data)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	pid := strings.TrimPrefix(*patient, "Patient/")
 	ctx := context.Background()
 	// The operator's commands read and write as the operator: through an
 	// unrestricted session of the door.
@@ -96,13 +90,7 @@ func clientCmd(args []string) error {
 	scope := fs.String("scope", "", "scopes the client may ask for (default: all)")
 	backend := fs.Bool("backend", false, "a backend service (client_credentials with system/ scopes)")
 	launchURI := fs.String("launch-uri", "", "the app's launch URL for EHR (portal) launch")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if err := envDefaults(fs); err != nil {
-		return err
-	}
-	st, _, err := openStore(*storeKind, *data)
+	st, err := parseAndOpen(fs, args[1:], storeKind, data)
 	if err != nil {
 		return err
 	}
@@ -129,13 +117,7 @@ func registrationTokenCmd(args []string) error {
 	data := fs.String("data", "./hearth-data", "data directory of the embedded store")
 	storeKind := fs.String("store", "sqlite", "storage backend: sqlite or a mongodb:// URL")
 	expires := fs.Duration("expires", 24*time.Hour, "how long the token may be used")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := envDefaults(fs); err != nil {
-		return err
-	}
-	st, _, err := openStore(*storeKind, *data)
+	st, err := parseAndOpen(fs, args, storeKind, data)
 	if err != nil {
 		return err
 	}
@@ -158,6 +140,19 @@ func addClient(st store.Store, c *smart.Client, secret string) error {
 		return err
 	}
 	return p.AddClient(context.Background(), c, secret)
+}
+
+// parseAndOpen parses an admin command's flags (and their HEARTH_*
+// variables) and opens the store they name.
+func parseAndOpen(fs *flag.FlagSet, args []string, storeKind, data *string) (store.Store, error) {
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if err := envDefaults(fs); err != nil {
+		return nil, err
+	}
+	st, _, err := openStore(*storeKind, *data)
+	return st, err
 }
 
 // adminProvider is the authorization server as the operator's commands use
