@@ -376,3 +376,39 @@ func TestBackupWhileServingAndRestore(t *testing.T) {
 		t.Errorf("a damaged backup was restored: %s", out)
 	}
 }
+
+// TestClientThatDoesNotReadIsCutOff: past --write-timeout a response the
+// client does not read is abandoned and the connection closed, rather than
+// holding the handler and its memory for as long as the client likes.
+func TestClientThatDoesNotReadIsCutOff(t *testing.T) {
+	_, base := startServer(t, nil, "--no-seed", "--data", t.TempDir(), "--write-timeout", "1s")
+	text := strings.Repeat("x", 1500)
+	request(t, "PUT", base+"/Patient/big", `{"resourceType":"Patient","id":"big","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">`+text+`</div>"}}`)
+	entries := make([]string, 5000)
+	for i := range entries {
+		entries[i] = `{"request":{"method":"GET","url":"Patient/big"}}`
+	}
+	body := `{"resourceType":"Bundle","type":"batch","entry":[` + strings.Join(entries, ",") + `]}`
+	addr := strings.TrimSuffix(strings.TrimPrefix(base, "http://"), "/fhir")
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /fhir HTTP/1.1\r\nHost: %s\r\nContent-Type: application/fhir+json\r\nContent-Length: %d\r\n\r\n%s", addr, len(body), body)
+	time.Sleep(4 * time.Second) // not reading, well past the write timeout
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	start := time.Now()
+	got, err := io.ReadAll(conn)
+	t.Logf("read %d bytes in %v: %v", len(got), time.Since(start), err)
+	head, _, _ := strings.Cut(string(got), "\r\n\r\n")
+	var length int
+	for _, line := range strings.Split(head, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "Content-Length: "); ok {
+			fmt.Sscan(v, &length)
+		}
+	}
+	if length == 0 || len(got)-len(head)-4 >= length {
+		t.Errorf("the whole response (%d of %d bytes) was held for a client that did not read", len(got)-len(head)-4, length)
+	}
+}
