@@ -55,11 +55,15 @@ type Entry struct {
 	cond    *fhir.SearchQuery
 	ifNone  *fhir.SearchQuery
 	ifMatch int64
-	body    Body
-	patch   jsonpatch.Patch
-	fullURL string
-	index   int
-	matched bool // a conditional create that found its match
+	body    Body // as the client sent it
+	// resolved is body with its references resolved in the current
+	// attempt of the store transaction: an attempt that is retried gives
+	// POST entries new ids, so it resolves the client's body again.
+	resolved Body
+	patch    jsonpatch.Patch
+	fullURL  string
+	index    int
+	matched  bool // a conditional create that found its match
 
 	// The answer: Err, or a write's Result, or a read's Resource, or a
 	// search's Search page (with SearchQuery, as parsed).
@@ -349,7 +353,11 @@ func DecodePatch(doc []byte) (jsonpatch.Patch, error) {
 // order the spec gives (DELETE, POST, PUT/PATCH), after resolving urn:uuid
 // and conditional references; GET entries run after the commit.
 func (s *Session) transaction(ctx context.Context, ops []*Entry) error {
+	attempts := 0
 	err := s.data.Transact(ctx, func(tx store.Tx) error {
+		if attempts++; attempts > 1 {
+			forgetDecoded(ops)
+		}
 		for _, op := range ops {
 			op.Result, op.Err, op.matched = Result{}, nil, false
 			if op.Method == "POST" || (op.cond != nil && op.Method != "PUT") {
@@ -413,7 +421,7 @@ func (s *Session) transaction(ctx context.Context, ops []*Entry) error {
 			if err != nil {
 				return withEntry(op.index, err)
 			}
-			op.body = body
+			op.resolved = body
 		}
 		for _, method := range []string{"DELETE", "POST", "PUT", "PATCH"} {
 			for _, op := range ops {
@@ -450,7 +458,11 @@ func (s *Session) batch(ctx context.Context, ops []*Entry) {
 			s.readEntry(ctx, op, &budget)
 			continue
 		}
+		attempts := 0
 		op.Err = s.data.Transact(ctx, func(tx store.Tx) error {
+			if attempts++; attempts > 1 {
+				forgetDecoded([]*Entry{op})
+			}
 			op.matched = false
 			if op.Method == "POST" {
 				op.ID = ""
@@ -469,10 +481,20 @@ func (s *Session) batch(ctx context.Context, ops []*Entry) {
 				if err != nil {
 					return err
 				}
-				op.body = body
+				op.resolved = body
 			}
 			return runEntry(ctx, tx, op)
 		})
+	}
+}
+
+// forgetDecoded drops the decoded copies of entries before a retried
+// attempt: resolving references rewrote them in place with the previous
+// attempt's ids, while the bytes are resolved afresh. The store decodes
+// the resolved bytes instead.
+func forgetDecoded(ops []*Entry) {
+	for _, op := range ops {
+		op.body.Parsed = nil
 	}
 }
 
@@ -486,12 +508,12 @@ func runEntry(ctx context.Context, tx store.Tx, op *Entry) error {
 			op.Result = Result{Outcome: Matched, Resource: res, Info: "matched existing " + op.Type + "/" + op.ID}
 			return err
 		}
-		op.Result, err = create(ctx, tx, op.Type, op.ID, op.body, nil)
+		op.Result, err = create(ctx, tx, op.Type, op.ID, op.resolved, nil)
 	case "PUT":
 		if op.cond != nil && op.ID == "" {
-			op.Result, err = conditionalUpdate(ctx, tx, op.Type, op.cond, op.body, op.ifMatch)
+			op.Result, err = conditionalUpdate(ctx, tx, op.Type, op.cond, op.resolved, op.ifMatch)
 		} else {
-			op.Result, err = update(ctx, tx, op.Type, op.ID, op.body, op.ifMatch)
+			op.Result, err = update(ctx, tx, op.Type, op.ID, op.resolved, op.ifMatch)
 		}
 	case "PATCH":
 		id := op.ID
