@@ -431,6 +431,8 @@ func (s *Session) transaction(ctx context.Context, ops []*Entry) error {
 				if err := runEntry(ctx, tx, op); err != nil {
 					return withEntry(op.index, err)
 				}
+				// Written: a retry resolves the client's body again.
+				op.resolved = Body{}
 			}
 		}
 		return nil
