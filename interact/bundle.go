@@ -29,7 +29,7 @@ type inBundle struct {
 
 type inEntry struct {
 	FullURL  string          `json:"fullUrl"`
-	Resource json.RawMessage `json:"resource"`
+	Resource rawJSON `json:"resource"`
 	Request  *struct {
 		Method      string `json:"method"`
 		URL         string `json:"url"`
@@ -42,6 +42,16 @@ type inEntry struct {
 // keepDecoded is the most entries whose decoded resources a bundle keeps
 // between validation and writing.
 const keepDecoded = 1000
+
+// rawJSON is a JSON value kept as the bytes of the request body it came
+// from: json.RawMessage would copy every entry's resource (a second copy of
+// a 16 MB bundle); the body is not changed while its entries are in use.
+type rawJSON []byte
+
+func (r *rawJSON) UnmarshalJSON(data []byte) error {
+	*r = data
+	return nil
+}
 
 // Entry is one entry of a batch or transaction and, once run, its answer.
 type Entry struct {
@@ -77,8 +87,10 @@ type Entry struct {
 // Bundle runs a batch or transaction Bundle and returns its type ("batch"
 // or "transaction") and its entries with their answers. A transaction
 // fails as a whole (the error names the entry); a batch reports each
-// entry's failure in the entry.
-func (s *Session) Bundle(ctx context.Context, body []byte) (string, []*Entry, error) {
+// entry's failure in the entry. Without keepBodies (Prefer:
+// return=minimal) the written versions' JSON is not kept for the answer:
+// a large bundle then holds only its own bytes.
+func (s *Session) Bundle(ctx context.Context, body []byte, keepBodies bool) (string, []*Entry, error) {
 	if _, ok := s.data.(closed); ok {
 		return "", nil, ErrNoPolicy // not one entry's failure: the whole request's
 	}
@@ -120,11 +132,11 @@ func (s *Session) Bundle(ctx context.Context, body []byte) (string, []*Entry, er
 		if err := distinctFullURLs(ops); err != nil {
 			return "", nil, err
 		}
-		if err := s.transaction(ctx, ops); err != nil {
+		if err := s.transaction(ctx, ops, keepBodies); err != nil {
 			return "", nil, err
 		}
 	} else {
-		s.batch(ctx, ops)
+		s.batch(ctx, ops, keepBodies)
 	}
 	return b.Type, ops, nil
 }
@@ -289,7 +301,7 @@ func (s *Session) parseEntry(i int, e inEntry) (*Entry, error) {
 const JSONPatch = "application/json-patch+json"
 
 // entryPatch reads a JSON Patch carried in a bundle as a Binary resource.
-func entryPatch(res json.RawMessage) (jsonpatch.Patch, error) {
+func entryPatch(res rawJSON) (jsonpatch.Patch, error) {
 	var bin struct {
 		ResourceType string `json:"resourceType"`
 		ContentType  string `json:"contentType"`
@@ -352,7 +364,7 @@ func DecodePatch(doc []byte) (jsonpatch.Patch, error) {
 // transaction runs every write entry in one store transaction, in the
 // order the spec gives (DELETE, POST, PUT/PATCH), after resolving urn:uuid
 // and conditional references; GET entries run after the commit.
-func (s *Session) transaction(ctx context.Context, ops []*Entry) error {
+func (s *Session) transaction(ctx context.Context, ops []*Entry, keepBodies bool) error {
 	attempts := 0
 	err := s.data.Transact(ctx, func(tx store.Tx) error {
 		if attempts++; attempts > 1 {
@@ -433,6 +445,9 @@ func (s *Session) transaction(ctx context.Context, ops []*Entry) error {
 				}
 				// Written: a retry resolves the client's body again.
 				op.resolved = Body{}
+				if !keepBodies {
+					op.Result.Resource.JSON = nil
+				}
 			}
 		}
 		return nil
@@ -450,7 +465,7 @@ func (s *Session) transaction(ctx context.Context, ops []*Entry) error {
 }
 
 // batch runs each entry on its own; a failure is reported in its entry.
-func (s *Session) batch(ctx context.Context, ops []*Entry) {
+func (s *Session) batch(ctx context.Context, ops []*Entry, keepBodies bool) {
 	budget := s.door.cfg.MaxBundleResults
 	for _, op := range ops {
 		if op.Err != nil {
@@ -487,6 +502,10 @@ func (s *Session) batch(ctx context.Context, ops []*Entry) {
 			}
 			return runEntry(ctx, tx, op)
 		})
+		op.resolved = Body{}
+		if !keepBodies {
+			op.Result.Resource.JSON = nil
+		}
 	}
 }
 

@@ -24,7 +24,7 @@ func FuzzBundleEntries(f *testing.F) {
 	}
 	s := New(closedForFuzz{}, Config{BaseURL: "http://h/fhir"}).Unrestricted()
 	f.Fuzz(func(t *testing.T, body []byte) {
-		typ, entries, err := s.Bundle(context.Background(), body)
+		typ, entries, err := s.Bundle(context.Background(), body, true)
 		if err != nil {
 			var pr *Problem
 			if !errors.As(err, &pr) && !errors.Is(err, store.ErrTooCostly) && !errors.Is(err, errFuzzStore) {

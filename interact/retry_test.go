@@ -43,7 +43,7 @@ func TestRetriedTransactionResolvesAgain(t *testing.T) {
 	bundle := `{"resourceType":"Bundle","type":"transaction","entry":[
 		{"fullUrl":"urn:uuid:0b1f3a8e-5a51-4c47-9e63-7a0c3e6f1d20","resource":{"resourceType":"Patient","gender":"female"},"request":{"method":"POST","url":"Patient"}},
 		{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"urn:uuid:0b1f3a8e-5a51-4c47-9e63-7a0c3e6f1d20"}},"request":{"method":"POST","url":"Observation"}}]}`
-	_, entries, err := s.Bundle(context.Background(), []byte(bundle))
+	_, entries, err := s.Bundle(context.Background(), []byte(bundle), true)
 	if err != nil {
 		t.Fatal(err)
 	}

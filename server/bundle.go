@@ -17,12 +17,13 @@ func (s *Server) bundle(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	typ, entries, err := s.session(r).Bundle(r.Context(), body)
+	prefer := preferReturn(r)
+	typ, entries, err := s.session(r).Bundle(r.Context(), body, prefer == "representation")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	resp, err := s.bundleResponse(preferReturn(r), typ+"-response", entries)
+	resp, err := s.bundleResponse(prefer, typ+"-response", entries)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -35,7 +36,7 @@ func (s *Server) bundle(w http.ResponseWriter, r *http.Request) {
 // value. `hearth import` loads bundles through it; BundleError describes
 // its failure.
 func ProcessBundle(ctx context.Context, session *interact.Session, body []byte, prefer string) ([]byte, error) {
-	typ, entries, err := session.Bundle(ctx, body)
+	typ, entries, err := session.Bundle(ctx, body, prefer == "representation")
 	if err != nil {
 		return nil, err
 	}
