@@ -28,7 +28,7 @@ type inBundle struct {
 }
 
 type inEntry struct {
-	FullURL  string          `json:"fullUrl"`
+	FullURL  string  `json:"fullUrl"`
 	Resource rawJSON `json:"resource"`
 	Request  *struct {
 		Method      string `json:"method"`
