@@ -3,6 +3,7 @@ package fhir
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"strconv"
 )
 
@@ -59,7 +60,25 @@ func (b *Bundle) MarshalJSON() ([]byte, error) {
 		size += len(e.Resource) + 256
 	}
 	buf := bytes.NewBuffer(make([]byte, 0, size))
-	enc := json.NewEncoder(buf)
+	if _, err := b.WriteTo(buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// WriteTo writes the bundle to w an entry at a time, so that a large
+// response is streamed from the entries' stored bytes rather than copied
+// into one buffer first.
+func (b *Bundle) WriteTo(w io.Writer) (int64, error) {
+	var buf bytes.Buffer // one entry's envelope at a time
+	var n int64
+	flush := func() error {
+		m, err := w.Write(buf.Bytes())
+		n += int64(m)
+		buf.Reset()
+		return err
+	}
+	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	// put writes a small value with the encoder, dropping its newline.
 	put := func(v any) error {
@@ -71,7 +90,7 @@ func (b *Bundle) MarshalJSON() ([]byte, error) {
 	}
 	buf.WriteString(`{"resourceType":"Bundle","type":`)
 	if err := put(b.Type); err != nil {
-		return nil, err
+		return n, err
 	}
 	if b.Total != nil {
 		buf.WriteString(`,"total":` + strconv.Itoa(*b.Total))
@@ -79,7 +98,7 @@ func (b *Bundle) MarshalJSON() ([]byte, error) {
 	if len(b.Links) > 0 {
 		buf.WriteString(`,"link":`)
 		if err := put(b.Links); err != nil {
-			return nil, err
+			return n, err
 		}
 	}
 	if len(b.Entries) > 0 {
@@ -97,33 +116,46 @@ func (b *Bundle) MarshalJSON() ([]byte, error) {
 			}
 			if e.FullURL != "" {
 				if err := field("fullUrl", e.FullURL); err != nil {
-					return nil, err
+					return n, err
 				}
 			}
 			if len(e.Resource) > 0 {
 				buf.WriteString(sep + `"resource":`)
 				sep = ","
-				buf.Write(e.Resource)
+				// The resource's own bytes go straight to w.
+				if err := flush(); err != nil {
+					return n, err
+				}
+				m, err := w.Write(e.Resource)
+				n += int64(m)
+				if err != nil {
+					return n, err
+				}
 			}
 			if e.Search != nil {
 				if err := field("search", e.Search); err != nil {
-					return nil, err
+					return n, err
 				}
 			}
 			if e.Request != nil {
 				if err := field("request", e.Request); err != nil {
-					return nil, err
+					return n, err
 				}
 			}
 			if e.Response != nil {
 				if err := field("response", e.Response); err != nil {
-					return nil, err
+					return n, err
 				}
 			}
 			buf.WriteByte('}')
+			if buf.Len() > 32<<10 {
+				if err := flush(); err != nil {
+					return n, err
+				}
+			}
 		}
 		buf.WriteByte(']')
 	}
 	buf.WriteByte('}')
-	return buf.Bytes(), nil
+	return n, flush()
 }

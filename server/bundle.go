@@ -23,12 +23,12 @@ func (s *Server) bundle(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	resp, err := s.bundleResponse(prefer, typ+"-response", entries)
+	b, err := bundleResponse(s.cfg.BaseURL, prefer, typ+"-response", entries)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, resp)
+	s.writeBundle(w, r, b)
 }
 
 // ProcessBundle runs a batch or transaction on session and renders the
@@ -40,15 +40,15 @@ func ProcessBundle(ctx context.Context, session *interact.Session, body []byte, 
 	if err != nil {
 		return nil, err
 	}
-	return renderBundleResponse(session.BaseURL(), prefer, typ+"-response", entries)
+	b, err := bundleResponse(session.BaseURL(), prefer, typ+"-response", entries)
+	if err != nil {
+		return nil, err
+	}
+	return b.MarshalJSON()
 }
 
 // bundleResponse renders the batch-response or transaction-response.
-func (s *Server) bundleResponse(prefer, typ string, entries []*interact.Entry) ([]byte, error) {
-	return renderBundleResponse(s.cfg.BaseURL, prefer, typ, entries)
-}
-
-func renderBundleResponse(base, prefer, typ string, entries []*interact.Entry) ([]byte, error) {
+func bundleResponse(base, prefer, typ string, entries []*interact.Entry) (*fhir.Bundle, error) {
 	b := fhir.Bundle{Type: typ}
 	for _, op := range entries {
 		e := fhir.BundleEntry{}
@@ -57,7 +57,11 @@ func renderBundleResponse(base, prefer, typ string, entries []*interact.Entry) (
 			status, issues := statusOf(op.Err)
 			e.Response = &fhir.BundleEntryResponse{Status: statusLine(status), Outcome: fhir.OperationOutcome(issues...)}
 		case op.Method == http.MethodGet && op.Search != nil:
-			body, err := searchBundle(base, op.Type, "", op.SearchQuery, op.Search, op.Query.Get("_page"))
+			sb, err := searchBundle(base, op.Type, "", op.SearchQuery, op.Search, op.Query.Get("_page"))
+			if err != nil {
+				return nil, err
+			}
+			body, err := sb.MarshalJSON()
 			if err != nil {
 				return nil, err
 			}
@@ -90,7 +94,7 @@ func renderBundleResponse(base, prefer, typ string, entries []*interact.Entry) (
 		}
 		b.Entries = append(b.Entries, e)
 	}
-	return b.MarshalJSON()
+	return &b, nil
 }
 
 func etag(v int64) string { return `W/"` + strconv.FormatInt(v, 10) + `"` }

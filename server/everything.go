@@ -97,10 +97,5 @@ func (s *Server) everything(w http.ResponseWriter, r *http.Request) {
 			Search:   &fhir.BundleEntrySearch{Mode: "match"},
 		})
 	}
-	body, err := b.MarshalJSON()
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.writeJSON(w, r, http.StatusOK, body)
+	s.writeBundle(w, r, &b)
 }

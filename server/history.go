@@ -58,12 +58,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 	for _, v := range page.Versions {
 		b.Entries = append(b.Entries, s.historyEntry(v))
 	}
-	body, err := b.MarshalJSON()
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.writeJSON(w, r, http.StatusOK, body)
+	s.writeBundle(w, r, &b)
 }
 
 func (s *Server) historyEntry(v store.Resource) fhir.BundleEntry {

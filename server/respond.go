@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/store"
 )
 
@@ -76,6 +78,37 @@ func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, b
 	if r.Method != http.MethodHead {
 		w.Write(body)
 	}
+}
+
+// writeBundle answers 200 with a Bundle, streamed from its entries' bytes
+// (chunked; no Content-Length), so a large page is not copied into one
+// buffer first. _pretty=true is indented whole, as writeJSON does.
+func (s *Server) writeBundle(w http.ResponseWriter, r *http.Request, b *fhir.Bundle) {
+	if r.URL.RawQuery != "" && r.URL.Query().Get("_pretty") == "true" {
+		body, err := b.MarshalJSON()
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		s.writeJSON(w, r, http.StatusOK, body)
+		return
+	}
+	h := w.Header()
+	if rt, err := responseType(r); err == nil && rt == plainJSON {
+		h["Content-Type"] = plainJSONHeader
+	} else {
+		h["Content-Type"] = fhirJSONHeader
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	if _, err := b.WriteTo(bw); err == nil {
+		err = bw.Flush()
+	}
+	// A failed write means the client went away mid-answer: the status is
+	// sent and nothing more can be said.
 }
 
 // setVersionHeaders sets ETag and Last-Modified for a resource version.

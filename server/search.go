@@ -83,17 +83,17 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, typ, compartment
 		s.writeError(w, r, err)
 		return
 	}
-	body, err := searchBundle(s.cfg.BaseURL, typ, compartment, q, page, token)
+	b, err := searchBundle(s.cfg.BaseURL, typ, compartment, q, page, token)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, body)
+	s.writeBundle(w, r, b)
 }
 
 // searchBundle renders a page as a searchset Bundle. Links repeat the
 // parameters as understood, so a client sees what was ignored.
-func searchBundle(fhirBase, typ, compartment string, q *fhir.SearchQuery, page *interact.SearchPage, token string) ([]byte, error) {
+func searchBundle(fhirBase, typ, compartment string, q *fhir.SearchQuery, page *interact.SearchPage, token string) (*fhir.Bundle, error) {
 	base := fhirBase + "/" + typ
 	if compartment != "" {
 		base = fhirBase + "/Patient/" + compartment + "/" + typ
@@ -145,5 +145,5 @@ func searchBundle(fhirBase, typ, compartment string, q *fhir.SearchQuery, page *
 			Diagnostics: "ignored unknown search parameters: " + fhir.QuoteSafe(strings.Join(q.Ignored, ", "))})
 		b.Entries = append(b.Entries, fhir.BundleEntry{Resource: oo, Search: &fhir.BundleEntrySearch{Mode: "outcome"}})
 	}
-	return b.MarshalJSON()
+	return &b, nil
 }

@@ -401,14 +401,9 @@ func TestClientThatDoesNotReadIsCutOff(t *testing.T) {
 	start := time.Now()
 	got, err := io.ReadAll(conn)
 	t.Logf("read %d bytes in %v: %v", len(got), time.Since(start), err)
-	head, _, _ := strings.Cut(string(got), "\r\n\r\n")
-	var length int
-	for _, line := range strings.Split(head, "\r\n") {
-		if v, ok := strings.CutPrefix(line, "Content-Length: "); ok {
-			fmt.Sscan(v, &length)
-		}
-	}
-	if length == 0 || len(got)-len(head)-4 >= length {
-		t.Errorf("the whole response (%d of %d bytes) was held for a client that did not read", len(got)-len(head)-4, length)
+	// The answer streams (chunked): a complete one ends with the last,
+	// empty chunk and is about 8.5 MB here.
+	if strings.HasSuffix(string(got), "\r\n0\r\n\r\n") || len(got) > 7_000_000 {
+		t.Errorf("the whole response (%d bytes) was held for a client that did not read", len(got))
 	}
 }
