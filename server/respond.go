@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hearth-fhir/hearth/fhir"
@@ -103,13 +104,19 @@ func (s *Server) writeBundle(w http.ResponseWriter, r *http.Request, b *fhir.Bun
 	if r.Method == http.MethodHead {
 		return
 	}
-	bw := bufio.NewWriterSize(w, 64<<10)
+	bw := bundleWriters.Get().(*bufio.Writer)
+	bw.Reset(w)
 	if _, err := b.WriteTo(bw); err == nil {
-		err = bw.Flush()
+		bw.Flush()
 	}
 	// A failed write means the client went away mid-answer: the status is
 	// sent and nothing more can be said.
+	bw.Reset(nil)
+	bundleWriters.Put(bw)
 }
+
+// bundleWriters reuses the buffers answers stream through.
+var bundleWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
 
 // setVersionHeaders sets ETag and Last-Modified for a resource version.
 func setVersionHeaders(h http.Header, res store.Resource) {
