@@ -30,6 +30,12 @@ var (
 // responseType picks the response media type from _format or Accept. Only
 // JSON is served; asking for anything else is a 406.
 func responseType(r *http.Request) (string, error) {
+	if r.URL.RawQuery == "" {
+		switch r.Header.Get("Accept") {
+		case "", fhirJSON, "*/*":
+			return fhirJSON, nil // the common cases, without parsing
+		}
+	}
 	if f := r.URL.Query().Get("_format"); f != "" {
 		switch strings.TrimSpace(strings.SplitN(f, ";", 2)[0]) {
 		case "json", fhirJSON, "application/json+fhir":

@@ -43,7 +43,7 @@ const maxChecked = 10_000
 // token that passed the check, keyed by the whole token (so a reuse is the
 // same bytes that were verified, never a forgery sharing a part).
 type checkedTokens struct {
-	mu sync.Mutex
+	mu sync.RWMutex // every request reads it; a token checked anew writes
 	m  map[string]checkedToken
 }
 
@@ -53,8 +53,8 @@ type checkedToken struct {
 }
 
 func (c *checkedTokens) get(token string, now time.Time) (*access.Policy, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	e, ok := c.m[token]
 	if !ok || !now.Before(e.until) {
 		return nil, false
