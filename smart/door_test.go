@@ -217,13 +217,9 @@ func TestTokenEndpointErrorCodes(t *testing.T) {
 // is a 503.
 func TestBundlePostIsACreate(t *testing.T) {
 	e := newEnv(t)
-	b := e.newBackend("system/Observation.c system/Observation.r")
-	status, tok := e.backendToken(b, "system/Observation.c")
-	if status != 200 {
-		t.Fatalf("token: %d %v", status, tok)
-	}
+	at := e.backendAccess("system/Observation.c system/Observation.r", "system/Observation.c")
 	bundle := `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + obs("", "alice", "laboratory", "1-8") + `,"request":{"method":"POST","url":"Observation"}}]}`
-	status, body, _ := e.fhir("POST", "", tok["access_token"].(string), bundle)
+	status, body, _ := e.fhir("POST", "", at, bundle)
 	if status != 200 {
 		t.Fatalf("create-only token posting a transaction: %d %v", status, body)
 	}
@@ -267,16 +263,22 @@ func do(t *testing.T, req *http.Request) (int, map[string]any, http.Header) {
 // sees nothing, and may overwrite anything, so no existence is kept from it.
 func TestWriteOnlyBackendUpdates(t *testing.T) {
 	e := newEnv(t)
-	b := e.newBackend("system/Observation.cu")
-	status, tok := e.backendToken(b, "system/Observation.cu")
-	if status != 200 {
-		t.Fatalf("token: %d %v", status, tok)
-	}
-	at := tok["access_token"].(string)
+	at := e.backendAccess("system/Observation.cu", "system/Observation.cu")
 	if status, body, _ := e.fhir("PUT", "/Observation/alice-lab", at, obs("alice-lab", "alice", "laboratory", "2345-7")); status != 200 {
 		t.Errorf("write-only update: %d %v", status, body)
 	}
 	if status, body, _ := e.fhir("GET", "/Observation/alice-lab", at, ""); status != 403 {
 		t.Errorf("write-only read: %d %v", status, body)
 	}
+}
+
+// backendAccess registers a backend client that may ask for allowed and
+// returns an access token for scope.
+func (e *env) backendAccess(allowed, scope string) string {
+	e.t.Helper()
+	status, tok := e.backendToken(e.newBackend(allowed), scope)
+	if status != 200 {
+		e.t.Fatalf("token: %d %v", status, tok)
+	}
+	return tok["access_token"].(string)
 }
