@@ -46,11 +46,8 @@ func (g *Guard) bound(typ string) bool {
 // partial reports whether the token may be unable to see some resources of
 // typ: they are then indistinguishable from resources that do not exist.
 func (g *Guard) partial(typ string) bool {
-	if g.bound(typ) || g.p.WithholdSensitive {
-		return true
-	}
-	gr, ok := g.p.readable(typ)
-	return !ok || gr.Constraints != nil
+	_, readable := g.p.readable(typ)
+	return !readable || g.hidesExistence(typ)
 }
 
 // hidesExistence reports whether, for writes of typ, some resources must
@@ -76,7 +73,7 @@ func (g *Guard) scopeOf(typ string, gr scopes.Grant) (sc *fhir.Scope, ok bool) {
 	sc = &fhir.Scope{Params: extra}
 	if g.bound(typ) {
 		if typ == "Patient" {
-			sc.Params = append(sc.Params, idParam(g.p.Patient))
+			sc.Params = append(sc.Params, fhir.IDParam(g.p.Patient))
 		} else {
 			sc.Compartment = g.p.Patient
 		}
@@ -85,6 +82,16 @@ func (g *Guard) scopeOf(typ string, gr scopes.Grant) (sc *fhir.Scope, ok bool) {
 		return nil, true
 	}
 	return sc, true
+}
+
+// viewOf is scopeOf for the grant that lets typ be read or searched; ok
+// false when the token may see no resource of typ.
+func (g *Guard) viewOf(typ string) (*fhir.Scope, bool) {
+	gr, ok := g.p.readable(typ)
+	if !ok {
+		return nil, false
+	}
+	return g.scopeOf(typ, gr)
 }
 
 // restrict returns q narrowed to what the token may search: the top level
@@ -105,7 +112,7 @@ func (g *Guard) restrict(ctx context.Context, q *fhir.SearchQuery) (*fhir.Search
 	cq := *q
 	cq.Params = make([]*fhir.SearchParam, 0, len(q.Params)+3)
 	for _, p := range q.Params {
-		np, err := g.narrow(ctx, q.Type, p)
+		np, err := g.narrow(ctx, p)
 		if err != nil {
 			return nil, err
 		}
@@ -124,50 +131,37 @@ func (g *Guard) restrict(ctx context.Context, q *fhir.SearchQuery) (*fhir.Search
 
 // narrow returns p with each of its sub-queries narrowed to what the token
 // may see. p itself is never changed: parsed queries may be shared.
-func (g *Guard) narrow(ctx context.Context, typ string, p *fhir.SearchParam) (*fhir.SearchParam, error) {
+func (g *Guard) narrow(ctx context.Context, p *fhir.SearchParam) (*fhir.SearchParam, error) {
 	switch {
 	case p.Chain != nil:
-		c := &fhir.Chain{Scopes: map[string]*fhir.Scope{}}
-		inner := p.Chain.Param
+		// The inner condition's own sub-queries concern other types, so
+		// one narrowed copy serves every target type.
+		inner, err := g.narrow(ctx, p.Chain.Param)
+		if err != nil {
+			return nil, err
+		}
+		c := &fhir.Chain{Param: inner, Scopes: map[string]*fhir.Scope{}}
 		for _, t := range p.Chain.Types {
-			gr, ok := g.p.readable(t)
+			sc, ok := g.viewOf(t)
 			if !ok {
 				continue // a type the token cannot see holds no target
 			}
-			sc, ok := g.scopeOf(t, gr)
-			if !ok {
-				continue
-			}
-			ni, err := g.narrow(ctx, t, inner)
-			if err != nil {
-				return nil, err
-			}
-			// Each target type narrows the inner condition the same way
-			// (its sub-queries concern other types), so one copy serves.
-			c.Param = ni
 			c.Types = append(c.Types, t)
 			if sc != nil {
 				c.Scopes[t] = sc
 			}
-		}
-		if c.Param == nil {
-			c.Param = inner
 		}
 		np := *p
 		np.Chain = c
 		return &np, nil
 	case p.Has != nil:
 		h := *p.Has
-		gr, ok := g.p.readable(h.Type)
-		var sc *fhir.Scope
-		if ok {
-			sc, ok = g.scopeOf(h.Type, gr)
-		}
+		sc, ok := g.viewOf(h.Type)
 		if !ok {
 			sc = &fhir.Scope{Params: []*fhir.SearchParam{nothing()}}
 		}
 		h.Scope = sc
-		inner, err := g.narrow(ctx, h.Type, h.Param)
+		inner, err := g.narrow(ctx, h.Param)
 		if err != nil {
 			return nil, err
 		}
@@ -198,16 +192,10 @@ func (g *Guard) narrow(ctx context.Context, typ string, p *fhir.SearchParam) (*f
 // nothing is a condition no resource meets (no resource has an empty id).
 func nothing() *fhir.SearchParam { return fhir.IDParam("") }
 
-func idParam(ids ...string) *fhir.SearchParam { return fhir.IDParam(ids...) }
-
 // visible returns the ids of typ (in their order) the token may see.
 func (g *Guard) visible(ctx context.Context, typ string, ids []string) ([]string, error) {
-	gr, ok := g.p.readable(typ)
+	sc, ok := g.viewOf(typ)
 	if !ok || len(ids) == 0 {
-		return nil, nil
-	}
-	sc, ok := g.scopeOf(typ, gr)
-	if !ok {
 		return nil, nil
 	}
 	if sc == nil {
@@ -216,7 +204,7 @@ func (g *Guard) visible(ctx context.Context, typ string, ids []string) ([]string
 	keep := map[string]bool{}
 	for start := 0; start < len(ids); start += 500 {
 		chunk := ids[start:min(start+500, len(ids))]
-		q := &fhir.SearchQuery{Type: typ, Compartment: sc.Compartment, Params: append([]*fhir.SearchParam{idParam(chunk...)}, sc.Params...)}
+		q := &fhir.SearchQuery{Type: typ, Compartment: sc.Compartment, Params: append([]*fhir.SearchParam{fhir.IDParam(chunk...)}, sc.Params...)}
 		got, err := g.data.SearchIDs(ctx, q, "", len(chunk))
 		if err != nil {
 			return nil, err
@@ -236,11 +224,7 @@ func (g *Guard) admits(r store.Resource) bool {
 	if r.Deleted {
 		return !g.partial(r.Type)
 	}
-	gr, ok := g.p.readable(r.Type)
-	if !ok {
-		return false
-	}
-	sc, ok := g.scopeOf(r.Type, gr)
+	sc, ok := g.viewOf(r.Type)
 	if !ok {
 		return false
 	}
@@ -276,18 +260,24 @@ func indexOf(typ, id string, body []byte) (*fhir.Index, bool) {
 // exist.
 func hidden(typ, id string) error { return fmt.Errorf("%s/%s: %w", typ, id, store.ErrNotFound) }
 
+// readFailed is the answer to a read that failed: where the token sees
+// only part of typ, a deleted resource is as absent as one that never was —
+// its compartment and labels are not indexed any more, so nothing may be
+// said of whether it existed.
+func (g *Guard) readFailed(r store.Resource, typ, id string, err error) (store.Resource, error) {
+	if g.partial(typ) && (errors.Is(err, store.ErrGone) || errors.Is(err, store.ErrNotFound)) {
+		return store.Resource{}, hidden(typ, id)
+	}
+	return r, err
+}
+
 func (g *Guard) Read(ctx context.Context, typ, id string) (store.Resource, error) {
 	if _, err := g.p.grant(typ, scopes.Read); err != nil {
 		return store.Resource{}, err
 	}
 	r, err := g.data.Read(ctx, typ, id)
 	if err != nil {
-		if g.partial(typ) && (errors.Is(err, store.ErrGone) || errors.Is(err, store.ErrNotFound)) {
-			// A deleted resource's compartment and labels are not indexed
-			// any more: say nothing about whether it existed.
-			return store.Resource{}, hidden(typ, id)
-		}
-		return r, err
+		return g.readFailed(r, typ, id, err)
 	}
 	ok, err := g.visible(ctx, typ, []string{id})
 	if err != nil {
@@ -558,10 +548,7 @@ func (t *guardTx) Read(ctx context.Context, typ, id string) (store.Resource, err
 func (t *guardTx) visibleRead(ctx context.Context, typ, id string) (store.Resource, error) {
 	r, err := t.tx.Read(ctx, typ, id)
 	if err != nil {
-		if t.g.partial(typ) && (errors.Is(err, store.ErrGone) || errors.Is(err, store.ErrNotFound)) {
-			return store.Resource{}, hidden(typ, id)
-		}
-		return r, err
+		return t.g.readFailed(r, typ, id, err)
 	}
 	if !t.g.admits(r) {
 		return store.Resource{}, hidden(typ, id)
