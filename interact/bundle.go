@@ -177,19 +177,10 @@ func distinctIdentities(ops []*Entry) error {
 }
 
 // withEntry names the failing entry of a transaction.
-func withEntry(i int, err error) error {
-	var pr *Problem
-	if errors.As(err, &pr) {
-		c := *pr
-		c.Entry = i
-		return &c
-	}
-	return &EntryError{Entry: i, Err: err}
-}
+func withEntry(i int, err error) error { return &EntryError{Entry: i, Err: err} }
 
-// EntryError is a transaction entry's failure that is not a Problem (a
-// store error, a refusal by the policy): the HTTP layer maps Err and names
-// the entry.
+// EntryError is a transaction entry's failure: the HTTP layer maps Err and
+// names the entry.
 type EntryError struct {
 	Entry int
 	Err   error

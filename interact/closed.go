@@ -7,8 +7,10 @@ import (
 	"github.com/hearth-fhir/hearth/store"
 )
 
-// closed answers ErrNoPolicy to everything: a session without a policy
-// reaches no data.
+// closed is the data of a session that has no policy: it answers
+// ErrNoPolicy to everything, so such a session reaches no data.
+type closed struct{}
+
 var _ store.Resources = closed{}
 
 func (closed) Read(context.Context, string, string) (store.Resource, error) {

@@ -107,8 +107,6 @@ const (
 type Problem struct {
 	Kind   Kind
 	Issues []fhir.Issue
-	// Entry is the bundle entry that failed, from 0; -1 when none.
-	Entry int
 }
 
 func (p *Problem) Error() string {
@@ -120,7 +118,7 @@ func (p *Problem) Error() string {
 
 // problem builds a Problem with one issue.
 func problem(kind Kind, code, diagnostics string) *Problem {
-	return &Problem{Kind: kind, Entry: -1, Issues: []fhir.Issue{{Severity: "error", Code: code, Diagnostics: diagnostics}}}
+	return &Problem{Kind: kind, Issues: []fhir.Issue{{Severity: "error", Code: code, Diagnostics: diagnostics}}}
 }
 
 // searchProblem turns a search parsing error into a Problem.
@@ -131,6 +129,3 @@ func searchProblem(err error) error {
 	}
 	return err
 }
-
-// closed is the data of a session that has no policy: every call fails.
-type closed struct{}

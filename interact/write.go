@@ -67,7 +67,7 @@ func ParseResource(raw []byte, wantType string) (Body, error) {
 		return Body{}, problem(Invalid, "invalid", "resourceType "+rt+" does not match the endpoint type "+wantType)
 	}
 	if len(issues) > 0 {
-		return Body{}, &Problem{Kind: Invalid, Issues: issues, Entry: -1}
+		return Body{}, &Problem{Kind: Invalid, Issues: issues}
 	}
 	return Body{Raw: raw, Parsed: parsed}, nil
 }

@@ -48,14 +48,14 @@ func statusOf(err error) (int, []fhir.Issue) {
 	if errors.As(err, &se) {
 		return http.StatusBadRequest, []fhir.Issue{{Severity: "error", Code: "invalid", Diagnostics: se.Msg}}
 	}
-	var pr *interact.Problem
-	if errors.As(err, &pr) {
-		return problemStatus[pr.Kind], entryIssues(pr.Entry, pr.Issues)
-	}
 	var ee *interact.EntryError
 	if errors.As(err, &ee) {
 		status, issues := statusOf(ee.Err)
 		return status, entryIssues(ee.Entry, issues)
+	}
+	var pr *interact.Problem
+	if errors.As(err, &pr) {
+		return problemStatus[pr.Kind], pr.Issues
 	}
 	issue := func(code, diag string) []fhir.Issue {
 		return []fhir.Issue{{Severity: "error", Code: code, Diagnostics: diag}}
@@ -94,11 +94,8 @@ var problemStatus = map[interact.Kind]int{
 	interact.NotSupported:  http.StatusBadRequest,
 }
 
-// entryIssues names the bundle entry the issues are about, if any.
+// entryIssues names the bundle entry the issues are about.
 func entryIssues(entry int, issues []fhir.Issue) []fhir.Issue {
-	if entry < 0 {
-		return issues
-	}
 	out := make([]fhir.Issue, len(issues))
 	for i, is := range issues {
 		is.Diagnostics = fmt.Sprintf("entry %d: %s", entry, is.Diagnostics)
