@@ -69,11 +69,7 @@ func responseType(r *http.Request) (string, error) {
 // _pretty=true. The body is written as is, never decoded.
 func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, body []byte) {
 	h := w.Header()
-	if rt, err := responseType(r); err == nil && rt == plainJSON {
-		h["Content-Type"] = plainJSONHeader
-	} else {
-		h["Content-Type"] = fhirJSONHeader
-	}
+	setContentType(h, r)
 	if r.URL.RawQuery != "" && r.URL.Query().Get("_pretty") == "true" {
 		var b bytes.Buffer
 		if json.Indent(&b, body, "", "  ") == nil {
@@ -85,6 +81,15 @@ func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, b
 	if r.Method != http.MethodHead {
 		w.Write(body)
 	}
+}
+
+// setContentType sets the negotiated JSON media type.
+func setContentType(h http.Header, r *http.Request) {
+	if rt, err := responseType(r); err == nil && rt == plainJSON {
+		h["Content-Type"] = plainJSONHeader
+		return
+	}
+	h["Content-Type"] = fhirJSONHeader
 }
 
 // writeBundle answers 200 with a Bundle, streamed from its entries' bytes
@@ -100,12 +105,7 @@ func (s *Server) writeBundle(w http.ResponseWriter, r *http.Request, b *fhir.Bun
 		s.writeJSON(w, r, http.StatusOK, body)
 		return
 	}
-	h := w.Header()
-	if rt, err := responseType(r); err == nil && rt == plainJSON {
-		h["Content-Type"] = plainJSONHeader
-	} else {
-		h["Content-Type"] = fhirJSONHeader
-	}
+	setContentType(w.Header(), r)
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
 		return

@@ -8,9 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"syscall"
-
-	"github.com/hearth-fhir/hearth/store"
 )
 
 // Backup writes a consistent copy of the store in dir to the file out,
@@ -73,17 +70,11 @@ func Restore(ctx context.Context, dir, from string, replace bool) error {
 	if err := Verify(ctx, from); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("sqlite: restore: %w", err)
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
+	lock, err := lockDir(dir)
 	if err != nil {
-		return fmt.Errorf("sqlite: lock file: %w", err)
+		return err
 	}
 	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return fmt.Errorf("sqlite: %s: %w", dir, store.ErrLocked)
-	}
 	path := filepath.Join(dir, dbFile)
 	if _, err := os.Stat(path); err == nil && !replace {
 		return fmt.Errorf("sqlite: restore: %s holds a database; pass --replace to replace it", dir)

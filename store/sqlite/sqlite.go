@@ -146,15 +146,29 @@ type Options struct {
 	CacheEntries int
 }
 
-// Open opens (creating if needed) the store in dir, taking an exclusive
-// lock on it: a second process gets store.ErrLocked.
-func Open(dir string, opts Options) (*Store, error) {
+// lockDir creates dir if needed and takes its exclusive lock, held until
+// the returned file is closed: a second process gets store.ErrLocked.
+func lockDir(dir string) (*os.File, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite: data directory: %w", err)
 	}
 	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: lock file: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("sqlite: %s: %w", dir, store.ErrLocked)
+	}
+	return lock, nil
+}
+
+// Open opens (creating if needed) the store in dir, taking an exclusive
+// lock on it: a second process gets store.ErrLocked.
+func Open(dir string, opts Options) (*Store, error) {
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
 	}
 	// Whatever is opened is closed again, newest first, if Open fails.
 	opened := []io.Closer{lock}
@@ -164,9 +178,6 @@ func Open(dir string, opts Options) (*Store, error) {
 			opened[i].Close()
 		}
 	}()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return nil, fmt.Errorf("sqlite: %s: %w", dir, store.ErrLocked)
-	}
 	path := filepath.Join(dir, dbFile)
 	// A 64 MiB page cache per connection and memory-mapped reads keep index
 	// pages out of read(2) calls; synchronous=FULL makes every commit durable.
