@@ -9,17 +9,15 @@ import (
 	"github.com/hearth-fhir/hearth/store"
 )
 
-// Store times every resource operation of st. It implements each method of
-// store.Resources itself, so a method added to the contract is not left
-// untimed; the authorization records pass through.
+// Store times every resource operation of st; the authorization records
+// and Close pass through. (Timing is not access control: unlike the guard,
+// this wrapper may embed the store.)
 func (m *Metrics) Store(st store.Store) store.Store { return &timedStore{Store: st, m: m} }
 
 type timedStore struct {
-	store.Store // the AuthStore and Close pass through
-	m           *Metrics
+	store.Store
+	m *Metrics
 }
-
-var _ store.Resources = (*timedStore)(nil)
 
 // failed: an error other than the answers a store gives in normal work.
 func failed(err error) bool {
