@@ -167,7 +167,7 @@ func ParseSearch(resourceType string, params url.Values, opts SearchOptions) (*S
 	for name := range params {
 		names = append(names, name)
 		if depth := strings.Count(name, ".") + strings.Count(name, "_has:"); depth > MaxChainDepth {
-			return nil, searchErr("%s: chains and _has may be at most %d links deep (this is %d)", truncate(name), MaxChainDepth, depth)
+			return nil, searchErr("%s: chains and _has may be at most %d links deep (this is %d)", QuoteSafe(name), MaxChainDepth, depth)
 		}
 	}
 	sort.Strings(names)
@@ -546,14 +546,6 @@ func IDParam(ids ...string) *SearchParam {
 		p.Values[i] = SearchValue{Raw: id, Code: id, AnySystem: true}
 	}
 	return p
-}
-
-// truncate keeps a client's parameter name short in a message.
-func truncate(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "…"
-	}
-	return s
 }
 
 // splitValues splits at commas not escaped with a backslash; more than
