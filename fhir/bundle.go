@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"iter"
 	"strconv"
 )
 
@@ -51,6 +52,12 @@ type Bundle struct {
 	Total   *int
 	Links   []BundleLink
 	Entries []BundleEntry
+	// More, when set, yields entries after Entries as they are written: a
+	// large answer is then made an entry at a time, never held whole. An
+	// error it yields ends the writing (after a 200 was sent, the answer
+	// is then cut short: invalid JSON rather than a partial bundle that
+	// parses).
+	More iter.Seq2[BundleEntry, error]
 }
 
 // MarshalJSON writes the bundle.
@@ -101,61 +108,85 @@ func (b *Bundle) WriteTo(w io.Writer) (int64, error) {
 			return n, err
 		}
 	}
-	if len(b.Entries) > 0 {
-		buf.WriteString(`,"entry":[`)
-		for i, e := range b.Entries {
-			if i > 0 {
-				buf.WriteByte(',')
-			}
-			buf.WriteByte('{')
-			sep := ""
-			field := func(name string, v any) error {
-				buf.WriteString(sep + `"` + name + `":`)
-				sep = ","
-				return put(v)
-			}
-			if e.FullURL != "" {
-				if err := field("fullUrl", e.FullURL); err != nil {
-					return n, err
-				}
-			}
-			if len(e.Resource) > 0 {
-				buf.WriteString(sep + `"resource":`)
-				sep = ","
-				// The resource's own bytes go straight to w.
-				if err := flush(); err != nil {
-					return n, err
-				}
-				m, err := w.Write(e.Resource)
-				n += int64(m)
-				if err != nil {
-					return n, err
-				}
-			}
-			if e.Search != nil {
-				if err := field("search", e.Search); err != nil {
-					return n, err
-				}
-			}
-			if e.Request != nil {
-				if err := field("request", e.Request); err != nil {
-					return n, err
-				}
-			}
-			if e.Response != nil {
-				if err := field("response", e.Response); err != nil {
-					return n, err
-				}
-			}
-			buf.WriteByte('}')
-			if buf.Len() > 32<<10 {
-				if err := flush(); err != nil {
-					return n, err
-				}
+	entries := func(yield func(BundleEntry, error) bool) {
+		for _, e := range b.Entries {
+			if !yield(e, nil) {
+				return
 			}
 		}
+		if b.More != nil {
+			b.More(yield)
+		}
+	}
+	first := true
+	for e, err := range entries {
+		if err != nil {
+			return n, err
+		}
+		if first {
+			buf.WriteString(`,"entry":[`)
+			first = false
+		} else {
+			buf.WriteByte(',')
+		}
+		if err := writeEntry(&buf, w, &n, e, put, flush); err != nil {
+			return n, err
+		}
+		if buf.Len() > 32<<10 {
+			if err := flush(); err != nil {
+				return n, err
+			}
+		}
+	}
+	if !first {
 		buf.WriteByte(']')
 	}
 	buf.WriteByte('}')
 	return n, flush()
+}
+
+// writeEntry writes one entry: its envelope into buf, its resource's own
+// bytes straight to w (after flushing buf).
+func writeEntry(buf *bytes.Buffer, w io.Writer, n *int64, e BundleEntry, put func(any) error, flush func() error) error {
+	buf.WriteByte('{')
+	sep := ""
+	field := func(name string, v any) error {
+		buf.WriteString(sep + `"` + name + `":`)
+		sep = ","
+		return put(v)
+	}
+	if e.FullURL != "" {
+		if err := field("fullUrl", e.FullURL); err != nil {
+			return err
+		}
+	}
+	if len(e.Resource) > 0 {
+		buf.WriteString(sep + `"resource":`)
+		sep = ","
+		if err := flush(); err != nil {
+			return err
+		}
+		m, err := w.Write(e.Resource)
+		*n += int64(m)
+		if err != nil {
+			return err
+		}
+	}
+	if e.Search != nil {
+		if err := field("search", e.Search); err != nil {
+			return err
+		}
+	}
+	if e.Request != nil {
+		if err := field("request", e.Request); err != nil {
+			return err
+		}
+	}
+	if e.Response != nil {
+		if err := field("response", e.Response); err != nil {
+			return err
+		}
+	}
+	buf.WriteByte('}')
+	return nil
 }

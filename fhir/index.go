@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/runes"
 	"golang.org/x/text/transform"
@@ -207,7 +208,7 @@ func Extract(resourceType string, res map[string]any) Index {
 	}
 	if text, ok := res["text"].(map[string]any); ok {
 		if div, _ := text["div"].(string); div != "" {
-			if plain := strings.Join(strings.Fields(stripTags(div)), " "); plain != "" {
+			if plain := narrativeText(div); plain != "" {
 				ix.Strings = append(ix.Strings, StringKey{Param: "_text", Norm: Normalize(plain)})
 			}
 		}
@@ -663,21 +664,61 @@ func TokenParamSupported(resourceType, code string) bool {
 	return ok && p.Type == "token" && ParamIndexed(resourceType, code)
 }
 
-// stripTags drops the markup of a narrative div, leaving its words, for
-// _text. Entities other than the common ones are left as they are.
-func stripTags(xhtml string) string {
+// MaxNarrativeText is how much of a narrative's text _text indexes and
+// searches: its first 64 KiB of words. A narrative may be megabytes (16 MB
+// is a valid resource); indexed whole it would be stored three times over
+// in the search index and held in memory while it is written.
+const MaxNarrativeText = 64 << 10
+
+// narrativeText is the words of a narrative div, for _text: the markup
+// dropped (a tag separates words), the common entities decoded, and runs of
+// white space made one space, up to MaxNarrativeText bytes. One pass into
+// one buffer.
+func narrativeText(xhtml string) string {
 	var b strings.Builder
-	inTag := false
-	for _, r := range xhtml {
+	b.Grow(min(len(xhtml), MaxNarrativeText))
+	inTag, space := false, false
+	word := func(s string) {
+		if space && b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		space = false
+		b.WriteString(s)
+	}
+	for i := 0; i < len(xhtml) && b.Len() < MaxNarrativeText-utf8.UTFMax-1; {
+		r, size := utf8.DecodeRuneInString(xhtml[i:])
 		switch {
 		case r == '<':
-			inTag = true
-			b.WriteByte(' ')
+			inTag, space = true, true
 		case r == '>':
 			inTag = false
-		case !inTag:
-			b.WriteRune(r)
+		case inTag:
+		case unicode.IsSpace(r):
+			space = true
+		case r == '&':
+			decoded := false
+			for _, e := range narrativeEntities {
+				if strings.HasPrefix(xhtml[i:], e.entity) {
+					if e.text == " " {
+						space = true
+					} else {
+						word(e.text)
+					}
+					size, decoded = len(e.entity), true
+					break
+				}
+			}
+			if !decoded {
+				word("&")
+			}
+		default:
+			word(xhtml[i : i+size])
 		}
+		i += size
 	}
-	return strings.NewReplacer("&amp;", "&", "&lt;", "<", "&gt;", ">", "&quot;", `"`, "&nbsp;", " ").Replace(b.String())
+	return b.String()
+}
+
+var narrativeEntities = []struct{ entity, text string }{
+	{"&amp;", "&"}, {"&lt;", "<"}, {"&gt;", ">"}, {"&quot;", `"`}, {"&nbsp;", " "},
 }

@@ -1,7 +1,9 @@
 package fhir
 
 import (
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestExtractTokens(t *testing.T) {
@@ -45,4 +47,39 @@ func TestEveryBaseExpressionCompilesOrIsRefused(t *testing.T) {
 		t.Errorf("%d of %d search expressions unsupported", failed, n)
 	}
 	t.Logf("%d of %d search expressions supported", n-failed, n)
+}
+
+// TestNarrativeText: _text indexes the words of the narrative: markup
+// dropped (a tag separates words), the common entities decoded, white space
+// collapsed, case folded.
+func TestNarrativeText(t *testing.T) {
+	for div, want := range map[string]string{
+		`<div xmlns="http://www.w3.org/1999/xhtml"><p>Severe  <b>Peanut</b>Allergy</p></div>`: "severe peanut allergy",
+		`<div>Tom &amp; Jerry&nbsp;&lt;3 &gt; &quot;x&quot; &copy; a&b</div>`:                 "tom & jerry <3 > \"x\" &copy; a&b",
+		"<div>\n\t line one<br/>line\u00a0two </div>":                                         "line one line two",
+		`<div>a > b</div>`:       "a b",
+		`<div></div>`:            "",
+		`<div>Ærø Ünïcode</div>`: "ærø unicode",
+	} {
+		ix := Extract("Patient", map[string]any{"resourceType": "Patient", "text": map[string]any{"status": "generated", "div": div}})
+		got := ""
+		for _, s := range ix.Strings {
+			if s.Param == "_text" {
+				got = s.Norm
+			}
+		}
+		if got != want {
+			t.Errorf("%q: _text %q, want %q", div, got, want)
+		}
+	}
+}
+
+// TestNarrativeTextIsBounded: a narrative of megabytes indexes its first
+// MaxNarrativeText bytes of words, cut between characters.
+func TestNarrativeTextIsBounded(t *testing.T) {
+	div := "<div>" + strings.Repeat("é ", 1<<20) + "</div>"
+	got := narrativeText(div)
+	if len(got) > MaxNarrativeText || len(got) < MaxNarrativeText-8 || !utf8.ValidString(got) || !strings.HasPrefix(got, "é é") {
+		t.Errorf("narrative text of %d bytes (valid UTF-8: %v)", len(got), utf8.ValidString(got))
+	}
 }

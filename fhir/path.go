@@ -1,8 +1,7 @@
 package fhir
 
 import (
-	"bytes"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -307,11 +306,13 @@ func children(n Node, name string) []Node {
 
 // DecodeResource decodes a resource for evaluation, keeping numbers exact.
 func DecodeResource(body []byte) (map[string]any, error) {
-	var m map[string]any
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&m); err != nil {
+	v, err := decodeJSON(body)
+	if err != nil {
 		return nil, err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, errors.New("not a JSON object")
 	}
 	return m, nil
 }

@@ -11,10 +11,10 @@ import (
 // the key it is the value of ("" inside arrays of strings… the key of the
 // array). Where fn returns ok, the string is replaced. Every other byte of
 // the document is kept as it was, so a transaction can resolve urn:uuid and
-// conditional references without re-encoding the resource.
+// conditional references without re-encoding the resource. When fn
+// replaces nothing, the answer is doc itself, not a copy.
 func RewriteStrings(doc []byte, fn func(key, value string) (string, bool)) ([]byte, error) {
 	var out bytes.Buffer
-	out.Grow(len(doc))
 	var stack []byte   // '{' or '['
 	var keys []string  // key of the value being read at each object level
 	expectKey := false // the next string in an object is a key
@@ -74,6 +74,9 @@ func RewriteStrings(doc []byte, fn func(key, value string) (string, bool)) ([]by
 					key = keys[len(keys)-1]
 				}
 				if repl, ok := fn(key, s); ok {
+					if out.Cap() == 0 {
+						out.Grow(len(doc) + len(repl))
+					}
 					out.Write(doc[last:i])
 					enc, _ := json.Marshal(repl)
 					out.Write(enc)
@@ -83,8 +86,21 @@ func RewriteStrings(doc []byte, fn func(key, value string) (string, bool)) ([]by
 			i = end
 		}
 	}
+	if last == 0 {
+		return doc, nil
+	}
 	out.Write(doc[last:])
 	return out.Bytes(), nil
+}
+
+// VisitStrings calls fn for every string value in a JSON document, with
+// the key it is the value of, as RewriteStrings does, changing nothing.
+func VisitStrings(doc []byte, fn func(key, value string)) error {
+	_, err := RewriteStrings(doc, func(key, value string) (string, bool) {
+		fn(key, value)
+		return "", false
+	})
+	return err
 }
 
 // IsConditionalReference reports whether a reference is a search, as

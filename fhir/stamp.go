@@ -133,7 +133,12 @@ func skipValue(b []byte, i int) (int, error) {
 }
 
 func encodeMembers(ms []member) []byte {
+	size := 2
+	for _, m := range ms {
+		size += len(m.key) + len(m.val) + 4
+	}
 	var b bytes.Buffer
+	b.Grow(size)
 	b.WriteByte('{')
 	for i, m := range ms {
 		if i > 0 {
@@ -194,15 +199,33 @@ func Stamp(body []byte, id string, versionID int64, lastUpdated time.Time) ([]by
 	idJSON, _ := json.Marshal(id)
 	out := []member{{"resourceType", rt}, {"id", idJSON}, {"meta", encodeMembers(meta)}}
 	out = append(out, rest...)
-	joined := encodeMembers(out)
-	if !hasSpaceOutsideStrings(joined) {
-		return joined, nil
-	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, joined); err != nil {
+	joined, err := compactInPlace(encodeMembers(out))
+	if err != nil {
 		return nil, fmt.Errorf("stamp: %w", err)
 	}
-	return compact.Bytes(), nil
+	return joined, nil
+}
+
+// compactInPlace drops the white space outside strings of a JSON document
+// in its own buffer: json.Compact would copy a large resource twice more.
+func compactInPlace(b []byte) ([]byte, error) {
+	w := 0
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; c {
+		case ' ', '\n', '\r', '\t':
+		case '"':
+			end, _ := scanString(b, i)
+			if end < 0 {
+				return nil, errors.New("unterminated string")
+			}
+			w += copy(b[w:], b[i:end+1])
+			i = end
+		default:
+			b[w] = c
+			w++
+		}
+	}
+	return b[:w], nil
 }
 
 // ResourceHeader reads resourceType and id of a resource without decoding
@@ -214,21 +237,4 @@ func ResourceHeader(body []byte) (resourceType, id string, err error) {
 	}
 	err = json.Unmarshal(body, &h)
 	return h.ResourceType, h.ID, err
-}
-
-// hasSpaceOutsideStrings reports whether compacting b would change it.
-func hasSpaceOutsideStrings(b []byte) bool {
-	for i := 0; i < len(b); i++ {
-		switch b[i] {
-		case '"':
-			end, _ := scanString(b, i)
-			if end < 0 {
-				return true
-			}
-			i = end
-		case ' ', '\n', '\r', '\t':
-			return true
-		}
-	}
-	return false
 }

@@ -1,7 +1,6 @@
 package fhir
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -90,14 +89,9 @@ func Validate(body []byte) (string, []Issue, error) {
 // (numbers as json.Number), so that a caller can index it without decoding
 // it again.
 func ValidateDecoded(body []byte) (string, map[string]any, []Issue, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
+	v, err := decodeJSON(body)
+	if err != nil {
 		return "", nil, nil, &ParseError{Msg: "body is not valid JSON: " + jsonErrorText(err)}
-	}
-	if dec.More() {
-		return "", nil, nil, &ParseError{Msg: "body has content after the JSON value"}
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
@@ -106,26 +100,6 @@ func ValidateDecoded(body []byte) (string, map[string]any, []Issue, error) {
 	var val validator
 	rt := val.resource(obj, "")
 	return rt, obj, val.result(), nil
-}
-
-// jsonErrorText keeps the position of a syntax error but not the input text.
-func jsonErrorText(err error) string {
-	var se *json.SyntaxError
-	if ok := asSyntax(err, &se); ok {
-		return fmt.Sprintf("syntax error at byte %d", se.Offset)
-	}
-	if strings.Contains(err.Error(), "unexpected EOF") {
-		return "unexpected end of input"
-	}
-	return "malformed JSON"
-}
-
-func asSyntax(err error, target **json.SyntaxError) bool {
-	se, ok := err.(*json.SyntaxError)
-	if ok {
-		*target = se
-	}
-	return ok
 }
 
 type validator struct {

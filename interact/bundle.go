@@ -1,9 +1,11 @@
 package interact
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/json/jsontext"
 	"errors"
 	"fmt"
 	"net/url"
@@ -66,14 +68,21 @@ type Entry struct {
 	ifNone  *fhir.SearchQuery
 	ifMatch int64
 	body    Body // as the client sent it
-	// resolved is body with its references resolved in the current
-	// attempt of the store transaction: an attempt that is retried gives
-	// POST entries new ids, so it resolves the client's body again.
+	// refs is how resolving body's references rewrites it, found in the
+	// current attempt of the store transaction (an attempt that is retried
+	// gives POST entries new ids, so it resolves the client's body again);
+	// resolved is body rewritten so, made just before it is written and
+	// dropped after, so that a large transaction holds one rewritten copy
+	// at a time.
+	refs     map[string]string
 	resolved Body
 	patch    jsonpatch.Patch
 	fullURL  string
 	index    int
 	matched  bool // a conditional create that found its match
+	// dropped: the answer's bytes (Result.Resource.JSON) were let go after
+	// the write, for Written to read back as the answer is sent.
+	dropped bool
 
 	// The answer: Err, or a write's Result, or a read's Resource, or a
 	// search's Search page (with SearchQuery, as parsed).
@@ -94,6 +103,15 @@ func (s *Session) Bundle(ctx context.Context, body []byte, keepBodies bool) (str
 	if _, ok := s.data.(closed); ok {
 		return "", nil, ErrNoPolicy // not one entry's failure: the whole request's
 	}
+	// Counted before decoding: 16 MB of "{}," decoded would be five
+	// million entries, hundreds of megabytes, before any limit applied.
+	n, err := countEntries(body, s.door.cfg.MaxBundleEntries)
+	if err != nil {
+		return "", nil, problem(Invalid, "structure", "body is not a Bundle")
+	}
+	if n > s.door.cfg.MaxBundleEntries {
+		return "", nil, fmt.Errorf("a batch or transaction may have at most %d entries: %w", s.door.cfg.MaxBundleEntries, store.ErrTooCostly)
+	}
 	var b inBundle
 	if err := json.Unmarshal(body, &b); err != nil {
 		return "", nil, problem(Invalid, "structure", "body is not a Bundle")
@@ -101,9 +119,10 @@ func (s *Session) Bundle(ctx context.Context, body []byte, keepBodies bool) (str
 	if b.ResourceType != "Bundle" || (b.Type != "batch" && b.Type != "transaction") {
 		return "", nil, problem(Invalid, "invalid", "POST to the base takes a Bundle of type batch or transaction")
 	}
-	if len(b.Entry) > s.door.cfg.MaxBundleEntries {
-		return "", nil, fmt.Errorf("a batch or transaction may have at most %d entries (this one has %d): %w", s.door.cfg.MaxBundleEntries, len(b.Entry), store.ErrTooCostly)
-	}
+	// Past keepDecoded entries the written versions' bytes are not held
+	// for the answer either: Written reads each back as it is sent, so
+	// the answer's memory does not grow with the bundle.
+	keepBodies = keepBodies && len(b.Entry) <= keepDecoded
 	// Validation is most of the CPU work of a large bundle and needs no
 	// store: spread it over the cores.
 	ops := make([]*Entry, len(b.Entry))
@@ -139,6 +158,47 @@ func (s *Session) Bundle(ctx context.Context, body []byte, keepBodies bool) (str
 		s.batch(ctx, ops, keepBodies)
 	}
 	return b.Type, ops, nil
+}
+
+// countEntries counts the elements of a JSON object's "entry" array,
+// stopping once there are more than max, without decoding them. It checks
+// no more of the document than it reads: decoding it comes next.
+func countEntries(doc []byte, max int) (int, error) {
+	dec := jsontext.NewDecoder(bytes.NewReader(doc), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return 0, errors.New("not a JSON object")
+	}
+	n := 0
+	for dec.PeekKind() == '"' {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return 0, err
+		}
+		if name.String() != "entry" || dec.PeekKind() != '[' {
+			if err := dec.SkipValue(); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if _, err := dec.ReadToken(); err != nil {
+			return 0, err
+		}
+		for kind := dec.PeekKind(); kind != ']'; kind = dec.PeekKind() {
+			if kind == 0 {
+				return 0, errors.New("the entry array is not valid JSON")
+			}
+			if n++; n > max {
+				return n, nil
+			}
+			if err := dec.SkipValue(); err != nil {
+				return 0, err
+			}
+		}
+		if _, err := dec.ReadToken(); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
 }
 
 // distinctFullURLs: a transaction's entries are told apart by fullUrl, so
@@ -362,7 +422,7 @@ func (s *Session) transaction(ctx context.Context, ops []*Entry, keepBodies bool
 			forgetDecoded(ops)
 		}
 		for _, op := range ops {
-			op.Result, op.Err, op.matched = Result{}, nil, false
+			op.Result, op.Err, op.matched, op.dropped = Result{}, nil, false, false
 			if op.Method == "POST" || (op.cond != nil && op.Method != "PUT") {
 				op.ID = "" // given out below, on every attempt
 			}
@@ -416,28 +476,35 @@ func (s *Session) transaction(ctx context.Context, ops []*Entry, keepBodies bool
 		if err := distinctIdentities(ops); err != nil {
 			return err
 		}
+		// Conditional references are resolved before any entry is
+		// written, so that they match what the store held before the
+		// transaction whatever the order of its entries.
 		for _, op := range ops {
 			if op.body.Raw == nil {
 				continue
 			}
-			body, err := s.resolveReferences(ctx, tx, op.body, ids)
+			refs, err := references(ctx, tx, op.body.Raw, ids, s.door.cfg.BaseURL)
 			if err != nil {
 				return withEntry(op.index, err)
 			}
-			op.resolved = body
+			op.refs = refs
 		}
 		for _, method := range []string{"DELETE", "POST", "PUT", "PATCH"} {
 			for _, op := range ops {
 				if op.Method != method {
 					continue
 				}
+				var err error
+				if op.resolved, err = op.body.withReferences(op.refs); err != nil {
+					return withEntry(op.index, err)
+				}
 				if err := runEntry(ctx, tx, op); err != nil {
 					return withEntry(op.index, err)
 				}
 				// Written: a retry resolves the client's body again.
-				op.resolved = Body{}
+				op.resolved, op.refs = Body{}, nil
 				if !keepBodies {
-					op.Result.Resource.JSON = nil
+					op.dropBody()
 				}
 			}
 		}
@@ -495,9 +562,30 @@ func (s *Session) batch(ctx context.Context, ops []*Entry, keepBodies bool) {
 		})
 		op.resolved = Body{}
 		if !keepBodies {
-			op.Result.Resource.JSON = nil
+			op.dropBody()
 		}
 	}
+}
+
+// dropBody lets go of a written version's bytes, which Written reads back.
+func (op *Entry) dropBody() {
+	if op.Result.Resource.JSON != nil {
+		op.Result.Resource.JSON, op.dropped = nil, true
+	}
+}
+
+// Written is the version an entry wrote (or matched), with its bytes, for
+// the answer of a bundle that did not keep them. The entry's write was
+// judged by the session's policy when it ran; the version it names is read
+// back as it is, so a write-only token (.cu) gets what it wrote, as it
+// would have with the bytes kept. Only an entry whose bytes Bundle let go
+// is read back: anything else is refused.
+func (s *Session) Written(ctx context.Context, op *Entry) (store.Resource, error) {
+	if !op.dropped {
+		return store.Resource{}, errors.New("interact: Written on an entry whose bytes were not let go")
+	}
+	res := op.Result.Resource
+	return s.door.data.VRead(ctx, res.Type, res.ID, res.VersionID)
 }
 
 // forgetDecoded drops the decoded copies of entries before a retried
@@ -552,19 +640,11 @@ func runEntry(ctx context.Context, tx store.Tx, op *Entry) error {
 // resolveReferences resolves urn:uuid and conditional references in the
 // bytes and, identically, in the decoded copy the store will index.
 func (s *Session) resolveReferences(ctx context.Context, tx store.Tx, body Body, ids map[string]string) (Body, error) {
-	return resolveBody(ctx, tx, body, ids, s.door.cfg.BaseURL)
-}
-
-func resolveBody(ctx context.Context, tx store.Tx, body Body, ids map[string]string, baseURL string) (Body, error) {
-	raw, replaced, err := resolveReferences(ctx, tx, body.Raw, ids, baseURL)
-	if err != nil || len(replaced) == 0 {
-		return Body{Raw: raw, Parsed: body.Parsed}, err
+	replaced, err := references(ctx, tx, body.Raw, ids, s.door.cfg.BaseURL)
+	if err != nil {
+		return Body{}, err
 	}
-	fhir.RewriteDecodedStrings(body.Parsed, func(_, value string) (string, bool) {
-		r, ok := replaced[value]
-		return r, ok
-	})
-	return Body{Raw: raw, Parsed: body.Parsed}, nil
+	return body.withReferences(replaced)
 }
 
 // readEntry answers a GET entry: read, vread or search. budget is how many

@@ -57,58 +57,83 @@ func matchOne(ctx context.Context, tx store.Tx, cond *fhir.SearchQuery, required
 // matches nothing.
 var ErrUnresolved = errors.New("unresolved reference")
 
-// resolveReferences rewrites urn:uuid references found in ids (fullUrl →
-// Type/id) and conditional references ("Organization?identifier=…") to the
-// one resource each matches, inside tx. Only those strings change; every
-// other byte of the resource stays. ids may be nil (a batch entry). It
-// returns what it replaced, so a decoded copy can be kept equal.
-func resolveReferences(ctx context.Context, tx store.Tx, body []byte, ids map[string]string, baseURL string) ([]byte, map[string]string, error) {
+// references finds how resolving a resource's references rewrites it:
+// urn:uuid references found in ids (fullUrl → Type/id) become Type/id, and
+// conditional references ("Organization?identifier=…") name the one
+// resource each matches inside tx. ids may be nil (a batch entry). The
+// answer maps each string to its replacement, nil when there is none;
+// Body.withReferences applies it.
+func references(ctx context.Context, tx store.Tx, body []byte, ids map[string]string, baseURL string) (map[string]string, error) {
 	var resolveErr error
-	replaced := map[string]string{}
-	out, err := fhir.RewriteStrings(body, func(key, value string) (repl string, ok bool) {
-		defer func() {
-			if ok {
-				replaced[value] = repl
-			}
-		}()
+	var replaced map[string]string
+	replace := func(value, ref string) {
+		if replaced == nil {
+			replaced = map[string]string{}
+		}
+		replaced[value] = ref
+	}
+	err := fhir.VisitStrings(body, func(key, value string) {
 		if resolveErr != nil {
-			return "", false
+			return
 		}
 		if strings.HasPrefix(value, "urn:uuid:") || strings.HasPrefix(value, "urn:oid:") {
 			if ref, ok := ids[value]; ok {
-				return ref, true
+				replace(value, ref)
+				return
 			}
 			if key == "reference" && ids != nil {
 				resolveErr = fmt.Errorf("a reference to %s names no entry of the bundle: %w", value, ErrUnresolved)
 			}
-			return "", false
+			return
 		}
 		if key != "reference" {
-			return "", false
+			return
 		}
 		typ, query, ok := fhir.IsConditionalReference(value)
 		if !ok {
-			return "", false
+			return
+		}
+		if _, done := replaced[value]; done {
+			return
 		}
 		cond, err := conditionQuery(typ, query, baseURL)
 		if err != nil {
 			resolveErr = err
-			return "", false
+			return
 		}
 		id, err := matchOne(ctx, tx, cond, false)
 		if err != nil {
 			// The query may hold identifiers: say which type, not the values.
 			resolveErr = fmt.Errorf("a conditional reference to %s matches more than one resource: %w", typ, store.ErrMultipleMatches)
-			return "", false
+			return
 		}
 		if id == "" {
 			resolveErr = fmt.Errorf("a conditional reference to %s matches no resource: %w", typ, ErrUnresolved)
-			return "", false
+			return
 		}
-		return typ + "/" + id, true
+		replace(value, typ+"/"+id)
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("resource JSON could not be scanned: %w", err)
+		return nil, fmt.Errorf("resource JSON could not be scanned: %w", err)
 	}
-	return out, replaced, resolveErr
+	return replaced, resolveErr
+}
+
+// withReferences applies the replacements references found to the bytes
+// and, identically and in place, to the decoded copy the store will index.
+// Without replacements the body is returned as it is: no copy.
+func (b Body) withReferences(replaced map[string]string) (Body, error) {
+	if len(replaced) == 0 {
+		return b, nil
+	}
+	lookup := func(_, value string) (string, bool) {
+		r, ok := replaced[value]
+		return r, ok
+	}
+	raw, err := fhir.RewriteStrings(b.Raw, lookup)
+	if err != nil {
+		return Body{}, fmt.Errorf("resource JSON could not be rewritten: %w", err)
+	}
+	fhir.RewriteDecodedStrings(b.Parsed, lookup)
+	return Body{Raw: raw, Parsed: b.Parsed}, nil
 }

@@ -23,12 +23,7 @@ func (s *Server) bundle(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	b, err := bundleResponse(s.cfg.BaseURL, prefer, typ+"-response", entries)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.writeBundle(w, r, b)
+	s.writeBundle(w, r, bundleResponse(r.Context(), s.session(r), s.cfg.BaseURL, prefer, typ+"-response", entries))
 }
 
 // ProcessBundle runs a batch or transaction on session and renders the
@@ -40,61 +35,76 @@ func ProcessBundle(ctx context.Context, session *interact.Session, body []byte, 
 	if err != nil {
 		return nil, err
 	}
-	b, err := bundleResponse(session.BaseURL(), prefer, typ+"-response", entries)
-	if err != nil {
-		return nil, err
-	}
-	return b.MarshalJSON()
+	return bundleResponse(ctx, session, session.BaseURL(), prefer, typ+"-response", entries).MarshalJSON()
 }
 
-// bundleResponse renders the batch-response or transaction-response.
-func bundleResponse(base, prefer, typ string, entries []*interact.Entry) (*fhir.Bundle, error) {
-	b := fhir.Bundle{Type: typ}
-	for _, op := range entries {
-		e := fhir.BundleEntry{}
-		switch {
-		case op.Err != nil:
-			status, issues := statusOf(op.Err)
-			e.Response = &fhir.BundleEntryResponse{Status: statusLine(status), Outcome: fhir.OperationOutcome(issues...)}
-		case op.Method == http.MethodGet && op.Search != nil:
-			sb, err := searchBundle(base, op.Type, "", op.SearchQuery, op.Search, op.Query.Get("_page"))
-			if err != nil {
-				return nil, err
-			}
-			body, err := sb.MarshalJSON()
-			if err != nil {
-				return nil, err
-			}
-			e.Resource = body
-			e.Response = &fhir.BundleEntryResponse{Status: statusLine(http.StatusOK)}
-		case op.Method == http.MethodGet:
-			res := op.Resource
-			e.Resource = res.JSON
-			e.FullURL = base + "/" + res.Type + "/" + res.ID
-			e.Response = &fhir.BundleEntryResponse{Status: statusLine(http.StatusOK),
-				Etag: etag(res.VersionID), LastModified: fhir.FormatInstant(res.LastUpdated)}
-		default:
-			res := op.Result.Resource
-			e.Response = &fhir.BundleEntryResponse{Status: statusLine(writeStatus(op.Result.Outcome))}
-			if res.ID != "" {
-				e.Response.Etag = etag(res.VersionID)
-				e.Response.LastModified = fhir.FormatInstant(res.LastUpdated)
-				if !res.Deleted {
-					e.FullURL = base + "/" + res.Type + "/" + res.ID
-					e.Response.Location = res.Type + "/" + res.ID + "/_history/" + strconv.FormatInt(res.VersionID, 10)
-					switch prefer {
-					case "minimal":
-					case "operationoutcome":
-						e.Response.Outcome = fhir.Information(op.Result.Info)
-					default:
-						e.Resource = res.JSON
-					}
-				}
+// bundleResponse renders the batch-response or transaction-response an
+// entry at a time as it is written, reading back the written versions
+// whose bytes the session let go.
+func bundleResponse(ctx context.Context, session *interact.Session, base, prefer, typ string, entries []*interact.Entry) *fhir.Bundle {
+	return &fhir.Bundle{Type: typ, More: func(yield func(fhir.BundleEntry, error) bool) {
+		for _, op := range entries {
+			e, err := entryResponse(ctx, session, base, prefer, op)
+			if !yield(e, err) || err != nil {
+				return
 			}
 		}
-		b.Entries = append(b.Entries, e)
+	}}
+}
+
+// entryResponse is one entry of a batch-response or transaction-response.
+func entryResponse(ctx context.Context, session *interact.Session, base, prefer string, op *interact.Entry) (fhir.BundleEntry, error) {
+	e := fhir.BundleEntry{}
+	switch {
+	case op.Err != nil:
+		status, issues := statusOf(op.Err)
+		e.Response = &fhir.BundleEntryResponse{Status: statusLine(status), Outcome: fhir.OperationOutcome(issues...)}
+	case op.Method == http.MethodGet && op.Search != nil:
+		sb, err := searchBundle(base, op.Type, "", op.SearchQuery, op.Search, op.Query.Get("_page"))
+		if err != nil {
+			return e, err
+		}
+		body, err := sb.MarshalJSON()
+		if err != nil {
+			return e, err
+		}
+		e.Resource = body
+		e.Response = &fhir.BundleEntryResponse{Status: statusLine(http.StatusOK)}
+	case op.Method == http.MethodGet:
+		res := op.Resource
+		e.Resource = res.JSON
+		e.FullURL = base + "/" + res.Type + "/" + res.ID
+		e.Response = &fhir.BundleEntryResponse{Status: statusLine(http.StatusOK),
+			Etag: etag(res.VersionID), LastModified: fhir.FormatInstant(res.LastUpdated)}
+	default:
+		res := op.Result.Resource
+		e.Response = &fhir.BundleEntryResponse{Status: statusLine(writeStatus(op.Result.Outcome))}
+		if res.ID == "" {
+			return e, nil
+		}
+		e.Response.Etag = etag(res.VersionID)
+		e.Response.LastModified = fhir.FormatInstant(res.LastUpdated)
+		if res.Deleted {
+			return e, nil
+		}
+		e.FullURL = base + "/" + res.Type + "/" + res.ID
+		e.Response.Location = res.Type + "/" + res.ID + "/_history/" + strconv.FormatInt(res.VersionID, 10)
+		switch prefer {
+		case "minimal":
+		case "operationoutcome":
+			e.Response.Outcome = fhir.Information(op.Result.Info)
+		default:
+			if res.JSON == nil {
+				written, err := session.Written(ctx, op)
+				if err != nil {
+					return e, err
+				}
+				res.JSON = written.JSON
+			}
+			e.Resource = res.JSON
+		}
 	}
-	return &b, nil
+	return e, nil
 }
 
 func etag(v int64) string { return `W/"` + strconv.FormatInt(v, 10) + `"` }

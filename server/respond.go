@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"strconv"
@@ -112,13 +113,21 @@ func (s *Server) writeBundle(w http.ResponseWriter, r *http.Request, b *fhir.Bun
 	}
 	bw := bundleWriters.Get().(*bufio.Writer)
 	bw.Reset(w)
-	if _, err := b.WriteTo(bw); err == nil {
-		bw.Flush()
+	_, err := b.WriteTo(bw)
+	if err == nil {
+		err = bw.Flush()
 	}
-	// A failed write means the client went away mid-answer: the status is
-	// sent and nothing more can be said.
 	bw.Reset(nil)
 	bundleWriters.Put(bw)
+	if err != nil {
+		// The status is sent: the client went away mid-answer, or an entry
+		// made as it was written failed. Ending the handler normally would
+		// finish the answer as if whole; aborting cuts the connection, so
+		// the client sees an incomplete answer, not a short bundle.
+		s.log.LogAttrs(r.Context(), slog.LevelWarn, "answer cut short",
+			slog.String("request_id", requestID(r.Context())), slog.String("error", err.Error()))
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // bundleWriters reuses the buffers answers stream through.
@@ -169,10 +178,14 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, allowed ...str
 	if !ok {
 		return nil, errorf(http.StatusUnsupportedMediaType, "not-supported", "Content-Type "+mt+" is not supported here; use one of "+strings.Join(allowed, ", "))
 	}
+	tooBig := errorf(http.StatusRequestEntityTooLarge, "too-costly", "request body exceeds "+strconv.FormatInt(s.cfg.MaxBodyBytes, 10)+" bytes")
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		return nil, tooBig // announced: refused unread
+	}
 	body, err := readAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), r.ContentLength, s.cfg.MaxBodyBytes)
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return nil, errorf(http.StatusRequestEntityTooLarge, "too-costly", "request body exceeds "+strconv.FormatInt(s.cfg.MaxBodyBytes, 10)+" bytes")
+	var maxErr *http.MaxBytesError
+	if errors.As(err, &maxErr) {
+		return nil, tooBig
 	}
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, "structure", "could not read the request body")

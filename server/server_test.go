@@ -178,6 +178,11 @@ func TestValidationErrorsAreOperationOutcomesAndStoreNothing(t *testing.T) {
 		{"array for single", "POST", "/fhir/Patient", `{"resourceType":"Patient","birthDate":["1980-01-01"]}`, "structure Patient.birthDate: must be a single value", 400},
 		{"type mismatch", "POST", "/fhir/Patient", `{"resourceType":"Observation","status":"final","code":{"text":"x"}}`, "invalid : resourceType Observation does not match", 400},
 		{"not json", "POST", "/fhir/Patient", `{"resourceType":`, "structure : body is not valid JSON", 400},
+		// A member given twice would be stored with both values while the
+		// index saw only the last; invalid UTF-8 would be served back raw.
+		{"duplicate member", "POST", "/fhir/Patient", `{"resourceType":"Patient","gender":"male","gender":"female"}`, `structure : body is not valid JSON: the member /gender is given twice`, 400},
+		{"nested duplicate member", "POST", "/fhir/Patient", `{"resourceType":"Patient","name":[{"family":"A","family":"B"}]}`, `structure : body is not valid JSON: the member /name/0/family is given twice`, 400},
+		{"invalid UTF-8", "POST", "/fhir/Patient", "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"\xff\xfe\"}]}", "structure : body is not valid JSON: invalid UTF-8 at byte", 400},
 		{"id mismatch", "PUT", "/fhir/Patient/abc", `{"resourceType":"Patient","id":"xyz"}`, "invalid : the resource id must be present and equal the id in the URL", 400},
 		{"id missing", "PUT", "/fhir/Patient/abc", `{"resourceType":"Patient"}`, "invalid : the resource id must be present", 400},
 		{"bad url id", "PUT", "/fhir/Patient/a_b", `{"resourceType":"Patient","id":"a_b"}`, "value : id in the URL", 400},

@@ -67,12 +67,12 @@ func DeleteVersion(typ, id string, ifMatch int64, cur Resource, err error) (vers
 // extracted from the client's JSON with the store's id, since they depend
 // on the id (a Patient's own compartment) and not on the version.
 func StampAndIndex(w Write, v int64, now time.Time) ([]byte, fhir.Index, error) {
-	body, err := fhir.Stamp(w.Body, w.ID, v, now)
-	if err != nil {
-		return nil, fhir.Index{}, err
-	}
+	// Indexed first, stamped after: the decoded copy is then no longer
+	// needed while the stamped one is made (for a large resource, one
+	// copy fewer held at once).
 	decoded := w.Parsed
 	if decoded == nil {
+		var err error
 		if decoded, err = fhir.DecodeResource(w.Body); err != nil {
 			return nil, fhir.Index{}, fmt.Errorf("index: %w", err)
 		}
@@ -84,6 +84,10 @@ func StampAndIndex(w Write, v int64, now time.Time) ([]byte, fhir.Index, error) 
 		delete(decoded, "id")
 	} else {
 		decoded["id"] = id
+	}
+	body, err := fhir.Stamp(w.Body, w.ID, v, now)
+	if err != nil {
+		return nil, fhir.Index{}, err
 	}
 	return body, ix, nil
 }

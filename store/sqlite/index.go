@@ -145,10 +145,18 @@ func (t *tx) flushIndex(ctx context.Context) error {
 			chunk := vals[start:min(start+n*maxRowsPerInsert, len(vals))]
 			rows := len(chunk) / n
 			query := "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES " + strings.TrimSuffix(strings.Repeat(row+",", rows), ",")
-			if _, err := t.exec(ctx, query, chunk...); err != nil {
+			// Full chunks reuse one prepared statement per table; a tail
+			// chunk's row count varies from flush to flush, and keeping
+			// its statement would hold SQLite memory for each count seen.
+			exec := t.exec
+			if rows < maxRowsPerInsert {
+				exec = t.tx.ExecContext
+			}
+			if _, err := exec(ctx, query, chunk...); err != nil {
 				return err
 			}
 		}
+		clear(vals) // the backing array is kept: let go of the values
 		t.pending[table] = vals[:0]
 	}
 	return nil
