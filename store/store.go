@@ -104,6 +104,9 @@ type Tx interface {
 	// limit), in q's order. Conditional operations use it inside their
 	// transaction.
 	Search(ctx context.Context, q *fhir.SearchQuery, limit int) ([]Resource, error)
+	// AppendAudit stores audit records in this transaction: a write's
+	// AuditEvent commits, or rolls back, with the write.
+	AppendAudit(ctx context.Context, recs []AuditRecord) error
 }
 
 // HistoryQuery selects versions for a history interaction: all resources
@@ -155,6 +158,7 @@ type Resources interface {
 type Store interface {
 	Resources
 	AuthStore
+	AuditLog
 	Close() error
 }
 

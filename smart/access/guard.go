@@ -536,6 +536,12 @@ type guardTx struct {
 
 var _ store.Tx = (*guardTx)(nil)
 
+// AppendAudit passes the door's own audit records through: they describe
+// what the token did and are written by the server, never by the token.
+func (t *guardTx) AppendAudit(ctx context.Context, recs []store.AuditRecord) error {
+	return t.tx.AppendAudit(ctx, recs)
+}
+
 func (t *guardTx) Read(ctx context.Context, typ, id string) (store.Resource, error) {
 	if _, err := t.g.p.grant(typ, scopes.Read); err != nil {
 		return store.Resource{}, err

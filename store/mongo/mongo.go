@@ -47,6 +47,8 @@
 //	auth      {kind:1, rid:1}    revoke everything one grant issued
 //	auth      {kind:1, sub:1}    a user's grants
 //	auth      {exp:1} TTL        expired codes and tokens disappear
+//	audit     {rec:1, _id:1}; {p:1, rec:1}, {a:1, rec:1}, {e:1, rec:1}
+//	          the audit trail by time, and by patient, agent or entity
 //
 // # Operators used
 //
@@ -96,6 +98,7 @@ type Store struct {
 	auth      *mongo.Collection
 	snapshots *mongo.Collection
 	counters  *mongo.Collection
+	audit     *mongo.Collection // the audit trail (store.AuditLog)
 	// txns is whether the deployment runs multi-document transactions.
 	txns bool
 	// indexed holds the types whose collection this process has indexed.
@@ -120,7 +123,7 @@ func Open(ctx context.Context, uri string) (*Store, error) {
 	}
 	db := client.Database(name)
 	s := &Store{client: client, db: db, versions: db.Collection("versions"),
-		auth: db.Collection("auth"), snapshots: db.Collection("snapshots"), counters: db.Collection("counters")}
+		auth: db.Collection("auth"), snapshots: db.Collection("snapshots"), counters: db.Collection("counters"), audit: db.Collection("audit")}
 	var hello bson.M
 	if err := db.RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&hello); err != nil {
 		client.Disconnect(ctx)
@@ -221,6 +224,7 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		{s.snapshots, []mongo.IndexModel{
 			{Keys: bson.D{{Key: "exp", Value: 1}}, Options: options.Index().SetExpireAfterSeconds(0)},
 		}},
+		{s.audit, auditIndexes},
 	}
 	types, err := s.types(ctx)
 	if err != nil {

@@ -29,6 +29,7 @@ type tx struct {
 	now    time.Time
 	writes []*pendingWrite
 	latest map[string]*pendingWrite
+	audit  []store.AuditRecord // inserted after the writes, with them
 }
 
 var (
@@ -87,9 +88,15 @@ func (s *Store) transactOnce(ctx context.Context, fn func(store.Tx) error) error
 	}
 	switch {
 	case len(t.writes) == 0:
-		return nil
-	case len(t.writes) == 1:
-		return t.apply(ctx)
+		return s.AppendAudit(ctx, t.audit)
+	case len(t.writes) == 1 && !s.txns:
+		// One write and its audit records: without multi-document
+		// transactions a crash between the two can lose the records
+		// (README: the audit trail's loss window).
+		if err := t.apply(ctx); err != nil {
+			return err
+		}
+		return s.AppendAudit(ctx, t.audit)
 	case !s.txns:
 		return fmt.Errorf("a transaction of %d writes needs a MongoDB replica set or sharded cluster (this deployment has no multi-document transactions); send a batch instead: %w", len(t.writes), store.ErrUnsupported)
 	}
@@ -99,7 +106,10 @@ func (s *Store) transactOnce(ctx context.Context, fn func(store.Tx) error) error
 	}
 	defer sess.EndSession(ctx)
 	_, err = sess.WithTransaction(ctx, func(sc mongo.SessionContext) (any, error) {
-		return nil, t.apply(sc)
+		if err := t.apply(sc); err != nil {
+			return nil, err
+		}
+		return nil, s.AppendAudit(sc, t.audit)
 	})
 	return err
 }

@@ -207,6 +207,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if _, err := writer.Exec(schema); err != nil {
 		return nil, fmt.Errorf("sqlite: schema: %w", err)
 	}
+	if _, err := writer.Exec(auditSchema); err != nil {
+		return nil, fmt.Errorf("sqlite: audit schema: %w", err)
+	}
 	reader, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open reader: %w", err)

@@ -43,6 +43,7 @@ func Run(t *testing.T, open Opener) {
 		{"SearchPagingAndIncludes", testSearchPagingAndIncludes},
 		{"ConcurrentUpdatesNeverLoseWrites", testConcurrentUpdates},
 		{"AuthRecords", testAuthRecords},
+		{"AuditTrail", testAuditTrail},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
