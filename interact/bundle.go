@@ -18,6 +18,7 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 
 	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/store"
 )
 
@@ -152,7 +153,8 @@ func (s *Session) Bundle(ctx context.Context, body []byte, keepBodies bool) (str
 			return "", nil, err
 		}
 		if err := s.transaction(ctx, ops, keepBodies); err != nil {
-			return "", nil, err
+			// Nothing was done: one record of the refused transaction.
+			return "", nil, auditFailed(err, s.record(ctx, audit.Event{Subtype: "transaction", Action: "E"}, err))
 		}
 	} else {
 		s.batch(ctx, ops, keepBodies)
@@ -501,6 +503,9 @@ func (s *Session) transaction(ctx context.Context, ops []*Entry, keepBodies bool
 				if err := runEntry(ctx, tx, op); err != nil {
 					return withEntry(op.index, err)
 				}
+				if err := s.recordInTx(ctx, tx, writeEvent(op.event(), op.Result)); err != nil {
+					return err
+				}
 				// Written: a retry resolves the client's body again.
 				op.resolved, op.refs = Body{}, nil
 				if !keepBodies {
@@ -558,13 +563,32 @@ func (s *Session) batch(ctx context.Context, ops []*Entry, keepBodies bool) {
 				}
 				op.resolved = body
 			}
-			return runEntry(ctx, tx, op)
+			if err := runEntry(ctx, tx, op); err != nil {
+				return err
+			}
+			return s.recordInTx(ctx, tx, writeEvent(op.event(), op.Result))
 		})
+		if op.Err != nil {
+			op.Err = auditFailed(op.Err, s.record(ctx, about(op.event(), op.Type, op.ID), op.Err))
+		}
 		op.resolved = Body{}
 		if !keepBodies {
 			op.dropBody()
 		}
 	}
+}
+
+// event is the audit event of a write entry.
+func (op *Entry) event() audit.Event {
+	switch op.Method {
+	case "POST":
+		return createEvent
+	case "PATCH":
+		return patchEvent
+	case "DELETE":
+		return deleteEvent
+	}
+	return updateEvent
 }
 
 // dropBody lets go of a written version's bytes, which Written reads back.
@@ -657,10 +681,10 @@ func (s *Session) readEntry(ctx context.Context, op *Entry, budget *int) {
 	case op.ID != "" && *budget <= 0:
 		op.Err = tooMany
 	case op.ID != "" && op.VID != 0:
-		op.Resource, op.Err = s.data.VRead(ctx, op.Type, op.ID, op.VID)
+		op.Resource, op.Err = s.VRead(ctx, op.Type, op.ID, op.VID)
 		*budget--
 	case op.ID != "":
-		op.Resource, op.Err = s.data.Read(ctx, op.Type, op.ID)
+		op.Resource, op.Err = s.Read(ctx, op.Type, op.ID)
 		*budget--
 	default:
 		q, err := fhir.ParseSearch(op.Type, op.Query, fhir.SearchOptions{DefaultCount: DefaultCount, MaxCount: MaxCount, BaseURL: s.door.cfg.BaseURL})

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/store"
 )
 
@@ -22,7 +23,7 @@ func FuzzBundleEntries(f *testing.F) {
 	} {
 		f.Add([]byte(b))
 	}
-	s := New(closedForFuzz{}, Config{BaseURL: "http://h/fhir"}).Unrestricted()
+	s := New(closedForFuzz{}, Config{BaseURL: "http://h/fhir"}).Unrestricted(audit.Agent{})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		typ, entries, err := s.Bundle(context.Background(), body, true)
 		if err != nil {

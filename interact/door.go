@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/smart/access"
 	"github.com/hearth-fhir/hearth/store"
 )
@@ -35,6 +36,10 @@ type Config struct {
 	// MaxBundleResults bounds the resources the reads and searches of one
 	// batch or transaction return together (default 10,000).
 	MaxBundleResults int
+	// Audit is the trail every interaction is recorded in. Nil only for
+	// the tools that load data as an operator (import, the demo seed,
+	// admin commands): `hearth serve` always has one.
+	Audit *audit.Trail
 }
 
 // Door opens sessions over one store.
@@ -64,21 +69,26 @@ func (d *Door) BaseURL() string { return d.cfg.BaseURL }
 // Session returns a session that sees and changes only what p allows. A
 // nil policy is a programming error answered by ErrNoPolicy on every call,
 // never by open access.
-func (d *Door) Session(p *access.Policy) *Session {
+// who is recorded as the agent of each interaction in the audit trail.
+func (d *Door) Session(p *access.Policy, who audit.Agent) *Session {
 	if p == nil {
-		return &Session{door: d, data: closed{}}
+		return &Session{door: d, data: closed{}, who: who}
 	}
-	return &Session{door: d, data: access.NewGuard(d.data, p)}
+	return &Session{door: d, data: access.NewGuard(d.data, p), who: who}
 }
 
 // Unrestricted returns a session that sees everything: for the importer,
-// the demo seed and `hearth serve --open`, which ask for it by name.
-func (d *Door) Unrestricted() *Session { return &Session{door: d, data: d.data} }
+// the demo seed and `hearth serve --open`, which ask for it by name. who
+// is recorded as the agent of its interactions.
+func (d *Door) Unrestricted(who audit.Agent) *Session {
+	return &Session{door: d, data: d.data, who: who}
+}
 
 // Session carries out interactions for one policy.
 type Session struct {
 	door *Door
 	data store.Resources // the policy's guard, or the store itself
+	who  audit.Agent
 }
 
 // BaseURL is the FHIR base of the door the session came from.

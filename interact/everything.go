@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/store"
 )
 
@@ -25,7 +26,12 @@ type EverythingQuery struct {
 // those refer to. The whole list is fixed by the first page (a snapshot), so
 // later pages are stable under writes.
 func (ss *Session) Everything(ctx context.Context, q EverythingQuery, token string) (*SearchPage, error) {
-	return everything(ctx, ss.data, q, token)
+	page, err := everything(ctx, ss.data, q, token)
+	e := audit.Event{Subtype: "operation", Action: "E", Entities: []string{q.Type + "/" + q.ID}, Query: q.Type + "/" + q.ID + "/$everything"}
+	if err == nil {
+		e.Patients = patientsOf(page.Matches, page.Included)
+	}
+	return page, auditFailed(err, ss.record(ctx, e, err))
 }
 
 func everything(ctx context.Context, s store.Resources, q EverythingQuery, token string) (*SearchPage, error) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/store"
 	"github.com/hearth-fhir/hearth/store/sqlite"
 )
@@ -39,7 +40,7 @@ func TestRetriedTransactionResolvesAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	s := New(retryingStore{st}, Config{}).Unrestricted()
+	s := New(retryingStore{st}, Config{}).Unrestricted(audit.Agent{})
 	bundle := `{"resourceType":"Bundle","type":"transaction","entry":[
 		{"fullUrl":"urn:uuid:0b1f3a8e-5a51-4c47-9e63-7a0c3e6f1d20","resource":{"resourceType":"Patient","gender":"female"},"request":{"method":"POST","url":"Patient"}},
 		{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"urn:uuid:0b1f3a8e-5a51-4c47-9e63-7a0c3e6f1d20"}},"request":{"method":"POST","url":"Observation"}}]}`

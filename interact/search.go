@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/store"
 )
 
@@ -41,7 +42,12 @@ var DefaultSearchLimits = SearchLimits{MaxSnapshot: 100_000, MaxIncluded: 5_000,
 // which never changes, and a sorted one pages through a snapshot of its
 // ordered ids taken when the first page was served.
 func (ss *Session) Search(ctx context.Context, q *fhir.SearchQuery, token string) (*SearchPage, error) {
-	return search(ctx, ss.data, q, token, ss.door.cfg.Limits)
+	page, err := search(ctx, ss.data, q, token, ss.door.cfg.Limits)
+	e := audit.Event{Subtype: "search-type", Action: "E", Query: recordedQuery(q.Type, q.Canonical)}
+	if err == nil {
+		e.Patients = patientsOf(page.Matches, page.Included)
+	}
+	return page, auditFailed(err, ss.record(ctx, e, err))
 }
 
 func search(ctx context.Context, s store.Searcher, q *fhir.SearchQuery, token string, lim SearchLimits) (*SearchPage, error) {

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"strconv"
 	"strings"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 
 	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/store"
 )
 
@@ -87,39 +89,69 @@ func (s *Session) ConditionQuery(typ, raw string) (*fhir.SearchQuery, error) {
 }
 
 // write runs one write interaction in a transaction of the session.
-func (s *Session) write(ctx context.Context, op func(tx store.Tx) (Result, error)) (Result, error) {
+// Its audit record commits with it; a failed write is recorded on its own.
+func (s *Session) write(ctx context.Context, e audit.Event, op func(tx store.Tx) (Result, error)) (Result, error) {
 	var res Result
 	err := s.data.Transact(ctx, func(tx store.Tx) error {
 		var err error
-		res, err = op(tx)
-		return err
+		if res, err = op(tx); err != nil {
+			return err
+		}
+		return s.recordInTx(ctx, tx, writeEvent(e, res))
 	})
-	return res, err
+	if err != nil {
+		return res, auditFailed(err, s.record(ctx, e, err))
+	}
+	return res, nil
+}
+
+// writeEvent completes a write's event with what the write did.
+func writeEvent(e audit.Event, res Result) audit.Event {
+	if r := res.Resource; r.ID != "" {
+		e.Entities = []string{r.Type + "/" + r.ID + "/_history/" + strconv.FormatInt(r.VersionID, 10)}
+		e.Patients = patientsOf([]store.Resource{r})
+	}
+	return e
+}
+
+// writeEvents are the audit events of the write interactions.
+var (
+	createEvent = audit.Event{Subtype: "create", Action: "C"}
+	updateEvent = audit.Event{Subtype: "update", Action: "U"}
+	patchEvent  = audit.Event{Subtype: "patch", Action: "U"}
+	deleteEvent = audit.Event{Subtype: "delete", Action: "D"}
+)
+
+func about(e audit.Event, typ, id string) audit.Event {
+	if id != "" {
+		e.Entities = []string{typ + "/" + id}
+	}
+	return e
 }
 
 // Create is POST [type]; with ifNoneExist, a conditional create.
 func (s *Session) Create(ctx context.Context, typ string, body Body, ifNoneExist *fhir.SearchQuery) (Result, error) {
-	return s.write(ctx, func(tx store.Tx) (Result, error) { return create(ctx, tx, typ, "", body, ifNoneExist) })
+	return s.write(ctx, createEvent, func(tx store.Tx) (Result, error) { return create(ctx, tx, typ, "", body, ifNoneExist) })
 }
 
 // Update is PUT [type]/[id]: an update, or a create with the client's id.
 func (s *Session) Update(ctx context.Context, typ, id string, body Body, ifMatch int64) (Result, error) {
-	return s.write(ctx, func(tx store.Tx) (Result, error) { return update(ctx, tx, typ, id, body, ifMatch) })
+	return s.write(ctx, about(updateEvent, typ, id), func(tx store.Tx) (Result, error) { return update(ctx, tx, typ, id, body, ifMatch) })
 }
 
 // ConditionalUpdate is PUT [type]?search.
 func (s *Session) ConditionalUpdate(ctx context.Context, typ string, cond *fhir.SearchQuery, body Body, ifMatch int64) (Result, error) {
-	return s.write(ctx, func(tx store.Tx) (Result, error) { return conditionalUpdate(ctx, tx, typ, cond, body, ifMatch) })
+	return s.write(ctx, updateEvent, func(tx store.Tx) (Result, error) { return conditionalUpdate(ctx, tx, typ, cond, body, ifMatch) })
 }
 
 // Patch is PATCH [type]/[id] with a JSON Patch document.
 func (s *Session) Patch(ctx context.Context, typ, id string, p jsonpatch.Patch, ifMatch int64) (Result, error) {
-	return s.write(ctx, func(tx store.Tx) (Result, error) { return patch(ctx, tx, typ, id, p, ifMatch) })
+	return s.write(ctx, about(patchEvent, typ, id), func(tx store.Tx) (Result, error) { return patch(ctx, tx, typ, id, p, ifMatch) })
 }
 
 // ConditionalPatch is PATCH [type]?search: exactly one match is patched.
 func (s *Session) ConditionalPatch(ctx context.Context, typ string, cond *fhir.SearchQuery, p jsonpatch.Patch, ifMatch int64) (Result, error) {
-	return s.write(ctx, func(tx store.Tx) (Result, error) {
+	return s.write(ctx, patchEvent, func(tx store.Tx) (Result, error) {
 		id, err := matchOne(ctx, tx, cond, true)
 		if err != nil {
 			return Result{}, err
@@ -130,13 +162,13 @@ func (s *Session) ConditionalPatch(ctx context.Context, typ string, cond *fhir.S
 
 // Delete is DELETE [type]/[id].
 func (s *Session) Delete(ctx context.Context, typ, id string, ifMatch int64) (Result, error) {
-	return s.write(ctx, func(tx store.Tx) (Result, error) { return remove(ctx, tx, typ, id, ifMatch) })
+	return s.write(ctx, about(deleteEvent, typ, id), func(tx store.Tx) (Result, error) { return remove(ctx, tx, typ, id, ifMatch) })
 }
 
 // ConditionalDelete is DELETE [type]?search: no match is a success with
 // nothing to do; several matches are refused.
 func (s *Session) ConditionalDelete(ctx context.Context, typ string, cond *fhir.SearchQuery) (Result, error) {
-	return s.write(ctx, func(tx store.Tx) (Result, error) { return conditionalDelete(ctx, tx, typ, cond) })
+	return s.write(ctx, deleteEvent, func(tx store.Tx) (Result, error) { return conditionalDelete(ctx, tx, typ, cond) })
 }
 
 // create stores a new resource, with id when it is set (a transaction's

@@ -3,9 +3,11 @@ package server
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 
 	"github.com/hearth-fhir/hearth/interact"
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/smart"
 	"github.com/hearth-fhir/hearth/smart/access"
 )
@@ -30,7 +32,7 @@ var errUnavailable = errors.New("token check unavailable")
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.cfg.Open {
-			ctx := context.WithValue(r.Context(), sessionKey, s.door.Unrestricted())
+			ctx := context.WithValue(r.Context(), sessionKey, s.door.Unrestricted(agentOf(r, nil)))
 			next.ServeHTTP(w, r.WithContext(ctx))
 			return
 		}
@@ -58,7 +60,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.writeError(w, r, errors.Join(errUnavailable, err))
 			return
 		}
-		ctx := context.WithValue(r.Context(), sessionKey, s.door.Session(pol))
+		ctx := context.WithValue(r.Context(), sessionKey, s.door.Session(pol, agentOf(r, pol)))
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
@@ -81,5 +83,18 @@ func (s *Server) session(r *http.Request) *interact.Session {
 	if ss, ok := r.Context().Value(sessionKey).(*interact.Session); ok {
 		return ss
 	}
-	return s.door.Session(nil)
+	return s.door.Session(nil, agentOf(r, nil))
+}
+
+// agentOf is who a request acts as, for the audit trail: the token's user
+// and client, and where the request came from.
+func agentOf(r *http.Request, pol *access.Policy) audit.Agent {
+	a := audit.Agent{Address: r.RemoteAddr, RequestID: requestID(r.Context())}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		a.Address = host
+	}
+	if pol != nil {
+		a.User, a.FHIRUser, a.Client, a.Patient = pol.Subject, pol.FHIRUser, pol.ClientID, pol.Patient
+	}
+	return a
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/hearth-fhir/hearth/interact"
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/server"
 )
 
@@ -17,7 +18,7 @@ import (
 func TestNoPolicyIsClosed(t *testing.T) {
 	st := openStore(t)
 	door := interact.New(st, interact.Config{})
-	if _, err := door.Unrestricted().Put(t.Context(), "Patient", []byte(`{"resourceType":"Patient","gender":"female"}`)); err != nil {
+	if _, err := door.Unrestricted(audit.Agent{}).Put(t.Context(), "Patient", []byte(`{"resourceType":"Patient","gender":"female"}`)); err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(server.New(server.Config{}, door, slog.New(slog.DiscardHandler)))

@@ -61,6 +61,8 @@ func statusOf(err error) (int, []fhir.Issue) {
 		return []fhir.Issue{{Severity: "error", Code: code, Diagnostics: diag}}
 	}
 	switch {
+	case errors.Is(err, interact.ErrAuditUnavailable):
+		return http.StatusServiceUnavailable, issue("transient", "the audit trail cannot be written now, so nothing is served; retry shortly")
 	case errors.Is(err, errUnavailable):
 		return http.StatusServiceUnavailable, issue("transient", "the server cannot check the access token now; retry shortly")
 	case errors.Is(err, access.ErrForbidden), errors.Is(err, access.ErrCreateWithID):

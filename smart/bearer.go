@@ -120,6 +120,7 @@ func (p *Provider) Authenticate(ctx context.Context, token string) (*access.Poli
 		if !ok || s.Patient == "" {
 			return nil, ErrInvalidToken
 		}
+		pol.FHIRUser = actor.FHIRUser
 		if strings.HasPrefix(actor.FHIRUser, "RelatedPerson/") {
 			pol.WithholdSensitive = p.confidentialAge(ctx, s.Patient)
 		}

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/hearth-fhir/hearth/interact"
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/server"
 	"github.com/hearth-fhir/hearth/smart"
 	"github.com/hearth-fhir/hearth/store"
@@ -66,7 +67,7 @@ func newEnv(t *testing.T) *env {
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
 	door := interact.New(st, interact.Config{BaseURL: e.base})
-	e.records = door.Unrestricted()
+	e.records = door.Unrestricted(audit.Agent{})
 	e.provider, err = smart.New(ctx, smart.Config{FHIRBase: e.base}, st, e.records, log)
 	if err != nil {
 		t.Fatal(err)

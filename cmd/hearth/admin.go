@@ -39,7 +39,7 @@ func userCmd(args []string) error {
 	ctx := context.Background()
 	// The operator's commands read and write as the operator: through an
 	// unrestricted session of the door.
-	records := interact.New(st, interact.Config{}).Unrestricted()
+	records := interact.New(st, interact.Config{}).Unrestricted(operator)
 	switch sub {
 	case "add":
 		if pid != "" {
@@ -158,7 +158,7 @@ func parseAndOpen(fs *flag.FlagSet, args []string, storeKind, data *string) (sto
 // adminProvider is the authorization server as the operator's commands use
 // it: for its records, never to serve (the base URL is not used).
 func adminProvider(st store.Store) (*smart.Provider, error) {
-	return smart.New(context.Background(), smart.Config{FHIRBase: "http://localhost/fhir"}, st, interact.New(st, interact.Config{}).Unrestricted(), slog.New(slog.DiscardHandler))
+	return smart.New(context.Background(), smart.Config{FHIRBase: "http://localhost/fhir"}, st, interact.New(st, interact.Config{}).Unrestricted(operator), slog.New(slog.DiscardHandler))
 }
 
 type multiFlag []string
@@ -185,7 +185,7 @@ func seedAccounts(st store.Store, door *interact.Door) error {
 	if err != nil {
 		return err
 	}
-	records := door.Unrestricted()
+	records := door.Unrestricted(operator)
 	page, err := records.Search(ctx, q, "")
 	if err != nil {
 		return err

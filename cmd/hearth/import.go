@@ -451,7 +451,7 @@ type storeSink struct {
 // newStoreSink loads through an unrestricted session of the door: the
 // importer is the operator loading data, and asks for that by name.
 func newStoreSink(st store.Store, baseURL string) *storeSink {
-	return &storeSink{st: st, session: interact.New(st, interact.Config{BaseURL: baseURL}).Unrestricted()}
+	return &storeSink{st: st, session: interact.New(st, interact.Config{BaseURL: baseURL}).Unrestricted(operator)}
 }
 
 // transactional is whether the store commits several writes atomically;

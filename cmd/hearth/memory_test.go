@@ -46,8 +46,8 @@ func TestLargeRequestsStayInMemoryBudget(t *testing.T) {
 	}
 	cases := []struct {
 		name, method, path, prefer, body string
-		want                               int
-		loaded                             bool // measured with the transaction's 10,000 patients stored
+		want                             int
+		loaded                           bool // measured with the transaction's 10,000 patients stored
 	}{
 		{"transaction, return=minimal", "POST", "", "return=minimal", tx, 200, false},
 		{"transaction, return=representation", "POST", "", "return=representation", tx, 200, false},

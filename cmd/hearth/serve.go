@@ -21,6 +21,7 @@ import (
 
 	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/interact"
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/server"
 	"github.com/hearth-fhir/hearth/server/metrics"
 	"github.com/hearth-fhir/hearth/smart"
@@ -46,6 +47,8 @@ func serveCmd(args []string) error {
 	requestTimeout := fs.Duration("request-timeout", 60*time.Second, "longest time an interaction may work before it is stopped (503)")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) to serve HTTPS with (TLS 1.2+, HTTP/2, HSTS); with --tls-key")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
+	auditMode := fs.String("audit", "grouped", "when an answer may go out relative to its audit record: grouped (records are written in groups within 200 ms; a kill -9 can lose that window of reads) or sync (every answer waits for its record); off only for measuring the trail's cost")
+	auditRetention := fs.Duration("audit-retention", audit.DefaultRetention, "how long audit records are kept")
 	pprofListen := fs.String("pprof-listen", "", "serve Go's profiler (net/http/pprof) on this address, for diagnosis (keep it private: loopback)")
 	proxyAge := fs.Int("proxy-restricted-age", 12, "age from which a proxy no longer sees the patient's restricted and sensitive records (-1: never)")
 	if err := fs.Parse(args); err != nil {
@@ -139,11 +142,25 @@ func serveCmd(args []string) error {
 	}
 	defer raw.Close()
 	st := m.Store(raw) // every store operation timed
-	door := interact.New(st, interact.Config{BaseURL: *baseURL})
+	var trail *audit.Trail
+	switch *auditMode {
+	case "grouped", "sync":
+		mode := audit.Grouped
+		if *auditMode == "sync" {
+			mode = audit.Sync
+		}
+		trail = audit.New(raw, audit.Options{Mode: mode, Retention: *auditRetention, Log: log})
+		defer trail.Close() // before the store closes: what is pending is written
+	case "off":
+		log.Warn("--audit=off: interactions are NOT recorded in the audit trail; for measuring its cost only")
+	default:
+		return fmt.Errorf("--audit must be grouped, sync or off, not %q", *auditMode)
+	}
+	door := interact.New(st, interact.Config{BaseURL: *baseURL, Audit: trail})
 	var auth *smart.Provider
 	if *open {
 		log.Warn("--open: the API is served WITHOUT authorization; never use this with real patient data")
-	} else if auth, err = smart.New(context.Background(), smart.Config{FHIRBase: *baseURL, ProxyRestrictedAge: *proxyAge, Registration: *registration}, st, door.Unrestricted(), log); err != nil {
+	} else if auth, err = smart.New(context.Background(), smart.Config{FHIRBase: *baseURL, ProxyRestrictedAge: *proxyAge, Registration: *registration}, st, door.Unrestricted(authorizationServer), log); err != nil {
 		return err
 	}
 	handler.set(server.New(server.Config{
@@ -289,3 +306,12 @@ func openServed(kind, dataDir string, seedFresh bool, seedDemo func(store.Store)
 	st, _, err = openStore(kind, dataDir)
 	return st, err
 }
+
+// authorizationServer is the audit agent of what the authorization server
+// writes itself (a proxy link's RelatedPerson).
+var authorizationServer = audit.Agent{User: "hearth-authorization-server"}
+
+// operator is the agent of the admin commands and the importer, whose
+// doors keep no trail of their own: they run as the operator, on the data
+// directory or database directly.
+var operator = audit.Agent{User: "operator"}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/interact"
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/store"
 )
 
@@ -220,7 +221,7 @@ func load(t testing.TB, door *interact.Door, rs []res) {
 		items[i] = interact.LoadItem{Type: r.typ, ID: r.id, Body: body}
 	}
 	for i := range items {
-		errs, err := door.Unrestricted().Load(context.Background(), items[i:i+1])
+		errs, err := door.Unrestricted(audit.Agent{}).Load(context.Background(), items[i:i+1])
 		if err != nil || errs[0] != nil {
 			t.Fatalf("load %s/%s: %v %v", rs[i].typ, rs[i].id, err, errs[0])
 		}
@@ -251,7 +252,7 @@ func apply(t testing.TB, st store.Store, door *interact.Door, changes []change, 
 			if !unseen(c.delete[0], c.delete[1]) {
 				continue
 			}
-			if _, err := door.Unrestricted().Delete(ctx, c.delete[0], c.delete[1], 0); err != nil {
+			if _, err := door.Unrestricted(audit.Agent{}).Delete(ctx, c.delete[0], c.delete[1], 0); err != nil {
 				t.Fatal(err)
 			}
 		}

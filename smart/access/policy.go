@@ -32,9 +32,11 @@ type Policy struct {
 	// once the patient is old enough to have confidential care of their
 	// own, decided at each request.
 	WithholdSensitive bool
-	// ClientID and Subject identify the token for audit.
+	// ClientID and Subject identify the token for audit; FHIRUser is the
+	// resource that is the user ("Patient/x", "RelatedPerson/y").
 	ClientID string
 	Subject  string
+	FHIRUser string
 }
 
 // shared are the types that carry no patient's data and that a

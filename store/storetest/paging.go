@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/hearth-fhir/hearth/interact"
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/store"
 )
 
@@ -29,7 +30,7 @@ func testSearchPagingAndIncludes(t *testing.T, s store.Store) {
 		seen := map[string]bool{}
 		token := ""
 		for pages := 0; ; pages++ {
-			page, err := interact.New(s, interact.Config{}).Unrestricted().Search(ctx, q, token)
+			page, err := interact.New(s, interact.Config{}).Unrestricted(audit.Agent{}).Search(ctx, q, token)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -62,7 +63,7 @@ func testSearchPagingAndIncludes(t *testing.T, s store.Store) {
 		var got []string
 		token := ""
 		for {
-			page, err := interact.New(s, interact.Config{}).Unrestricted().Search(ctx, q, token)
+			page, err := interact.New(s, interact.Config{}).Unrestricted(audit.Agent{}).Search(ctx, q, token)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -92,10 +93,10 @@ func testSearchPagingAndIncludes(t *testing.T, s store.Store) {
 	})
 
 	t.Run("bad page token", func(t *testing.T) {
-		if _, err := interact.New(s, interact.Config{}).Unrestricted().Search(ctx, mustQuery(t, "Patient", ""), "s.nope.0"); err == nil {
+		if _, err := interact.New(s, interact.Config{}).Unrestricted(audit.Agent{}).Search(ctx, mustQuery(t, "Patient", ""), "s.nope.0"); err == nil {
 			t.Error("unknown snapshot accepted")
 		}
-		if _, err := interact.New(s, interact.Config{}).Unrestricted().Search(ctx, mustQuery(t, "Patient", ""), "garbage"); err == nil {
+		if _, err := interact.New(s, interact.Config{}).Unrestricted(audit.Agent{}).Search(ctx, mustQuery(t, "Patient", ""), "garbage"); err == nil {
 			t.Error("garbage token accepted")
 		}
 	})
@@ -116,7 +117,7 @@ func testSearchPagingAndIncludes(t *testing.T, s store.Store) {
 	}
 	for _, tc := range includeCases {
 		t.Run(tc.typ+"?"+tc.query, func(t *testing.T) {
-			page, err := interact.New(s, interact.Config{}).Unrestricted().Search(ctx, mustQuery(t, tc.typ, tc.query), "")
+			page, err := interact.New(s, interact.Config{}).Unrestricted(audit.Agent{}).Search(ctx, mustQuery(t, tc.typ, tc.query), "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -131,7 +132,7 @@ func testSearchPagingAndIncludes(t *testing.T, s store.Store) {
 
 	t.Run("_summary=count and _count=0 count without reading", func(t *testing.T) {
 		for _, query := range []string{"_summary=count&gender=male", "_count=0&gender=male"} {
-			page, err := interact.New(s, interact.Config{}).Unrestricted().Search(ctx, mustQuery(t, "Patient", query), "")
+			page, err := interact.New(s, interact.Config{}).Unrestricted(audit.Agent{}).Search(ctx, mustQuery(t, "Patient", query), "")
 			if err != nil || page.Total != 1 || len(page.Matches) != 0 {
 				t.Errorf("%s: total %d matches %d err %v", query, page.Total, len(page.Matches), err)
 			}

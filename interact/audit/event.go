@@ -1,0 +1,233 @@
+// Package audit is Hearth's audit trail: one AuditEvent, after IHE Basic
+// Audit Log Patterns (BALP), for every interaction the door to the data
+// carries out and for the authorization server's security events. A
+// write's event commits in the write's own transaction; the others are
+// written in groups by a Trail, at most a flush interval after they
+// happen, or before the answer with Sync.
+//
+// Events carry ids, codes and parameter names, never resource content or
+// the values a search was for: the trail is read by people who may not
+// see the records themselves.
+package audit
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"slices"
+	"time"
+
+	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/store"
+)
+
+// Agent is who acts in a session: the user (and the FHIR resource that is
+// them), the client app, the patient acted for, from where, in which
+// request.
+type Agent struct {
+	User      string // the account's username ("" for a backend service)
+	FHIRUser  string // "Patient/x", "RelatedPerson/y", "Practitioner/z"
+	Client    string // the OAuth client id ("" without a token: --open)
+	Patient   string // the patient a patient-bound token acts for
+	Address   string // the client's network address
+	RequestID string // the request id the logs carry
+}
+
+// Outcome codes of AuditEvent.outcome.
+const (
+	Success = "0"
+	Minor   = "4" // the request failed (4xx)
+	Serious = "8" // the server failed (5xx)
+)
+
+// Event is one thing that happened, as the trail records it.
+type Event struct {
+	// Type and Subtype code the event: Type "rest" with a FHIR restful
+	// interaction as Subtype ("read", "search-type", "create" …), or a
+	// security event (SecurityType) with its own subtype ("login" …).
+	Type, Subtype string
+	Action        string // C, R, U, D or E
+	Outcome       string // Success, Minor or Serious
+	Detail        string // why it failed: no resource content
+	// Patients are the ids of the Patients whose data was touched.
+	Patients []string
+	// Entities are the resources touched, "Type/id" or "Type/id/_history/v".
+	Entities []string
+	// Query is a search as recorded: parameter names, with the values
+	// of the few that hold no personal data (_count, _sort …).
+	Query string
+}
+
+// Codes of the systems BALP uses.
+const (
+	eventTypeSystem   = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+	interactionSystem = "http://hl7.org/fhir/restful-interaction"
+	entityTypeSystem  = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+	entityRoleSystem  = "http://terminology.hl7.org/CodeSystem/object-role"
+	dicomSystem       = "http://dicom.nema.org/resources/ontology/DCM"
+	balpEntitySystem  = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType"
+	clientSystem      = "urn:hearth:client"
+	userSystem        = "urn:hearth:user"
+	// SecurityType is the event type of the authorization server's
+	// security events (DICOM "Security Alert").
+	SecurityType = "110113"
+)
+
+type coding struct {
+	System  string `json:"system,omitempty"`
+	Code    string `json:"code"`
+	Display string `json:"display,omitempty"`
+}
+
+type reference struct {
+	Reference  string      `json:"reference,omitempty"`
+	Identifier *identifier `json:"identifier,omitempty"`
+}
+
+type identifier struct {
+	System string `json:"system,omitempty"`
+	Value  string `json:"value"`
+}
+
+type agent struct {
+	Type      *concept   `json:"type,omitempty"`
+	Who       *reference `json:"who,omitempty"`
+	AltID     string     `json:"altId,omitempty"`
+	Requestor bool       `json:"requestor"`
+	Network   *network   `json:"network,omitempty"`
+}
+
+type concept struct {
+	Coding []coding `json:"coding"`
+}
+
+type network struct {
+	Address string `json:"address"`
+	Type    string `json:"type"`
+}
+
+type entity struct {
+	What  *reference `json:"what,omitempty"`
+	Type  *coding    `json:"type,omitempty"`
+	Role  *coding    `json:"role,omitempty"`
+	Query string     `json:"query,omitempty"`
+}
+
+type auditEvent struct {
+	ResourceType string   `json:"resourceType"`
+	ID           string   `json:"id"`
+	Meta         meta     `json:"meta"`
+	Type         coding   `json:"type"`
+	Subtype      []coding `json:"subtype,omitempty"`
+	Action       string   `json:"action,omitempty"`
+	Recorded     string   `json:"recorded"`
+	Outcome      string   `json:"outcome"`
+	OutcomeDesc  string   `json:"outcomeDesc,omitempty"`
+	Agent        []agent  `json:"agent"`
+	Source       source   `json:"source"`
+	Entity       []entity `json:"entity,omitempty"`
+}
+
+type meta struct {
+	VersionID   string `json:"versionId"`
+	LastUpdated string `json:"lastUpdated"`
+}
+
+type source struct {
+	Observer reference `json:"observer"`
+	Type     []coding  `json:"type"`
+}
+
+// ClientDevice is how the trail names a client app among the agents: a
+// Device with the client's id, which AuditEvent?agent= finds.
+func ClientDevice(client string) string { return "Device/" + client }
+
+// Record renders an event as the AuditEvent the trail stores.
+func Record(a Agent, e Event, id string, at time.Time) (store.AuditRecord, error) {
+	at = at.UTC().Truncate(time.Millisecond)
+	ev := auditEvent{
+		ResourceType: "AuditEvent", ID: id,
+		Meta:        meta{VersionID: "1", LastUpdated: fhir.FormatInstant(at)},
+		Type:        coding{System: eventTypeSystem, Code: e.Type},
+		Action:      e.Action,
+		Recorded:    fhir.FormatInstant(at),
+		Outcome:     e.Outcome,
+		OutcomeDesc: e.Detail,
+		Source:      source{Observer: reference{Identifier: &identifier{Value: "Hearth"}}, Type: []coding{{System: "http://terminology.hl7.org/CodeSystem/security-source-type", Code: "4", Display: "Application Server"}}},
+	}
+	if e.Type == "rest" {
+		ev.Type.Display = "Restful Operation"
+		ev.Subtype = []coding{{System: interactionSystem, Code: e.Subtype}}
+	} else {
+		ev.Type.System = dicomSystem
+		ev.Subtype = []coding{{System: "urn:hearth:security-event", Code: e.Subtype}}
+	}
+	rec := store.AuditRecord{ID: id, Recorded: at, Type: e.Type, Subtype: e.Subtype, Action: e.Action, Outcome: e.Outcome,
+		Patients: e.Patients, Entities: e.Entities}
+	var net *network
+	if a.Address != "" {
+		net = &network{Address: a.Address, Type: "2"} // IP address
+	}
+	// The user, as the FHIR resource that is them where there is one.
+	if a.User != "" || a.FHIRUser != "" {
+		who := &reference{Reference: a.FHIRUser}
+		if a.FHIRUser == "" {
+			who = &reference{Identifier: &identifier{System: userSystem, Value: a.User}}
+		}
+		ev.Agent = append(ev.Agent, agent{
+			Type:  &concept{Coding: []coding{{System: "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", Code: "IRCP", Display: "information recipient"}}},
+			Who:   who, AltID: a.User, Requestor: true, Network: net,
+		})
+		if a.FHIRUser != "" {
+			rec.Agents = append(rec.Agents, a.FHIRUser)
+		}
+		net = nil
+	}
+	// The client app, as the source of the request (DICOM Source Role ID).
+	if a.Client != "" {
+		ev.Agent = append(ev.Agent, agent{
+			Type:      &concept{Coding: []coding{{System: dicomSystem, Code: "110153", Display: "Source Role ID"}}},
+			Who:       &reference{Reference: ClientDevice(a.Client), Identifier: &identifier{System: clientSystem, Value: a.Client}},
+			Requestor: a.User == "" && a.FHIRUser == "", Network: net,
+		})
+		rec.Agents = append(rec.Agents, ClientDevice(a.Client))
+		net = nil
+	}
+	if len(ev.Agent) == 0 {
+		ev.Agent = append(ev.Agent, agent{Who: &reference{Identifier: &identifier{System: userSystem, Value: "anonymous"}}, Requestor: true, Network: net})
+	}
+	// The server itself (DICOM Destination Role ID).
+	ev.Agent = append(ev.Agent, agent{
+		Type: &concept{Coding: []coding{{System: dicomSystem, Code: "110152", Display: "Destination Role ID"}}},
+		Who:  &reference{Identifier: &identifier{Value: "Hearth"}},
+	})
+	patients := e.Patients
+	if a.Patient != "" && !slices.Contains(patients, a.Patient) && e.Type != "rest" {
+		patients = append(patients, a.Patient)
+		rec.Patients = patients
+	}
+	for _, p := range patients {
+		ev.Entity = append(ev.Entity, entity{What: &reference{Reference: "Patient/" + p},
+			Type: &coding{System: entityTypeSystem, Code: "1", Display: "Person"},
+			Role: &coding{System: entityRoleSystem, Code: "1", Display: "Patient"}})
+	}
+	for _, r := range e.Entities {
+		ev.Entity = append(ev.Entity, entity{What: &reference{Reference: r},
+			Type: &coding{System: entityTypeSystem, Code: "2", Display: "System Object"},
+			Role: &coding{System: entityRoleSystem, Code: "4", Display: "Domain Resource"}})
+	}
+	if e.Query != "" {
+		ev.Entity = append(ev.Entity, entity{Query: base64.StdEncoding.EncodeToString([]byte(e.Query)),
+			Type: &coding{System: entityTypeSystem, Code: "2", Display: "System Object"},
+			Role: &coding{System: entityRoleSystem, Code: "24", Display: "Query"}})
+	}
+	if a.RequestID != "" {
+		ev.Entity = append(ev.Entity, entity{What: &reference{Identifier: &identifier{Value: a.RequestID}},
+			Type: &coding{System: balpEntitySystem, Code: "XrequestId", Display: "X-Request-Id"}})
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return store.AuditRecord{}, err
+	}
+	rec.JSON = body
+	return rec, nil
+}
