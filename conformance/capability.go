@@ -3,6 +3,7 @@
 package conformance
 
 import (
+	"slices"
 	"time"
 
 	"github.com/samply/golang-fhir-models/fhir-models/fhir"
@@ -96,6 +97,9 @@ func CapabilityStatement(o Options) []byte {
 				Definition: "http://hl7.org/fhir/OperationDefinition/" + name + "-everything",
 			}}
 		}
+		if name == "AuditEvent" {
+			res = auditEventResource(res)
+		}
 		res.ConditionalUpdate = &yes
 		conditionalSingle := fhir.ConditionalDeleteStatusSingle
 		res.ConditionalDelete = &conditionalSingle
@@ -170,4 +174,27 @@ func includes(typ string) []string {
 		}
 	}
 	return out
+}
+
+// auditEvent are the search parameters of the audit trail (interact's
+// auditQuery), which the server writes alone.
+var auditEventParams = []string{"date", "agent", "entity", "patient", "type", "subtype", "outcome", "action"}
+
+// auditEventResource is what the API does with AuditEvents: they are read
+// and searched from the audit trail, never written through it.
+func auditEventResource(res fhir.CapabilityStatementRestResource) fhir.CapabilityStatementRestResource {
+	res.Interaction = []fhir.CapabilityStatementRestResourceInteraction{
+		{Code: fhir.TypeRestfulInteractionRead}, {Code: fhir.TypeRestfulInteractionVread}, {Code: fhir.TypeRestfulInteractionSearchType},
+	}
+	var params []fhir.CapabilityStatementRestResourceSearchParam
+	for _, p := range res.SearchParam {
+		if slices.Contains(auditEventParams, p.Name) {
+			params = append(params, p)
+		}
+	}
+	res.SearchParam = params
+	res.SearchInclude, res.SearchRevInclude = nil, nil
+	no := false
+	res.UpdateCreate, res.ConditionalCreate = &no, &no
+	return res
 }

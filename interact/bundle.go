@@ -304,6 +304,9 @@ func (s *Session) parseEntry(i int, e inEntry) (*Entry, error) {
 		op.body = body
 		return nil
 	}
+	if op.Type == auditType && op.Method != "GET" && op.Method != "HEAD" {
+		return nil, errAuditReadOnly
+	}
 	var err error
 	switch op.Method {
 	case "GET", "HEAD":

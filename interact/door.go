@@ -46,6 +46,9 @@ type Config struct {
 type Door struct {
 	data store.Resources
 	cfg  Config
+	// trail is where AuditEvents are read from (AuditEvent searches):
+	// the store's audit log, when it keeps one.
+	trail store.AuditLog
 }
 
 // New returns the door to st's resources. Every path that writes data —
@@ -60,7 +63,9 @@ func New(st store.Resources, cfg Config) *Door {
 		cfg.MaxBundleResults = 10_000
 	}
 	fhir.AddLocalBase(cfg.BaseURL)
-	return &Door{data: st, cfg: cfg}
+	d := &Door{data: st, cfg: cfg}
+	d.trail, _ = st.(store.AuditLog)
+	return d
 }
 
 // BaseURL is the FHIR base the door was configured with.
@@ -74,14 +79,14 @@ func (d *Door) Session(p *access.Policy, who audit.Agent) *Session {
 	if p == nil {
 		return &Session{door: d, data: closed{}, who: who}
 	}
-	return &Session{door: d, data: access.NewGuard(d.data, p), who: who}
+	return &Session{door: d, data: access.NewGuard(d.data, p), who: who, pol: p}
 }
 
 // Unrestricted returns a session that sees everything: for the importer,
 // the demo seed and `hearth serve --open`, which ask for it by name. who
 // is recorded as the agent of its interactions.
 func (d *Door) Unrestricted(who audit.Agent) *Session {
-	return &Session{door: d, data: d.data, who: who}
+	return &Session{door: d, data: d.data, who: who, unrestricted: true}
 }
 
 // Session carries out interactions for one policy.
@@ -89,6 +94,9 @@ type Session struct {
 	door *Door
 	data store.Resources // the policy's guard, or the store itself
 	who  audit.Agent
+	// pol is the session's policy; unrestricted sessions have none.
+	pol          *access.Policy
+	unrestricted bool
 }
 
 // BaseURL is the FHIR base of the door the session came from.

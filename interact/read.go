@@ -3,6 +3,7 @@ package interact
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 
 	"github.com/hearth-fhir/hearth/interact/audit"
@@ -11,7 +12,13 @@ import (
 
 // Read is the current version; ErrGone (with the deletion) if deleted.
 func (s *Session) Read(ctx context.Context, typ, id string) (store.Resource, error) {
-	res, err := s.data.Read(ctx, typ, id)
+	var res store.Resource
+	var err error
+	if typ == auditType {
+		res, err = s.readAudit(ctx, id)
+	} else {
+		res, err = s.data.Read(ctx, typ, id)
+	}
 	e := audit.Event{Subtype: "read", Action: "R", Entities: []string{typ + "/" + id}}
 	if err == nil {
 		e.Patients = patientsOf([]store.Resource{res})
@@ -21,7 +28,16 @@ func (s *Session) Read(ctx context.Context, typ, id string) (store.Resource, err
 
 // VRead is one version.
 func (s *Session) VRead(ctx context.Context, typ, id string, version int64) (store.Resource, error) {
-	res, err := s.data.VRead(ctx, typ, id, version)
+	var res store.Resource
+	var err error
+	switch {
+	case typ == auditType && version == 1:
+		res, err = s.readAudit(ctx, id)
+	case typ == auditType:
+		err = fmt.Errorf("AuditEvent/%s has one version: %w", id, store.ErrNotFound)
+	default:
+		res, err = s.data.VRead(ctx, typ, id, version)
+	}
 	e := audit.Event{Subtype: "vread", Action: "R", Entities: []string{typ + "/" + id + "/_history/" + strconv.FormatInt(version, 10)}}
 	if err == nil {
 		e.Patients = patientsOf([]store.Resource{res})

@@ -42,7 +42,13 @@ var DefaultSearchLimits = SearchLimits{MaxSnapshot: 100_000, MaxIncluded: 5_000,
 // which never changes, and a sorted one pages through a snapshot of its
 // ordered ids taken when the first page was served.
 func (ss *Session) Search(ctx context.Context, q *fhir.SearchQuery, token string) (*SearchPage, error) {
-	page, err := search(ctx, ss.data, q, token, ss.door.cfg.Limits)
+	var page *SearchPage
+	var err error
+	if q.Type == auditType {
+		page, err = ss.searchAudit(ctx, q, token)
+	} else {
+		page, err = search(ctx, ss.data, q, token, ss.door.cfg.Limits)
+	}
 	e := audit.Event{Subtype: "search-type", Action: "E", Query: recordedQuery(q.Type, q.Canonical)}
 	if err == nil {
 		e.Patients = patientsOf(page.Matches, page.Included)

@@ -90,7 +90,10 @@ func (s *Session) ConditionQuery(typ, raw string) (*fhir.SearchQuery, error) {
 
 // write runs one write interaction in a transaction of the session.
 // Its audit record commits with it; a failed write is recorded on its own.
-func (s *Session) write(ctx context.Context, e audit.Event, op func(tx store.Tx) (Result, error)) (Result, error) {
+func (s *Session) write(ctx context.Context, typ string, e audit.Event, op func(tx store.Tx) (Result, error)) (Result, error) {
+	if typ == auditType {
+		return Result{}, auditFailed(errAuditReadOnly, s.record(ctx, e, errAuditReadOnly))
+	}
 	var res Result
 	err := s.data.Transact(ctx, func(tx store.Tx) error {
 		var err error
@@ -131,27 +134,27 @@ func about(e audit.Event, typ, id string) audit.Event {
 
 // Create is POST [type]; with ifNoneExist, a conditional create.
 func (s *Session) Create(ctx context.Context, typ string, body Body, ifNoneExist *fhir.SearchQuery) (Result, error) {
-	return s.write(ctx, createEvent, func(tx store.Tx) (Result, error) { return create(ctx, tx, typ, "", body, ifNoneExist) })
+	return s.write(ctx, typ, createEvent, func(tx store.Tx) (Result, error) { return create(ctx, tx, typ, "", body, ifNoneExist) })
 }
 
 // Update is PUT [type]/[id]: an update, or a create with the client's id.
 func (s *Session) Update(ctx context.Context, typ, id string, body Body, ifMatch int64) (Result, error) {
-	return s.write(ctx, about(updateEvent, typ, id), func(tx store.Tx) (Result, error) { return update(ctx, tx, typ, id, body, ifMatch) })
+	return s.write(ctx, typ, about(updateEvent, typ, id), func(tx store.Tx) (Result, error) { return update(ctx, tx, typ, id, body, ifMatch) })
 }
 
 // ConditionalUpdate is PUT [type]?search.
 func (s *Session) ConditionalUpdate(ctx context.Context, typ string, cond *fhir.SearchQuery, body Body, ifMatch int64) (Result, error) {
-	return s.write(ctx, updateEvent, func(tx store.Tx) (Result, error) { return conditionalUpdate(ctx, tx, typ, cond, body, ifMatch) })
+	return s.write(ctx, typ, updateEvent, func(tx store.Tx) (Result, error) { return conditionalUpdate(ctx, tx, typ, cond, body, ifMatch) })
 }
 
 // Patch is PATCH [type]/[id] with a JSON Patch document.
 func (s *Session) Patch(ctx context.Context, typ, id string, p jsonpatch.Patch, ifMatch int64) (Result, error) {
-	return s.write(ctx, about(patchEvent, typ, id), func(tx store.Tx) (Result, error) { return patch(ctx, tx, typ, id, p, ifMatch) })
+	return s.write(ctx, typ, about(patchEvent, typ, id), func(tx store.Tx) (Result, error) { return patch(ctx, tx, typ, id, p, ifMatch) })
 }
 
 // ConditionalPatch is PATCH [type]?search: exactly one match is patched.
 func (s *Session) ConditionalPatch(ctx context.Context, typ string, cond *fhir.SearchQuery, p jsonpatch.Patch, ifMatch int64) (Result, error) {
-	return s.write(ctx, patchEvent, func(tx store.Tx) (Result, error) {
+	return s.write(ctx, typ, patchEvent, func(tx store.Tx) (Result, error) {
 		id, err := matchOne(ctx, tx, cond, true)
 		if err != nil {
 			return Result{}, err
@@ -162,13 +165,13 @@ func (s *Session) ConditionalPatch(ctx context.Context, typ string, cond *fhir.S
 
 // Delete is DELETE [type]/[id].
 func (s *Session) Delete(ctx context.Context, typ, id string, ifMatch int64) (Result, error) {
-	return s.write(ctx, about(deleteEvent, typ, id), func(tx store.Tx) (Result, error) { return remove(ctx, tx, typ, id, ifMatch) })
+	return s.write(ctx, typ, about(deleteEvent, typ, id), func(tx store.Tx) (Result, error) { return remove(ctx, tx, typ, id, ifMatch) })
 }
 
 // ConditionalDelete is DELETE [type]?search: no match is a success with
 // nothing to do; several matches are refused.
 func (s *Session) ConditionalDelete(ctx context.Context, typ string, cond *fhir.SearchQuery) (Result, error) {
-	return s.write(ctx, deleteEvent, func(tx store.Tx) (Result, error) { return conditionalDelete(ctx, tx, typ, cond) })
+	return s.write(ctx, typ, deleteEvent, func(tx store.Tx) (Result, error) { return conditionalDelete(ctx, tx, typ, cond) })
 }
 
 // create stores a new resource, with id when it is set (a transaction's

@@ -66,7 +66,10 @@ func newEnv(t *testing.T) *env {
 	e := &env{t: t, base: root + "/fhir", root: root, st: st, parentRP: map[string]string{}}
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
-	door := interact.New(st, interact.Config{BaseURL: e.base})
+	// Sync: a test that searches the trail finds what it just did.
+	trail := audit.New(st, audit.Options{Mode: audit.Sync})
+	t.Cleanup(trail.Close)
+	door := interact.New(st, interact.Config{BaseURL: e.base, Audit: trail})
 	e.records = door.Unrestricted(audit.Agent{})
 	e.provider, err = smart.New(ctx, smart.Config{FHIRBase: e.base}, st, e.records, log)
 	if err != nil {

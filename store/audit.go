@@ -29,6 +29,7 @@ type AuditRecord struct {
 // AuditQuery selects audit records. Empty fields do not filter; a list
 // filters on any of its values.
 type AuditQuery struct {
+	IDs                        []string
 	Patients, Agents, Entities []string
 	Types, Subtypes, Outcomes  []string
 	Actions                    []string

@@ -174,8 +174,8 @@ func Record(a Agent, e Event, id string, at time.Time) (store.AuditRecord, error
 			who = &reference{Identifier: &identifier{System: userSystem, Value: a.User}}
 		}
 		ev.Agent = append(ev.Agent, agent{
-			Type:  &concept{Coding: []coding{{System: "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", Code: "IRCP", Display: "information recipient"}}},
-			Who:   who, AltID: a.User, Requestor: true, Network: net,
+			Type: &concept{Coding: []coding{{System: "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", Code: "IRCP", Display: "information recipient"}}},
+			Who:  who, AltID: a.User, Requestor: true, Network: net,
 		})
 		if a.FHIRUser != "" {
 			rec.Agents = append(rec.Agents, a.FHIRUser)

@@ -6,6 +6,7 @@ package access
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 
@@ -129,4 +130,22 @@ func constraintParams(typ string, constraints []url.Values) ([]*fhir.SearchParam
 		return nil, ErrForbidden
 	}
 	return q.Params, nil
+}
+
+// AuditView is what of the audit trail a policy may see with perm: all of
+// it (""), for a backend service's system/AuditEvent scopes, or the
+// records about one patient, for that patient's own token. A proxy does
+// not see the access log of the patient it acts for: it would show the
+// proxy to itself and the patient's other accesses to the proxy.
+func (p *Policy) AuditView(perm scopes.Perm) (patient string, err error) {
+	if _, err := p.grant("AuditEvent", perm); err != nil {
+		return "", err
+	}
+	if p.Patient == "" {
+		return "", nil
+	}
+	if p.FHIRUser != "Patient/"+p.Patient {
+		return "", fmt.Errorf("only the patient sees who accessed their record, not a proxy: %w", ErrForbidden)
+	}
+	return p.Patient, nil
 }

@@ -81,6 +81,7 @@ func (s *Store) SearchAudit(ctx context.Context, q store.AuditQuery) ([]store.Au
 			filter = append(filter, bson.E{Key: field, Value: bson.D{{Key: "$in", Value: vals}}})
 		}
 	}
+	in("_id", q.IDs)
 	in("p", q.Patients)
 	in("a", q.Agents)
 	in("e", q.Entities)

@@ -99,6 +99,7 @@ func (s *Store) SearchAudit(ctx context.Context, q store.AuditQuery) ([]store.Au
 	keyed("p", q.Patients)
 	keyed("a", q.Agents)
 	keyed("e", q.Entities)
+	in("a.id", q.IDs)
 	in("a.type", q.Types)
 	in("a.subtype", q.Subtypes)
 	in("a.outcome", q.Outcomes)
