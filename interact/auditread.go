@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/smart/scopes"
 	"github.com/hearth-fhir/hearth/store"
 )
@@ -56,11 +57,16 @@ func (s *Session) readAudit(ctx context.Context, id string) (store.Resource, err
 	if len(recs) == 0 {
 		return store.Resource{}, fmt.Errorf("AuditEvent/%s: %w", id, store.ErrNotFound)
 	}
-	return auditResource(recs[0]), nil
+	return auditResource(recs[0])
 }
 
-func auditResource(r store.AuditRecord) store.Resource {
-	return store.Resource{Type: auditType, ID: r.ID, VersionID: 1, LastUpdated: r.Recorded, Op: store.OpCreate, JSON: r.JSON}
+// auditResource is a record as the AuditEvent it stands for.
+func auditResource(r store.AuditRecord) (store.Resource, error) {
+	body, err := audit.Render(r)
+	if err != nil {
+		return store.Resource{}, err
+	}
+	return store.Resource{Type: auditType, ID: r.ID, VersionID: 1, LastUpdated: r.Recorded, Op: store.OpCreate, JSON: body}, nil
 }
 
 // searchAudit is a search of AuditEvents: by date, agent, entity, patient,
@@ -101,7 +107,11 @@ func (s *Session) searchAudit(ctx context.Context, q *fhir.SearchQuery, token st
 		page.Next = "a." + recs[len(recs)-1].ID
 	}
 	for _, r := range recs {
-		page.Matches = append(page.Matches, auditResource(r))
+		res, err := auditResource(r)
+		if err != nil {
+			return nil, err
+		}
+		page.Matches = append(page.Matches, res)
 	}
 	return page, nil
 }

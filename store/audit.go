@@ -9,7 +9,7 @@ import (
 // AuditEvent's bytes, and the keys the trail is searched by. Records are
 // immutable: appended, never updated, deleted only once past retention.
 type AuditRecord struct {
-	ID       string // the AuditEvent's id (time-ordered, as NewID)
+	ID       string // the AuditEvent's id, given by the store when appended
 	Recorded time.Time
 	Type     string // AuditEvent.type code: "rest", or a security event's
 	Subtype  string // AuditEvent.subtype code: "read", "search-type", "login" …
@@ -23,7 +23,9 @@ type AuditRecord struct {
 	Agents []string
 	// Entities are the resources touched, as "Type/id".
 	Entities []string
-	JSON     []byte
+	// Data is the rest of the event, as the audit trail encodes it
+	// (opaque to the store).
+	Data []byte
 }
 
 // AuditQuery selects audit records. Empty fields do not filter; a list
@@ -43,10 +45,11 @@ type AuditQuery struct {
 // are written by the server alone, never deleted by a resource's deletion,
 // and searched by their own indexes.
 type AuditLog interface {
-	// AppendAudit stores records in one transaction of their own.
+	// AppendAudit stores records in one transaction of their own, and
+	// gives each its ID (recs[i].ID is set; what it held is ignored).
 	AppendAudit(ctx context.Context, recs []AuditRecord) error
-	// SearchAudit answers records in recorded order (then id), oldest
-	// first unless q.Descending.
+	// SearchAudit answers records in recorded order (then in the order
+	// appended), oldest first unless q.Descending.
 	SearchAudit(ctx context.Context, q AuditQuery) ([]AuditRecord, error)
 	// PruneAudit deletes the records recorded before a time (retention).
 	PruneAudit(ctx context.Context, before time.Time) (int64, error)

@@ -11,8 +11,11 @@
 package audit
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/json/jsontext"
+	"fmt"
 	"slices"
 	"time"
 
@@ -141,8 +144,88 @@ type source struct {
 // Device with the client's id, which AuditEvent?agent= finds.
 func ClientDevice(client string) string { return "Device/" + client }
 
-// Record renders an event as the AuditEvent the trail stores.
-func Record(a Agent, e Event, id string, at time.Time) (store.AuditRecord, error) {
+// facts is what the trail stores of an event besides the codes, time,
+// patients and entities the store indexes: with those, all Render needs. Storing the facts
+// rather than the rendered AuditEvent keeps the trail's write cheap (it
+// happens for every request) and its records small: about 200 bytes
+// against 1.2 KB.
+type facts struct {
+	User      string `json:"u,omitempty"`
+	FHIRUser  string `json:"f,omitempty"`
+	Client    string `json:"c,omitempty"`
+	Patient   string `json:"pt,omitempty"`
+	Address   string `json:"ip,omitempty"`
+	RequestID string `json:"rq,omitempty"`
+	Detail    string `json:"d,omitempty"`
+	Query     string `json:"q,omitempty"`
+}
+
+// appendFacts encodes f as its JSON tags say, without reflection: the
+// trail encodes one for every request.
+func appendFacts(b []byte, f facts) []byte {
+	b = append(b, '{')
+	str := func(name, v string) {
+		if v == "" {
+			return
+		}
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = append(append(append(b, '"'), name...), `":`...)
+		// Invalid UTF-8 is replaced (and reported, which is moot here).
+		b, _ = jsontext.AppendQuote(b, v)
+	}
+	str("u", f.User)
+	str("f", f.FHIRUser)
+	str("c", f.Client)
+	str("pt", f.Patient)
+	str("ip", f.Address)
+	str("rq", f.RequestID)
+	str("d", f.Detail)
+	str("q", f.Query)
+	return append(b, '}')
+}
+
+// Facts is the record the trail stores of an event: its codes and the
+// patients, agents and entities it is searched by, and in Data the rest
+// of what Render needs to make it an AuditEvent.
+func Facts(a Agent, e Event, at time.Time) store.AuditRecord {
+	patients := e.Patients
+	// A security event is about the patient the session acts for.
+	if a.Patient != "" && e.Type != "rest" && !slices.Contains(patients, a.Patient) {
+		patients = append(slices.Clip(patients), a.Patient)
+	}
+	rec := store.AuditRecord{Recorded: at.UTC().Truncate(time.Millisecond), Type: e.Type, Subtype: e.Subtype, Action: e.Action,
+		Outcome: e.Outcome, Patients: patients, Entities: e.Entities}
+	if a.FHIRUser != "" {
+		rec.Agents = append(rec.Agents, a.FHIRUser)
+	}
+	if a.Client != "" {
+		rec.Agents = append(rec.Agents, ClientDevice(a.Client))
+	}
+	rec.Data = appendFacts(make([]byte, 0, 256), facts{User: a.User, FHIRUser: a.FHIRUser, Client: a.Client, Patient: a.Patient,
+		Address: a.Address, RequestID: a.RequestID, Detail: e.Detail, Query: e.Query})
+	return rec
+}
+
+// Render makes a stored record the AuditEvent it stands for. Records of
+// the trail's first version hold the rendered AuditEvent itself.
+func Render(r store.AuditRecord) ([]byte, error) {
+	if bytes.HasPrefix(r.Data, []byte(`{"resourceType"`)) {
+		return r.Data, nil
+	}
+	var f facts
+	if err := json.Unmarshal(r.Data, &f); err != nil {
+		return nil, fmt.Errorf("audit record %s: %w", r.ID, err)
+	}
+	a := Agent{User: f.User, FHIRUser: f.FHIRUser, Client: f.Client, Patient: f.Patient, Address: f.Address, RequestID: f.RequestID}
+	e := Event{Type: r.Type, Subtype: r.Subtype, Action: r.Action, Outcome: r.Outcome, Detail: f.Detail, Patients: r.Patients,
+		Entities: r.Entities, Query: f.Query}
+	return render(a, e, r.ID, r.Recorded)
+}
+
+// render makes an event the AuditEvent the trail serves.
+func render(a Agent, e Event, id string, at time.Time) ([]byte, error) {
 	at = at.UTC().Truncate(time.Millisecond)
 	ev := auditEvent{
 		ResourceType: "AuditEvent", ID: id,
@@ -161,8 +244,6 @@ func Record(a Agent, e Event, id string, at time.Time) (store.AuditRecord, error
 		ev.Type.System = dicomSystem
 		ev.Subtype = []coding{{System: "urn:hearth:security-event", Code: e.Subtype}}
 	}
-	rec := store.AuditRecord{ID: id, Recorded: at, Type: e.Type, Subtype: e.Subtype, Action: e.Action, Outcome: e.Outcome,
-		Patients: e.Patients, Entities: e.Entities}
 	var net *network
 	if a.Address != "" {
 		net = &network{Address: a.Address, Type: "2"} // IP address
@@ -177,9 +258,6 @@ func Record(a Agent, e Event, id string, at time.Time) (store.AuditRecord, error
 			Type: &concept{Coding: []coding{{System: "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", Code: "IRCP", Display: "information recipient"}}},
 			Who:  who, AltID: a.User, Requestor: true, Network: net,
 		})
-		if a.FHIRUser != "" {
-			rec.Agents = append(rec.Agents, a.FHIRUser)
-		}
 		net = nil
 	}
 	// The client app, as the source of the request (DICOM Source Role ID).
@@ -189,7 +267,6 @@ func Record(a Agent, e Event, id string, at time.Time) (store.AuditRecord, error
 			Who:       &reference{Reference: ClientDevice(a.Client), Identifier: &identifier{System: clientSystem, Value: a.Client}},
 			Requestor: a.User == "" && a.FHIRUser == "", Network: net,
 		})
-		rec.Agents = append(rec.Agents, ClientDevice(a.Client))
 		net = nil
 	}
 	if len(ev.Agent) == 0 {
@@ -200,12 +277,7 @@ func Record(a Agent, e Event, id string, at time.Time) (store.AuditRecord, error
 		Type: &concept{Coding: []coding{{System: dicomSystem, Code: "110152", Display: "Destination Role ID"}}},
 		Who:  &reference{Identifier: &identifier{Value: "Hearth"}},
 	})
-	patients := e.Patients
-	if a.Patient != "" && !slices.Contains(patients, a.Patient) && e.Type != "rest" {
-		patients = append(patients, a.Patient)
-		rec.Patients = patients
-	}
-	for _, p := range patients {
+	for _, p := range e.Patients {
 		ev.Entity = append(ev.Entity, entity{What: &reference{Reference: "Patient/" + p},
 			Type: &coding{System: entityTypeSystem, Code: "1", Display: "Person"},
 			Role: &coding{System: entityRoleSystem, Code: "1", Display: "Patient"}})
@@ -224,10 +296,5 @@ func Record(a Agent, e Event, id string, at time.Time) (store.AuditRecord, error
 		ev.Entity = append(ev.Entity, entity{What: &reference{Identifier: &identifier{Value: a.RequestID}},
 			Type: &coding{System: balpEntitySystem, Code: "XrequestId", Display: "X-Request-Id"}})
 	}
-	body, err := json.Marshal(ev)
-	if err != nil {
-		return store.AuditRecord{}, err
-	}
-	rec.JSON = body
-	return rec, nil
+	return json.Marshal(ev)
 }

@@ -60,7 +60,6 @@ type Trail struct {
 type item struct {
 	agent Agent
 	event Event
-	id    string
 	at    time.Time
 	done  chan error // Sync: told when the record is durable
 }
@@ -97,7 +96,7 @@ func (t *Trail) Healthy() error {
 // record is durable; otherwise at once. It fails with ErrUnavailable when
 // the trail cannot write (the record is kept and written later).
 func (t *Trail) Record(ctx context.Context, a Agent, e Event) error {
-	it := item{agent: a, event: e, id: store.NewID(), at: t.now()}
+	it := item{agent: a, event: e, at: t.now()}
 	if t.opts.Mode == Sync {
 		it.done = make(chan error, 1)
 	}
@@ -125,11 +124,7 @@ func (t *Trail) Record(ctx context.Context, a Agent, e Event) error {
 // InTx records an event in a store transaction: a write's record commits
 // (or rolls back) with the write.
 func (t *Trail) InTx(ctx context.Context, tx store.Tx, a Agent, e Event) error {
-	rec, err := Record(a, e, store.NewID(), t.now())
-	if err != nil {
-		return err
-	}
-	return tx.AppendAudit(ctx, []store.AuditRecord{rec})
+	return tx.AppendAudit(ctx, []store.AuditRecord{Facts(a, e, t.now())})
 }
 
 // Close writes what is pending and stops the trail.
@@ -144,14 +139,21 @@ func (t *Trail) run() {
 	defer prune.Stop()
 	t.prune()
 	for {
-		select {
-		case <-t.wake:
-		case <-prune.C:
-			t.prune()
-			continue
-		case <-t.stop:
-			t.flushAll()
-			return
+		// Wait for a record, unless some came while the last group was
+		// written (Record wakes the trail only for the first).
+		t.mu.Lock()
+		waiting := len(t.pending) > 0
+		t.mu.Unlock()
+		if !waiting {
+			select {
+			case <-t.wake:
+			case <-prune.C:
+				t.prune()
+				continue
+			case <-t.stop:
+				t.drain()
+				return
+			}
 		}
 		if t.opts.Mode == Grouped {
 			// Let the group gather, unless it is already full.
@@ -170,7 +172,7 @@ func (t *Trail) run() {
 				case <-t.wake:
 				case <-t.stop:
 					timer.Stop()
-					t.flushAll()
+					t.drain()
 					return
 				}
 			}
@@ -180,17 +182,32 @@ func (t *Trail) run() {
 	}
 }
 
-// flushAll writes pending records in batches until none are left, or a
-// write fails: the records stay pending and are retried after a pause.
-func (t *Trail) flushAll() {
+// drain writes every pending record, when the trail closes.
+func (t *Trail) drain() {
 	for {
 		t.mu.Lock()
-		n := min(len(t.pending), t.opts.MaxBatch)
-		batch := t.pending[:n:n]
+		n := len(t.pending)
 		t.mu.Unlock()
 		if n == 0 {
 			return
 		}
+		t.flushAll()
+	}
+}
+
+// flushAll writes the records pending when it starts, in batches, or
+// until a write fails: the records stay pending and are retried after a
+// pause. Records that come meanwhile wait for the next group (writing
+// them at once made groups of a few dozen, a commit each).
+func (t *Trail) flushAll() {
+	t.mu.Lock()
+	left := len(t.pending)
+	t.mu.Unlock()
+	for left > 0 {
+		t.mu.Lock()
+		n := min(left, t.opts.MaxBatch)
+		batch := t.pending[:n:n]
+		t.mu.Unlock()
 		if err := t.write(batch); err != nil {
 			if !t.failed.Swap(true) {
 				t.opts.Log.Error("audit trail: write failed; requests are refused until it recovers", "error", err.Error())
@@ -208,6 +225,7 @@ func (t *Trail) flushAll() {
 			t.opts.Log.Info("audit trail: writing again")
 		}
 		t.release(batch, nil)
+		left -= n
 	}
 }
 
@@ -230,11 +248,7 @@ func (t *Trail) release(batch []item, err error) {
 func (t *Trail) write(batch []item) error {
 	recs := make([]store.AuditRecord, 0, len(batch))
 	for _, it := range batch {
-		rec, err := Record(it.agent, it.event, it.id, it.at)
-		if err != nil {
-			return err
-		}
-		recs = append(recs, rec)
+		recs = append(recs, Facts(it.agent, it.event, it.at))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

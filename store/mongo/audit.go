@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
@@ -25,7 +26,7 @@ type auditDoc struct {
 	Patients []string  `bson:"p"`
 	Agents   []string  `bson:"a"`
 	Entities []string  `bson:"e"`
-	JSON     []byte    `bson:"json"`
+	Data     []byte    `bson:"json"` // named json since the first version, which stored the rendered AuditEvent
 }
 
 // auditIndexes serve the trail's searches: by time, and by patient, agent
@@ -39,11 +40,19 @@ var auditIndexes = []mongo.IndexModel{
 
 var _ store.AuditLog = (*Store)(nil)
 
+// giveAuditIDs gives records their ids: time-ordered, unique across the
+// processes that share a database.
+func giveAuditIDs(recs []store.AuditRecord) {
+	for i := range recs {
+		recs[i].ID = store.NewID()
+	}
+}
+
 func auditDocs(recs []store.AuditRecord) []any {
 	docs := make([]any, len(recs))
 	for i, r := range recs {
 		docs[i] = auditDoc{ID: r.ID, Recorded: r.Recorded.UTC(), Type: r.Type, Subtype: r.Subtype, Action: r.Action, Outcome: r.Outcome,
-			Patients: nonNil(r.Patients), Agents: nonNil(r.Agents), Entities: nonNil(r.Entities), JSON: r.JSON}
+			Patients: nonNil(r.Patients), Agents: nonNil(r.Agents), Entities: nonNil(r.Entities), Data: r.Data}
 	}
 	return docs
 }
@@ -57,6 +66,11 @@ func nonNil(s []string) []string {
 
 // AppendAudit inserts records.
 func (s *Store) AppendAudit(ctx context.Context, recs []store.AuditRecord) error {
+	giveAuditIDs(recs)
+	return s.insertAudit(ctx, recs)
+}
+
+func (s *Store) insertAudit(ctx context.Context, recs []store.AuditRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -69,6 +83,7 @@ func (s *Store) AppendAudit(ctx context.Context, recs []store.AuditRecord) error
 // AppendAudit buffers records; they are inserted with the transaction's
 // writes (in its multi-document transaction where there is one).
 func (t *tx) AppendAudit(_ context.Context, recs []store.AuditRecord) error {
+	giveAuditIDs(recs)
 	t.audit = append(t.audit, recs...)
 	return nil
 }
@@ -82,9 +97,37 @@ func (s *Store) SearchAudit(ctx context.Context, q store.AuditQuery) ([]store.Au
 		}
 	}
 	in("_id", q.IDs)
-	in("p", q.Patients)
 	in("a", q.Agents)
-	in("e", q.Entities)
+	// Every patient is an entity of the AuditEvent (role patient), and a
+	// Patient entity is about that patient: each finds the other.
+	var and bson.A
+	either := func(patients, entities []string) {
+		if len(patients)+len(entities) > 0 {
+			and = append(and, bson.D{{Key: "$or", Value: bson.A{
+				bson.D{{Key: "p", Value: bson.D{{Key: "$in", Value: nonNil(patients)}}}},
+				bson.D{{Key: "e", Value: bson.D{{Key: "$in", Value: nonNil(entities)}}}},
+			}}})
+		}
+	}
+	if len(q.Patients) > 0 {
+		var asEntities []string
+		for _, p := range q.Patients {
+			asEntities = append(asEntities, "Patient/"+p)
+		}
+		either(q.Patients, asEntities)
+	}
+	if len(q.Entities) > 0 {
+		var asPatients []string
+		for _, e := range q.Entities {
+			if id, ok := strings.CutPrefix(e, "Patient/"); ok && !strings.Contains(id, "/") {
+				asPatients = append(asPatients, id)
+			}
+		}
+		either(asPatients, q.Entities)
+	}
+	if len(and) > 0 {
+		filter = append(filter, bson.E{Key: "$and", Value: and})
+	}
 	in("type", q.Types)
 	in("sub", q.Subtypes)
 	in("out", q.Outcomes)
@@ -134,7 +177,7 @@ func (s *Store) SearchAudit(ctx context.Context, q store.AuditQuery) ([]store.Au
 			return nil, fmt.Errorf("mongo: audit search: %w", err)
 		}
 		out = append(out, store.AuditRecord{ID: d.ID, Recorded: d.Recorded.UTC(), Type: d.Type, Subtype: d.Subtype, Action: d.Action,
-			Outcome: d.Outcome, Patients: d.Patients, Agents: d.Agents, Entities: d.Entities, JSON: d.JSON})
+			Outcome: d.Outcome, Patients: d.Patients, Agents: d.Agents, Entities: d.Entities, Data: d.Data})
 	}
 	return out, cur.Err()
 }

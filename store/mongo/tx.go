@@ -88,7 +88,7 @@ func (s *Store) transactOnce(ctx context.Context, fn func(store.Tx) error) error
 	}
 	switch {
 	case len(t.writes) == 0:
-		return s.AppendAudit(ctx, t.audit)
+		return s.insertAudit(ctx, t.audit)
 	case len(t.writes) == 1 && !s.txns:
 		// One write and its audit records: without multi-document
 		// transactions a crash between the two can lose the records
@@ -96,7 +96,7 @@ func (s *Store) transactOnce(ctx context.Context, fn func(store.Tx) error) error
 		if err := t.apply(ctx); err != nil {
 			return err
 		}
-		return s.AppendAudit(ctx, t.audit)
+		return s.insertAudit(ctx, t.audit)
 	case !s.txns:
 		return fmt.Errorf("a transaction of %d writes needs a MongoDB replica set or sharded cluster (this deployment has no multi-document transactions); send a batch instead: %w", len(t.writes), store.ErrUnsupported)
 	}
@@ -109,7 +109,7 @@ func (s *Store) transactOnce(ctx context.Context, fn func(store.Tx) error) error
 		if err := t.apply(sc); err != nil {
 			return nil, err
 		}
-		return nil, s.AppendAudit(sc, t.audit)
+		return nil, s.insertAudit(sc, t.audit)
 	})
 	return err
 }

@@ -3,7 +3,9 @@ package sqlite
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/hearth-fhir/hearth/store"
 )
@@ -83,5 +85,31 @@ func BenchmarkCreate(b *testing.B) {
 				done += n
 			}
 		})
+	}
+}
+
+// BenchmarkAppendAudit measures the audit trail's cost per record, in the
+// groups the trail writes: a backend client's read of one Patient.
+func BenchmarkAppendAudit(b *testing.B) {
+	s, err := Open(b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	body := []byte(`{"c":"demo-backend","ip":"127.0.0.1","rq":"` + strings.Repeat("x", 100) + `","P":["p"],"E":["Patient/p"]}`) // Facts of a read
+	const group = 1000
+	recs := make([]store.AuditRecord, group)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += group {
+		for j := range recs {
+			p := fmt.Sprint((i + j) % 500)
+			recs[j] = store.AuditRecord{Recorded: time.Now(), Type: "rest", Subtype: "read", Action: "R", Outcome: "0",
+				Patients: []string{p}, Agents: []string{"Device/demo-backend"}, Entities: []string{"Patient/" + p}, Data: body}
+		}
+		if err := s.AppendAudit(ctx, recs); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

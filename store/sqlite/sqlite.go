@@ -129,6 +129,7 @@ type Store struct {
 	readStmt *sql.Stmt
 	authStmt *sql.Stmt // GetAuth: every API request checks its token
 	searches *stmtCache
+	kept     map[string]*sql.Stmt // the writer's statements of every transaction, prepared once (tx.execKept)
 
 	// checkpointer copies committed WAL frames into the database file in
 	// the background, so that a commit never pays for it (SQLite's
@@ -210,6 +211,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if _, err := writer.Exec(auditSchema); err != nil {
 		return nil, fmt.Errorf("sqlite: audit schema: %w", err)
 	}
+	if err := migrateAudit(writer); err != nil {
+		return nil, fmt.Errorf("sqlite: migrate the audit trail: %w", err)
+	}
 	reader, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open reader: %w", err)
@@ -231,6 +235,15 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: prepare: %w", err)
 	}
 	opened = append(opened, authStmt)
+	kept := map[string]*sql.Stmt{}
+	for _, q := range []string{insertAuditBlock, insertAuditKey} {
+		st, err := writer.Prepare(q)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: prepare: %w", err)
+		}
+		opened = append(opened, st)
+		kept[q] = st
+	}
 	checkpointer, err := sql.Open("sqlite", strings.Replace(dsn, "cache_size(-65536)", "cache_size(-2048)", 1))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
@@ -240,7 +253,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if n == 0 {
 		n = 100_000
 	}
-	s := &Store{writer: writer, reader: reader, lock: lock, cache: newCache(n), readStmt: readStmt, authStmt: authStmt, searches: newStmtCache(reader),
+	s := &Store{writer: writer, reader: reader, lock: lock, cache: newCache(n), readStmt: readStmt, authStmt: authStmt, searches: newStmtCache(reader), kept: kept,
 		checkpointer: checkpointer, stop: make(chan struct{}), stopped: make(chan struct{})}
 	go s.checkpoint()
 	ok = true
@@ -290,6 +303,9 @@ func (s *Store) Close() error {
 	s.readStmt.Close()
 	s.authStmt.Close()
 	s.searches.close()
+	for _, st := range s.kept {
+		st.Close()
+	}
 	err := errors.Join(s.reader.Close(), s.checkpointer.Close(), s.writer.Close())
 	s.lock.Close()
 	return err
@@ -423,6 +439,16 @@ func (t *tx) exec(ctx context.Context, query string, args ...any) (sql.Result, e
 		t.stmts[query] = st
 	}
 	return st.ExecContext(ctx, args...)
+}
+
+// execKept runs one of the writer's kept statements: prepared on its one
+// connection when the store opened, so no transaction parses it again.
+func (t *tx) execKept(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, ok := t.s.kept[query]
+	if !ok {
+		return t.exec(ctx, query, args...)
+	}
+	return t.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 }
 
 func (t *tx) Read(ctx context.Context, typ, id string) (store.Resource, error) {

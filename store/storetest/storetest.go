@@ -44,6 +44,7 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentUpdatesNeverLoseWrites", testConcurrentUpdates},
 		{"AuthRecords", testAuthRecords},
 		{"AuditTrail", testAuditTrail},
+		{"AuditOrderAcrossAppends", testAuditOrder},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,58 @@
+package sqlite
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hearth-fhir/hearth/store"
+)
+
+// A data directory written by the trail's first version (a row per
+// record in tables audit and audit_key) opens with its records moved
+// into blocks, found as before.
+func TestAuditRecordsOfTheFirstSchemaAreKept(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC).UnixMilli()
+	_, err = s.writer.Exec(`
+		CREATE TABLE audit (id TEXT PRIMARY KEY, recorded INTEGER NOT NULL, type TEXT NOT NULL, subtype TEXT NOT NULL,
+			action TEXT NOT NULL, outcome TEXT NOT NULL, json BLOB NOT NULL) WITHOUT ROWID;
+		CREATE TABLE audit_key (kind TEXT NOT NULL, value TEXT NOT NULL, recorded INTEGER NOT NULL, id TEXT NOT NULL,
+			PRIMARY KEY (kind, value, recorded, id)) WITHOUT ROWID;
+		INSERT INTO audit VALUES ('old-1', ?, 'rest', 'read', 'R', '0', '{"resourceType":"AuditEvent","id":"old-1"}'),
+			('old-2', ?, 'rest', 'search-type', 'E', '4', '{"resourceType":"AuditEvent","id":"old-2"}');
+		INSERT INTO audit_key VALUES ('p', 'kid', ?, 'old-1'), ('a', 'Device/app', ?, 'old-1'), ('e', 'Observation/o1', ?, 'old-1'),
+			('a', 'Device/app', ?, 'old-2');`, at, at+1000, at, at, at, at+1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = Open(dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	all, err := s.SearchAudit(ctx, store.AuditQuery{})
+	if err != nil || len(all) != 2 {
+		t.Fatalf("records after migration: %+v %v", all, err)
+	}
+	if string(all[0].Data) != `{"resourceType":"AuditEvent","id":"old-1"}` || all[0].Recorded.UnixMilli() != at || all[1].Outcome != "4" ||
+		!slices.Equal(all[0].Patients, []string{"kid"}) || !slices.Equal(all[0].Entities, []string{"Observation/o1"}) {
+		t.Errorf("migrated: %+v", all)
+	}
+	for _, q := range []store.AuditQuery{{Patients: []string{"kid"}}, {Entities: []string{"Observation/o1"}}, {Agents: []string{"Device/app"}, Subtypes: []string{"read"}}} {
+		got, err := s.SearchAudit(ctx, q)
+		if err != nil || len(got) != 1 || got[0].ID != all[0].ID {
+			t.Errorf("%+v: %+v %v", q, got, err)
+		}
+	}
+	var old int
+	if err := s.reader.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name IN ('audit', 'audit_key')`).Scan(&old); err != nil || old != 0 {
+		t.Errorf("the first schema's tables remain: %d %v", old, err)
+	}
+}
