@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 
 	"github.com/hearth-fhir/hearth/interact"
@@ -11,6 +10,8 @@ import (
 	"github.com/hearth-fhir/hearth/smart"
 	"github.com/hearth-fhir/hearth/smart/access"
 )
+
+type ctxKey int
 
 const sessionKey ctxKey = 1
 
@@ -44,6 +45,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		token, ok := smart.BearerToken(r)
 		if !ok {
+			s.refused(r, "no access token")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="`+s.cfg.BaseURL+`"`)
 			s.writeError(w, r, errorf(http.StatusUnauthorized, "login", "an access token is required (Authorization: Bearer …)"))
 			return
@@ -52,6 +54,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		s.cfg.Metrics.TokenCheck(tokenResult(err))
 		switch {
 		case errors.Is(err, smart.ErrInvalidToken):
+			s.refused(r, "invalid, expired or revoked access token")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="`+s.cfg.BaseURL+`", error="invalid_token", error_description="the access token is invalid, expired or revoked"`)
 			s.writeError(w, r, errorf(http.StatusUnauthorized, "login", "the access token is invalid, expired or revoked"))
 			return
@@ -63,6 +66,18 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		ctx := context.WithValue(r.Context(), sessionKey, s.door.Session(pol, agentOf(r, pol)))
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// refused records a request the token check turned away (401). Refusing
+// goes on if the trail cannot take the record: nothing is served.
+func (s *Server) refused(r *http.Request, why string) {
+	if s.cfg.Audit == nil {
+		return
+	}
+	e := audit.Event{Type: audit.SecurityType, Subtype: audit.AccessRefused, Action: "E", Outcome: audit.Minor, Detail: why}
+	if err := s.cfg.Audit.Record(r.Context(), audit.From(r), e); err != nil {
+		s.log.ErrorContext(r.Context(), "audit trail: a refused request went unrecorded", "request_id", requestID(r.Context()), "error", err.Error())
+	}
 }
 
 func tokenResult(err error) string {
@@ -89,10 +104,7 @@ func (s *Server) session(r *http.Request) *interact.Session {
 // agentOf is who a request acts as, for the audit trail: the token's user
 // and client, and where the request came from.
 func agentOf(r *http.Request, pol *access.Policy) audit.Agent {
-	a := audit.Agent{Address: r.RemoteAddr, RequestID: requestID(r.Context())}
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		a.Address = host
-	}
+	a := audit.From(r)
 	if pol != nil {
 		a.User, a.FHIRUser, a.Client, a.Patient = pol.Subject, pol.FHIRUser, pol.ClientID, pol.Patient
 	}

@@ -13,16 +13,11 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+
+	"github.com/hearth-fhir/hearth/interact/audit"
 )
 
-type ctxKey int
-
-const requestIDKey ctxKey = 0
-
-func requestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey).(string)
-	return id
-}
+func requestID(ctx context.Context) string { return audit.RequestID(ctx) }
 
 // withRequestID takes a sane X-Request-Id from the client or makes one, and
 // echoes it so a client can quote it when reporting a problem.
@@ -38,7 +33,7 @@ func withRequestID(next http.Handler) http.Handler {
 			id = hex.EncodeToString(b[:])
 		}
 		w.Header()["X-Request-Id"] = []string{id}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+		next.ServeHTTP(w, r.WithContext(audit.WithRequestID(r.Context(), id)))
 	})
 }
 

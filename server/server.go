@@ -14,6 +14,7 @@ import (
 	"github.com/hearth-fhir/hearth/conformance"
 	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/interact"
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/server/metrics"
 	"github.com/hearth-fhir/hearth/smart"
 )
@@ -31,6 +32,9 @@ type Config struct {
 	// Auth is the SMART authorization server: its endpoints are mounted,
 	// and it checks bearer tokens unless Tokens is set.
 	Auth *smart.Provider
+	// Audit records the requests the token check refuses (401s; the
+	// door records everything past it). Nil: none are recorded.
+	Audit audit.Recorder
 	// Tokens checks bearer tokens (default: Auth).
 	Tokens Authenticator
 	// Metrics, when set, records requests and token checks and is served

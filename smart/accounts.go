@@ -78,6 +78,13 @@ func NewAccounts(st store.AuthStore) *Accounts { return &Accounts{st: st} }
 // locked account, so that none can be told apart.
 var ErrBadLogin = errors.New("unknown username or wrong password")
 
+// What the audit trail is told of a failed sign-in, never the user: the
+// account is locked (errLocked), or this failure locked it (errLockedNow).
+var (
+	errLocked    = fmt.Errorf("%w: the account is locked", ErrBadLogin)
+	errLockedNow = fmt.Errorf("%w: the account locked after repeated failures", ErrBadLogin)
+)
+
 // Get returns a user.
 func (a *Accounts) Get(ctx context.Context, username string) (*User, error) {
 	rec, err := a.st.GetAuth(ctx, kindUser, username)
@@ -128,18 +135,20 @@ func (a *Accounts) Login(ctx context.Context, username, password string) (*User,
 	}
 	now := time.Now()
 	if now.Before(u.LockedUntil) {
-		return nil, ErrBadLogin
+		return nil, errLocked
 	}
 	if bcrypt.CompareHashAndPassword(u.PasswordHash, []byte(password)) != nil {
+		failure := ErrBadLogin
 		u.FailedLogins++
 		if u.FailedLogins >= maxFailedLogins {
 			u.LockedUntil = now.Add(lockout)
 			u.FailedLogins = 0
+			failure = errLockedNow
 		}
 		if err := a.Put(ctx, u); err != nil {
 			return nil, err
 		}
-		return nil, ErrBadLogin
+		return nil, failure
 	}
 	if u.FailedLogins != 0 {
 		u.FailedLogins = 0

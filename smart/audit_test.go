@@ -2,11 +2,16 @@ package smart_test
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/oauth2"
 
 	"github.com/hearth-fhir/hearth/smart"
 )
@@ -184,4 +189,172 @@ func TestAuditTrail(t *testing.T) {
 			t.Errorf("alice reads kid1's AuditEvent: %d, want 404", s)
 		}
 	}
+}
+
+// TestAuditTrailRecordsEveryInteraction: vread, history, create, update,
+// patch, delete, each entry of a batch and of a transaction, $everything,
+// and the security events — sign-in (success and failure), lockout,
+// consent, token issued, refreshed, refused and revoked, registration,
+// a request refused at the token check — each leave exactly one
+// AuditEvent, found by a backend service.
+func TestAuditTrailRecordsEveryInteraction(t *testing.T) {
+	e := newEnv(t)
+	b := e.newBackend("system/*.cruds")
+	status, body := e.backendToken(b, "system/*.cruds")
+	if status != 200 {
+		t.Fatalf("backend token: %d %v", status, body)
+	}
+	backend := body["access_token"].(string)
+	do := func(method, path, body string, want int) map[string]any {
+		t.Helper()
+		s, b, _ := e.fhir(method, path, backend, body)
+		if s != want {
+			t.Fatalf("%s %s: %d, want %d: %v", method, path, s, want, b)
+		}
+		return b
+	}
+	do("GET", "/Observation/alice-lab/_history/1", "", 200)
+	do("GET", "/Condition/alice-cond/_history", "", 200)
+	created := do("POST", "/Observation", obs("", "kid2", "laboratory", "718-7"), 201)
+	id := created["id"].(string)
+	do("PUT", "/Observation/"+id, obs(id, "kid2", "laboratory", "718-8"), 200)
+	if s, b := e.fhirPatch("/Observation/"+id, backend, `[{"op":"replace","path":"/status","value":"amended"}]`); s != 200 {
+		t.Fatalf("patch: %d %v", s, b)
+	}
+	do("DELETE", "/Observation/"+id, "", 200)
+	do("POST", "", `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Encounter/kid2-enc"}},{"request":{"method":"GET","url":"Condition?subject=Patient/kid2"}}]}`, 200)
+	tx := do("POST", "", `{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:0b3c7f5e-7a4e-4f7e-9c59-3a3f1c1d2e01","resource":`+obs("", "kid2", "vital-signs", "9279-1")+`,"request":{"method":"POST","url":"Observation"}}]}`, 200)
+	txLoc := tx["entry"].([]any)[0].(map[string]any)["response"].(map[string]any)["location"].(string)
+	txID := strings.Split(txLoc, "/")[1]
+	do("GET", "/Patient/kid2/$everything", "", 200)
+
+	// Security events: alice signs in, consents and gets a token, which
+	// is refreshed, then revoked; a wrong password; a lockout; a bad
+	// token at the API; an app registers; a token request is refused.
+	l := e.authorize(newBrowser(t), e.oauthConfig(appID, "launch/patient", "patient/*.rs", "offline_access"), "alice", "")
+	tok := e.exchange(l)
+	refreshed, err := l.cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+	if err != nil || refreshed.AccessToken == "" {
+		t.Fatalf("refresh: %v", err)
+	}
+	// alice sees her own sign-in (the type of sign-ins, DICOM 110114).
+	_, mine, _ := e.fhir("GET", "/AuditEvent?type=110114", refreshed.AccessToken, "")
+	if n := len(auditEvents(t, mine)); n != 1 {
+		t.Errorf("alice sees %d sign-ins of hers, want 1: %v", n, mine)
+	}
+	form := url.Values{"token": {refreshed.RefreshToken}, "client_id": {appID}}
+	if resp, err := http.PostForm(e.root+"/oauth2/revoke", form); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("revoke: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	for range 6 { // the fifth locks the account; the sixth finds it locked
+		e.failLogin("parent", "not the password")
+	}
+	if s, _, _ := e.fhir("GET", "/Patient/alice", "not-a-token", ""); s != 401 {
+		t.Fatalf("a bad token: %d", s)
+	}
+	if resp, err := http.Post(e.root+"/oauth2/register", "application/json", strings.NewReader(`{"redirect_uris":["https://registered.example/cb"],"client_name":"Registered"}`)); err != nil || resp.StatusCode != 201 {
+		t.Fatalf("register: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if resp, err := http.PostForm(e.root+"/oauth2/token", url.Values{"grant_type": {"authorization_code"}, "code": {"forged"}, "client_id": {appID}, "redirect_uri": {appRedirect}}); err != nil || resp.StatusCode != 400 {
+		t.Fatalf("a forged code: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+
+	_, all, _ := e.fhir("GET", "/AuditEvent?_count=1000", backend, "")
+	events := auditEvents(t, all)
+	count := func(name string, match func(ev map[string]any, subtype string, agents, entities []string) bool) {
+		t.Helper()
+		n := 0
+		for _, ev := range events {
+			st, ag, en, _ := eventFacts(ev)
+			if match(ev, st, ag, en) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s: %d AuditEvents, want exactly 1", name, n)
+		}
+	}
+	by := func(subtype, entity string) func(map[string]any, string, []string, []string) bool {
+		return func(_ map[string]any, st string, _, en []string) bool {
+			// A write names the version it made.
+			return st == subtype && slices.ContainsFunc(en, func(r string) bool { return r == entity || strings.HasPrefix(r, entity+"/_history/") })
+		}
+	}
+	outcome := func(subtype, want, user string) func(map[string]any, string, []string, []string) bool {
+		return func(ev map[string]any, st string, _, _ []string) bool {
+			return st == subtype && ev["outcome"] == want && (user == "" || strings.Contains(fmtJSON(ev), `"altId":"`+user+`"`) || strings.Contains(fmtJSON(ev), `"value":"`+user+`"`))
+		}
+	}
+	count("vread", by("vread", "Observation/alice-lab/_history/1"))
+	count("history", by("history-instance", "Condition/alice-cond"))
+	count("create", by("create", "Observation/"+id))
+	count("update", by("update", "Observation/"+id))
+	count("patch", by("patch", "Observation/"+id))
+	count("delete", by("delete", "Observation/"+id))
+	count("batch read entry", by("read", "Encounter/kid2-enc"))
+	count("batch search entry", func(ev map[string]any, st string, _, en []string) bool {
+		return st == "search-type" && strings.Contains(fmtJSON(ev), base64.StdEncoding.EncodeToString([]byte("Condition?subject=*")))
+	})
+	count("transaction entry", by("create", "Observation/"+txID))
+	count("$everything", by("operation", "Patient/kid2"))
+	count("sign-in", outcome("login", "0", "alice"))
+	count("failed sign-ins then refused while locked", func(ev map[string]any, st string, _, _ []string) bool {
+		return st == "login" && ev["outcome"] == "4" && ev["outcomeDesc"] == "the account is locked"
+	})
+	count("lockout", outcome("lockout", "0", "parent"))
+	count("consent", outcome("consent", "0", "alice"))
+	count("token issued to alice", outcome("token-issued", "0", "alice"))
+	count("token refreshed", outcome("token-refreshed", "0", "alice"))
+	count("token revoked", outcome("token-revoked", "0", ""))
+	count("token refused", outcome("token-issued", "4", ""))
+	count("registration", outcome("registration", "0", ""))
+	count("refused at the token check", outcome("access-refused", "4", ""))
+	fails := 0
+	for _, ev := range events {
+		if st, _, _, _ := eventFacts(ev); st == "login" && ev["outcome"] == "4" {
+			fails++
+		}
+	}
+	if fails != 6 { // five wrong passwords, then one refused for the lock
+		t.Errorf("failed sign-ins recorded: %d, want 6", fails)
+	}
+}
+
+func fmtJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// failLogin tries to sign in with a wrong password.
+func (e *env) failLogin(user, pw string) {
+	e.t.Helper()
+	b := newBrowser(e.t)
+	cfg := e.oauthConfig(appID, "launch/patient", "patient/*.rs")
+	p := b.get(cfg.AuthCodeURL("st-"+rand.Text(), oauth2.S256ChallengeOption(oauth2.GenerateVerifier()), oauth2.SetAuthURLParam("aud", e.base)))
+	p = b.submit(e.root+"/oauth2/interact", p, url.Values{"step": {"login"}, "username": {user}, "password": {pw}})
+	if p.status != http.StatusUnauthorized {
+		e.t.Fatalf("a wrong password answered %d", p.status)
+	}
+}
+
+// fhirPatch sends a JSON Patch.
+func (e *env) fhirPatch(path, token, patch string) (int, map[string]any) {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodPatch, e.base+path, strings.NewReader(patch))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json-patch+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, m
 }

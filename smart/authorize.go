@@ -14,6 +14,7 @@ import (
 
 	"github.com/ory/fosite"
 
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/smart/scopes"
 	"github.com/hearth-fhir/hearth/store"
 )
@@ -290,6 +291,12 @@ func (p *Provider) finish(w http.ResponseWriter, r *http.Request, ar fosite.Auth
 		p.oauth.WriteAuthorizeError(ctx, w, ar, err)
 		return
 	}
+	who := audit.Agent{User: u.Username, FHIRUser: actor.FHIRUser, Client: ar.GetClient().GetID(), Patient: actor.Patient}
+	if err := p.security(r, who, audit.Event{Type: audit.SecurityType, Subtype: audit.Consent, Outcome: audit.Success,
+		Detail: "granted " + strings.Join(ar.GetGrantedScopes(), " ")}); err != nil {
+		p.oauth.WriteAuthorizeError(ctx, w, ar, fosite.ErrTemporarilyUnavailable)
+		return
+	}
 	p.oauth.WriteAuthorizeResponse(ctx, w, ar, resp)
 }
 
@@ -376,9 +383,18 @@ func describeScope(s string) string {
 func (p *Provider) signIn(w http.ResponseWriter, r *http.Request, id string, pend *pending, client string) (*User, bool) {
 	ctx := r.Context()
 	u, err := p.accounts.Login(ctx, r.PostForm.Get("username"), r.PostForm.Get("password"))
+	who := audit.Agent{User: r.PostForm.Get("username"), Client: pend.Form.Get("client_id")}
+	if u != nil {
+		who.FHIRUser, who.Patient = u.fhirUser(), u.Patient
+	}
 	if err != nil {
+		p.recordLoginFailure(r, who, err)
 		renderPage(w, http.StatusUnauthorized, "login", pageData{Title: "Sign in", Action: p.root + "/oauth2/interact", Pending: id, CSRF: pend.CSRF,
 			ClientName: client, Error: "Unknown username or wrong password (accounts lock after repeated failures)."})
+		return nil, false
+	}
+	if err := p.security(r, who, audit.Event{Type: audit.AuthenticationType, Subtype: audit.Login, Outcome: audit.Success}); err != nil {
+		renderPage(w, http.StatusServiceUnavailable, "error", pageData{Title: "Error", Error: "Signing in is not possible right now; try again later."})
 		return nil, false
 	}
 	token := randomToken()

@@ -71,11 +71,11 @@ func newEnv(t *testing.T) *env {
 	t.Cleanup(trail.Close)
 	door := interact.New(st, interact.Config{BaseURL: e.base, Audit: trail})
 	e.records = door.Unrestricted(audit.Agent{})
-	e.provider, err = smart.New(ctx, smart.Config{FHIRBase: e.base}, st, e.records, log)
+	e.provider, err = smart.New(ctx, smart.Config{FHIRBase: e.base, Audit: trail}, st, e.records, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewUnstartedServer(server.New(server.Config{BaseURL: e.base, Auth: e.provider}, door, log))
+	ts := httptest.NewUnstartedServer(server.New(server.Config{BaseURL: e.base, Auth: e.provider, Audit: trail}, door, log))
 	ts.Listener.Close()
 	ts.Listener = ln
 	ts.Start()

@@ -24,6 +24,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/smart/scopes"
 	"github.com/hearth-fhir/hearth/store"
 )
@@ -57,6 +58,10 @@ type Config struct {
 	// Registration is the dynamic registration mode: RegistrationOpen (the
 	// default), RegistrationToken or RegistrationOff.
 	Registration string
+	// Audit records the security events: sign-ins, lockouts, consents,
+	// tokens issued, refreshed, refused and revoked, registrations. Nil:
+	// none are recorded (tests, tools).
+	Audit audit.Recorder
 }
 
 // Provider is the authorization server.

@@ -12,6 +12,7 @@ import (
 	"github.com/go-jose/go-jose/v3"
 	"github.com/ory/fosite"
 
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/smart/scopes"
 	"github.com/hearth-fhir/hearth/store"
 )
@@ -166,6 +167,10 @@ func (p *Provider) register(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := p.AddClient(r.Context(), c, secret); err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_client_metadata", "error_description": err.Error()})
+		return
+	}
+	if err := p.security(r, audit.Agent{Client: c.ID}, audit.Event{Subtype: audit.Registration}); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
 		return
 	}
 	out := map[string]any{

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ory/fosite"
 
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/smart/scopes"
 )
 
@@ -86,6 +87,10 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		resp.SetExtra("need_patient_banner", s.NeedBanner)
 		resp.SetExtra("smart_style_url", p.root+"/oauth2/style.json")
 	}
+	if err := p.security(r, tokenAgent(r, ar), audit.Event{Subtype: tokenEvent(ar)}); err != nil {
+		p.oauth.WriteAccessError(ctx, w, ar, fosite.ErrTemporarilyUnavailable)
+		return
+	}
 	p.oauth.WriteAccessResponse(ctx, w, ar, resp)
 }
 
@@ -97,6 +102,7 @@ var grantTypes = []string{"authorization_code", "refresh_token", "client_credent
 // the scheme it must use in WWW-Authenticate, as §5.2 requires.
 func (p *Provider) writeAccessError(w http.ResponseWriter, r *http.Request, ar fosite.AccessRequester, err error) {
 	rfc := fosite.ErrorToRFC6749Error(err)
+	p.security(r, tokenAgent(r, ar), audit.Event{Subtype: tokenEvent(ar), Outcome: audit.Minor, Detail: rfc.ErrorField})
 	if rfc.ErrorField == fosite.ErrInvalidClient.ErrorField {
 		if _, _, basic := r.BasicAuth(); basic {
 			w.Header().Set("WWW-Authenticate", `Basic realm="`+p.root+`/oauth2/token"`)
@@ -199,6 +205,11 @@ func (p *Provider) introspect(w http.ResponseWriter, r *http.Request) {
 func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	err := p.oauth.NewRevocationRequest(ctx, r)
+	e := audit.Event{Subtype: audit.TokenRevoked}
+	if err != nil {
+		e.Outcome, e.Detail = audit.Minor, fosite.ErrorToRFC6749Error(err).ErrorField
+	}
+	p.security(r, tokenAgent(r, nil), e)
 	p.oauth.WriteRevocationResponse(ctx, w, err)
 }
 

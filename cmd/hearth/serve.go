@@ -157,10 +157,14 @@ func serveCmd(args []string) error {
 		return fmt.Errorf("--audit must be grouped, sync or off, not %q", *auditMode)
 	}
 	door := interact.New(st, interact.Config{BaseURL: *baseURL, Audit: trail})
+	var security audit.Recorder // the security events, in the same trail
+	if trail != nil {
+		security = trail
+	}
 	var auth *smart.Provider
 	if *open {
 		log.Warn("--open: the API is served WITHOUT authorization; never use this with real patient data")
-	} else if auth, err = smart.New(context.Background(), smart.Config{FHIRBase: *baseURL, ProxyRestrictedAge: *proxyAge, Registration: *registration}, st, door.Unrestricted(authorizationServer), log); err != nil {
+	} else if auth, err = smart.New(context.Background(), smart.Config{FHIRBase: *baseURL, ProxyRestrictedAge: *proxyAge, Registration: *registration, Audit: security}, st, door.Unrestricted(authorizationServer), log); err != nil {
 		return err
 	}
 	handler.set(server.New(server.Config{
@@ -169,6 +173,7 @@ func serveCmd(args []string) error {
 		CORSOrigins:    strings.Split(*corsOrigins, ","),
 		Version:        version,
 		Auth:           auth,
+		Audit:          security,
 		Open:           *open,
 		RequestTimeout: *requestTimeout,
 		Metrics:        m,

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // generator draws interactions from a vocabulary that names the token's own
@@ -228,6 +229,9 @@ func (g *generator) ownObservation(id string) string {
 
 func (g *generator) next() request {
 	g.n++
+	if g.chance(0.06) {
+		return g.auditEvent()
+	}
 	typ := g.pick(types)
 	if len(g.sc.types) > 0 {
 		typ = g.pick(g.sc.types)
@@ -295,4 +299,35 @@ func (g *generator) next() request {
 		subject := g.pick(patients)
 		return request{method: "POST", path: "/Communication", body: fmt.Sprintf(`{"resourceType":"Communication","status":"completed","subject":{"reference":"Patient/%s"},"sender":{"reference":"Patient/%s"},"recipient":[{"reference":"Practitioner/dr-1"}]}`, subject, g.sc.patient)}
 	}
+}
+
+// auditEvent reads or searches the audit trail: by patient (the token's
+// own, another's), agent, entity, codes and date, sorted and paged.
+func (g *generator) auditEvent() request {
+	if g.chance(0.1) {
+		return request{method: "GET", path: "/AuditEvent/" + g.pick([]string{"0123456789abcdef0123456789abcdef", "nope"})}
+	}
+	var q []string
+	params := []func() string{
+		func() string { return "patient=" + g.pick(patients) },
+		func() string { return "patient=Patient/" + g.pick(patients) },
+		func() string {
+			return "agent=" + g.pick([]string{"Device/app", "Device/other", "Patient/" + g.pick(patients), "RelatedPerson/pat-q-proxy"})
+		},
+		func() string {
+			return "entity=" + g.pick([]string{"Patient/" + g.pick(patients), "Observation/" + g.idOf("Observation")})
+		},
+		func() string { return "type=" + g.pick([]string{"rest", "110113"}) },
+		func() string { return "subtype=" + g.pick([]string{"read", "search-type", "create", "login", "vread"}) },
+		func() string { return "outcome=" + g.pick([]string{"0", "4", "8"}) },
+		func() string {
+			return "date=" + g.pick([]string{"ge2020", "lt2020", "ge" + time.Now().Format("2006-01-02")})
+		},
+		func() string { return "_sort=" + g.pick([]string{"date", "-date"}) },
+	}
+	for range g.rng.IntN(3) {
+		q = append(q, params[g.rng.IntN(len(params))]())
+	}
+	q = append(q, "_count="+fmt.Sprint(1+g.rng.IntN(4)))
+	return request{method: "GET", path: "/AuditEvent?" + strings.Join(q, "&")}
 }

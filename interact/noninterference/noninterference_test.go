@@ -6,7 +6,9 @@
 // type with modifiers, chains, nested _has, includes, counts, totals,
 // sorting and paging; reads, vreads and history; $everything; compartment
 // searches; batches and transactions; conditional creates, updates,
-// patches and deletes. It runs on the embedded store and on FerretDB.
+// patches and deletes; the audit trail's AuditEvents, of which world B
+// holds more, about other patients. It runs on the embedded store and on
+// FerretDB.
 //
 //	go test ./interact/noninterference                       # make test's share
 //	go test ./interact/noninterference -cases 20000 -seed 7  # longer, another draw
@@ -19,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -27,8 +30,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hearth-fhir/hearth/interact"
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/server"
 	"github.com/hearth-fhir/hearth/smart"
 	"github.com/hearth-fhir/hearth/smart/access"
@@ -86,19 +91,19 @@ func scenarios() []scenario {
 	return []scenario{
 		{
 			name:    "patient",
-			policy:  &access.Policy{Patient: "pat-p", Scopes: scopes.ParseSet("patient/*.cruds"), ClientID: "app", Subject: "alpha"},
+			policy:  &access.Policy{Patient: "pat-p", Scopes: scopes.ParseSet("patient/*.cruds"), ClientID: "app", Subject: "alpha", FHIRUser: "Patient/pat-p"},
 			sees:    patientSees("pat-p", false, nil),
 			patient: "pat-p",
 		},
 		{
 			name:    "proxy-of-teen",
-			policy:  &access.Policy{Patient: "pat-t", Scopes: scopes.ParseSet("patient/*.cruds"), WithholdSensitive: true, ClientID: "app", Subject: "parent"},
+			policy:  &access.Policy{Patient: "pat-t", Scopes: scopes.ParseSet("patient/*.cruds"), WithholdSensitive: true, ClientID: "app", Subject: "parent", FHIRUser: "RelatedPerson/parent"},
 			sees:    patientSees("pat-t", true, nil),
 			patient: "pat-t",
 		},
 		{
 			name:   "patient-granular",
-			policy: &access.Policy{Patient: "pat-p", Scopes: scopes.ParseSet(lab), ClientID: "app", Subject: "alpha"},
+			policy: &access.Policy{Patient: "pat-p", Scopes: scopes.ParseSet(lab + " patient/AuditEvent.rs"), ClientID: "app", Subject: "alpha", FHIRUser: "Patient/pat-p"},
 			sees: patientSees("pat-p", false, func(typ string, body map[string]any) bool {
 				switch typ {
 				case "Observation":
@@ -158,14 +163,44 @@ func newWorld(t *testing.T, st store.Store, sc scenario, changes []change) *worl
 		if n := apply(t, st, door, changes, sc.sees); n == 0 {
 			t.Fatal("world B does not differ from world A")
 		}
+		if err := st.AppendAudit(context.Background(), othersAudit(sc.patient)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	srv.Config.Handler = server.New(server.Config{BaseURL: base, Tokens: tokens{sc.policy}}, door, slog.New(slog.DiscardHandler))
+	// The API's door records every interaction, before answering (Sync):
+	// an AuditEvent search then finds the same records in both worlds.
+	trail := audit.New(st, audit.Options{Mode: audit.Sync})
+	t.Cleanup(trail.Close)
+	served := interact.New(st, interact.Config{BaseURL: base, Audit: trail})
+	srv.Config.Handler = server.New(server.Config{BaseURL: base, Tokens: tokens{sc.policy}}, served, slog.New(slog.DiscardHandler))
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return &world{st: st, base: base, srv: srv, ids: &idMap{m: map[string]string{}}}
 }
 
 var base0 = base()
+
+// othersAudit is world B's share of the audit trail the token may not
+// see: what was done to the other patients' records, by their proxies,
+// by the token's own app, and their sign-ins.
+func othersAudit(own string) []store.AuditRecord {
+	var out []store.AuditRecord
+	now := time.Now()
+	for _, p := range patients {
+		if p == own {
+			continue
+		}
+		out = append(out,
+			store.AuditRecord{Recorded: now, Type: "rest", Subtype: "read", Action: "R", Outcome: "0", Patients: []string{p},
+				Agents: []string{"Device/app"}, Entities: []string{"Observation/" + p + "-obs-0"}, Data: []byte(`{"c":"app"}`)},
+			store.AuditRecord{Recorded: now, Type: "rest", Subtype: "search-type", Action: "E", Outcome: "4", Patients: []string{p},
+				Agents: []string{"RelatedPerson/" + p + "-proxy", "Device/other"}, Data: []byte(`{"c":"other","u":"proxy","q":"Observation?code"}`)},
+			store.AuditRecord{Recorded: now, Type: "110113", Subtype: "login", Action: "E", Outcome: "0", Patients: []string{p},
+				Agents: []string{"Patient/" + p}, Data: []byte(`{"u":"` + p + `"}`)},
+		)
+	}
+	return out
+}
 
 type backend struct {
 	name  string
@@ -329,7 +364,9 @@ func nextLink(doc any) string {
 // one world, so that the two worlds' new resources compare equal.
 type idMap struct{ m map[string]string }
 
-var uuidRE = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+// uuidRE finds the ids a store draws: resource ids (UUIDs), AuditEvent
+// ids (32 hex digits) and request ids (24).
+var uuidRE = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\b[0-9a-f]{32}\b|\b[0-9a-f]{24}\b`)
 
 func (ids *idMap) replace(s string) string {
 	return uuidRE.ReplaceAllStringFunc(s, func(u string) string {
@@ -356,9 +393,11 @@ func (w *world) normalise(v any) any {
 	switch x := v.(type) {
 	case map[string]any:
 		out := map[string]any{}
-		for k, e := range x {
+		// In key order: ids are named in the order first met.
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			e := x[k]
 			switch k {
-			case "lastUpdated", "lastModified":
+			case "lastUpdated", "lastModified", "recorded":
 				continue
 			}
 			out[k] = w.normalise(e)

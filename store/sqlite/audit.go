@@ -3,12 +3,15 @@ package sqlite
 import (
 	"cmp"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
 	"database/sql"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -27,9 +30,11 @@ import (
 // inside a group's window), so records are merged into recorded order
 // as the blocks are read (auditMerge).
 //
-// A record's id names its block and place in it ("<block>.<n>"); blocks
-// are numbered by AUTOINCREMENT, so an id is never given twice, even
-// after pruning. A Patient among the entities is keyed as the patient:
+// A record's id is its block and place in it, enciphered with the
+// store's own key (auditIDs): opaque, so that ids tell no one how much
+// else was recorded between two of their own records, and found without
+// an index. Blocks are numbered by AUTOINCREMENT, so an id is never given
+// twice, even after pruning. A Patient among the entities is keyed as the patient:
 // every patient is an entity of the AuditEvent (with role patient).
 const auditSchema = `
 CREATE TABLE IF NOT EXISTS audit_block (
@@ -40,6 +45,10 @@ CREATE TABLE IF NOT EXISTS audit_block (
 );
 CREATE INDEX IF NOT EXISTS audit_block_earliest ON audit_block (earliest);
 CREATE INDEX IF NOT EXISTS audit_block_latest ON audit_block (latest);
+CREATE TABLE IF NOT EXISTS audit_id_key (
+	one INTEGER PRIMARY KEY CHECK (one = 1),
+	key BLOB    NOT NULL -- AES-128: ids are enciphered (block, place)
+);
 CREATE TABLE IF NOT EXISTS audit_block_key (
 	key TEXT    NOT NULL, -- kind (p patient, a agent, e entity), then the value
 	seq INTEGER NOT NULL, -- a block with a record that has it
@@ -49,7 +58,7 @@ CREATE TABLE IF NOT EXISTS audit_block_key (
 
 // migrateAudit moves the records of the first audit schema (tables audit
 // and audit_key, a row each, keyed by id) into blocks of 1,000.
-func migrateAudit(db *sql.DB) error {
+func migrateAudit(db *sql.DB, ids auditIDs) error {
 	var n int
 	if err := db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit'`).Scan(&n); err != nil || n == 0 {
 		return err
@@ -91,7 +100,7 @@ func migrateAudit(db *sql.DB) error {
 		return err
 	}
 	for chunk := range slices.Chunk(recs, 1000) {
-		if err := appendBlock(context.Background(), plainTx{tx}, chunk); err != nil {
+		if err := appendBlock(context.Background(), plainTx{tx}, ids, chunk); err != nil {
 			return err
 		}
 	}
@@ -117,7 +126,7 @@ func (s *Store) AppendAudit(ctx context.Context, recs []store.AuditRecord) error
 
 // AppendAudit writes records in this transaction, as one block.
 func (t *tx) AppendAudit(ctx context.Context, recs []store.AuditRecord) error {
-	return appendBlock(ctx, t, recs)
+	return appendBlock(ctx, t, t.s.auditIDs, recs)
 }
 
 // The statements of an append, prepared once for the store's life (the
@@ -134,7 +143,7 @@ type appender interface {
 }
 
 // appendBlock stores records as one block and gives each its id.
-func appendBlock(ctx context.Context, tx appender, recs []store.AuditRecord) error {
+func appendBlock(ctx context.Context, tx appender, ids auditIDs, recs []store.AuditRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -163,22 +172,52 @@ func appendBlock(ctx context.Context, tx appender, recs []store.AuditRecord) err
 		}
 	}
 	for i := range recs {
-		recs[i].ID = auditID(seq, i)
+		recs[i].ID = ids.id(seq, i)
 	}
 	return nil
 }
 
-// auditID is the id of a block's i-th record; parseAuditID reads it.
-func auditID(seq int64, i int) string { return strconv.FormatInt(seq, 10) + "." + strconv.Itoa(i) }
+// auditIDs makes and reads record ids: a block's number and a place in
+// it, enciphered as one AES block (the last four bytes zero, so that an
+// id this store did not give is told apart), in hex.
+type auditIDs struct{ c cipher.Block }
 
-func parseAuditID(id string) (seq int64, i int, ok bool) {
-	s, n, found := strings.Cut(id, ".")
-	if !found {
+// loadAuditIDs reads the store's id key, made the first time.
+func loadAuditIDs(db *sql.DB) (auditIDs, error) {
+	key := make([]byte, 16)
+	rand.Read(key)
+	if _, err := db.Exec(`INSERT OR IGNORE INTO audit_id_key (one, key) VALUES (1, ?)`, key); err != nil {
+		return auditIDs{}, err
+	}
+	if err := db.QueryRow(`SELECT key FROM audit_id_key`).Scan(&key); err != nil {
+		return auditIDs{}, err
+	}
+	c, err := aes.NewCipher(key)
+	if err != nil {
+		return auditIDs{}, err
+	}
+	return auditIDs{c}, nil
+}
+
+func (a auditIDs) id(seq int64, i int) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(seq))
+	binary.BigEndian.PutUint32(b[8:12], uint32(i))
+	a.c.Encrypt(b[:], b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (a auditIDs) parse(id string) (seq int64, i int, ok bool) {
+	var b [16]byte
+	if len(id) != 32 {
 		return 0, 0, false
 	}
-	seq, err1 := strconv.ParseInt(s, 10, 64)
-	i, err2 := strconv.Atoi(n)
-	return seq, i, err1 == nil && err2 == nil && seq > 0 && i >= 0
+	if _, err := hex.Decode(b[:], []byte(id)); err != nil {
+		return 0, 0, false
+	}
+	a.c.Decrypt(b[:], b[:])
+	seq, i = int64(binary.BigEndian.Uint64(b[:8])), int(binary.BigEndian.Uint32(b[8:12]))
+	return seq, i, binary.BigEndian.Uint32(b[12:]) == 0 && seq > 0 && i >= 0
 }
 
 // auditKeys are the keys a record is found by, distinct: each its kind's
@@ -238,7 +277,7 @@ func encodeBlock(recs []store.AuditRecord) []byte {
 var errBadBlock = errors.New("sqlite: audit: a block does not decode")
 
 // decodeBlock decodes the records of block seq.
-func decodeBlock(seq int64, b []byte) ([]store.AuditRecord, error) {
+func decodeBlock(ids auditIDs, seq int64, b []byte) ([]store.AuditRecord, error) {
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > uint64(len(b)) {
 		return nil, errBadBlock
@@ -276,7 +315,7 @@ func decodeBlock(seq int64, b []byte) ([]store.AuditRecord, error) {
 			return nil, errBadBlock
 		}
 		b = b[k:]
-		r := store.AuditRecord{ID: auditID(seq, i), Recorded: time.UnixMilli(ms).UTC(), Type: str(), Subtype: str(), Action: str(), Outcome: str(),
+		r := store.AuditRecord{ID: ids.id(seq, i), Recorded: time.UnixMilli(ms).UTC(), Type: str(), Subtype: str(), Action: str(), Outcome: str(),
 			Patients: list(), Agents: list(), Entities: list()}
 		r.Data = slices.Clone(bytesOf())
 		if bad {
@@ -317,7 +356,7 @@ func (s *Store) SearchAudit(ctx context.Context, q store.AuditQuery) ([]store.Au
 	if len(q.IDs) > 0 {
 		var seqs []any
 		for _, id := range q.IDs {
-			if seq, _, ok := parseAuditID(id); ok {
+			if seq, _, ok := s.auditIDs.parse(id); ok {
 				seqs = append(seqs, seq)
 			}
 		}
@@ -359,7 +398,7 @@ func (s *Store) SearchAudit(ctx context.Context, q store.AuditQuery) ([]store.Au
 		return nil, fmt.Errorf("sqlite: audit search: %w", err)
 	}
 	defer rows.Close()
-	m := auditMerge{q: q, after: after, keys: [3][]string{patients, agents, entities}}
+	m := auditMerge{ids: s.auditIDs, q: q, after: after, keys: [3][]string{patients, agents, entities}}
 	for rows.Next() && !m.full() {
 		var seq, earliest, latest int64
 		var block []byte
@@ -373,7 +412,7 @@ func (s *Store) SearchAudit(ctx context.Context, q store.AuditQuery) ([]store.Au
 		} else {
 			m.release(earliest)
 		}
-		recs, err := decodeBlock(seq, block)
+		recs, err := decodeBlock(s.auditIDs, seq, block)
 		if err != nil {
 			return nil, fmt.Errorf("block %d: %w", seq, err)
 		}
@@ -388,7 +427,7 @@ func (s *Store) SearchAudit(ctx context.Context, q store.AuditQuery) ([]store.Au
 
 // auditRecord is the record with an id, or ErrInvalidCursor.
 func (s *Store) auditRecord(ctx context.Context, id string) (store.AuditRecord, error) {
-	seq, i, ok := parseAuditID(id)
+	seq, i, ok := s.auditIDs.parse(id)
 	if !ok {
 		return store.AuditRecord{}, fmt.Errorf("audit cursor: %w", store.ErrInvalidCursor)
 	}
@@ -400,7 +439,7 @@ func (s *Store) auditRecord(ctx context.Context, id string) (store.AuditRecord, 
 	if err != nil {
 		return store.AuditRecord{}, fmt.Errorf("sqlite: audit search: %w", err)
 	}
-	recs, err := decodeBlock(seq, block)
+	recs, err := decodeBlock(s.auditIDs, seq, block)
 	if err != nil {
 		return store.AuditRecord{}, err
 	}
@@ -415,6 +454,7 @@ func (s *Store) auditRecord(ctx context.Context, id string) (store.AuditRecord, 
 // record held is given out once no block still to come can hold an
 // earlier one.
 type auditMerge struct {
+	ids   auditIDs
 	q     store.AuditQuery
 	after *store.AuditRecord
 	keys  [3][]string // patients, agents, entities, as keys
@@ -429,8 +469,8 @@ func (m *auditMerge) full() bool { return m.q.Limit > 0 && len(m.out) >= m.q.Lim
 func (m *auditMerge) before(a, b store.AuditRecord) bool {
 	c := a.Recorded.Compare(b.Recorded)
 	if c == 0 {
-		as, ai, _ := parseAuditID(a.ID)
-		bs, bi, _ := parseAuditID(b.ID)
+		as, ai, _ := m.ids.parse(a.ID)
+		bs, bi, _ := m.ids.parse(b.ID)
 		c = cmp.Or(cmp.Compare(as, bs), cmp.Compare(ai, bi))
 	}
 	if m.q.Descending {
@@ -521,7 +561,7 @@ func (s *Store) PruneAudit(ctx context.Context, before time.Time) (int64, error)
 					rows.Close()
 					return err
 				}
-				if b.recs, err = decodeBlock(b.seq, data); err != nil {
+				if b.recs, err = decodeBlock(s.auditIDs, b.seq, data); err != nil {
 					rows.Close()
 					return err
 				}

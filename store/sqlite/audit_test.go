@@ -56,3 +56,36 @@ func TestAuditRecordsOfTheFirstSchemaAreKept(t *testing.T) {
 		t.Errorf("the first schema's tables remain: %d %v", old, err)
 	}
 }
+
+// Ids are opaque: consecutive records' ids share nothing, and an id this
+// store did not give (or another store's) finds nothing.
+func TestAuditIDsAreOpaque(t *testing.T) {
+	ctx := context.Background()
+	open := func() *Store {
+		s, err := Open(t.TempDir(), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	s, other := open(), open()
+	recs := []store.AuditRecord{{Recorded: time.Now(), Type: "rest", Subtype: "read"}, {Recorded: time.Now(), Type: "rest", Subtype: "read"}}
+	if err := s.AppendAudit(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	if recs[0].ID[:8] == recs[1].ID[:8] || len(recs[0].ID) != 32 {
+		t.Errorf("ids %s and %s look related", recs[0].ID, recs[1].ID)
+	}
+	if err := other.AppendAudit(ctx, []store.AuditRecord{{Recorded: time.Now(), Type: "rest", Subtype: "read"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"00000000000000000000000000000000", recs[0].ID[:31] + "x", "1.0"} {
+		if got, err := other.SearchAudit(ctx, store.AuditQuery{IDs: []string{id}}); err != nil || len(got) != 0 {
+			t.Errorf("id %s found %+v, %v", id, got, err)
+		}
+	}
+	if got, err := other.SearchAudit(ctx, store.AuditQuery{IDs: []string{recs[0].ID}}); err != nil || len(got) != 0 {
+		t.Errorf("another store's id found %+v, %v", got, err)
+	}
+}

@@ -129,6 +129,7 @@ type Store struct {
 	readStmt *sql.Stmt
 	authStmt *sql.Stmt // GetAuth: every API request checks its token
 	searches *stmtCache
+	auditIDs auditIDs
 	kept     map[string]*sql.Stmt // the writer's statements of every transaction, prepared once (tx.execKept)
 
 	// checkpointer copies committed WAL frames into the database file in
@@ -211,7 +212,11 @@ func Open(dir string, opts Options) (*Store, error) {
 	if _, err := writer.Exec(auditSchema); err != nil {
 		return nil, fmt.Errorf("sqlite: audit schema: %w", err)
 	}
-	if err := migrateAudit(writer); err != nil {
+	auditIDs, err := loadAuditIDs(writer)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: audit trail: %w", err)
+	}
+	if err := migrateAudit(writer, auditIDs); err != nil {
 		return nil, fmt.Errorf("sqlite: migrate the audit trail: %w", err)
 	}
 	reader, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)")
@@ -253,7 +258,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if n == 0 {
 		n = 100_000
 	}
-	s := &Store{writer: writer, reader: reader, lock: lock, cache: newCache(n), readStmt: readStmt, authStmt: authStmt, searches: newStmtCache(reader), kept: kept,
+	s := &Store{writer: writer, reader: reader, lock: lock, cache: newCache(n), readStmt: readStmt, authStmt: authStmt, searches: newStmtCache(reader), kept: kept, auditIDs: auditIDs,
 		checkpointer: checkpointer, stop: make(chan struct{}), stopped: make(chan struct{})}
 	go s.checkpoint()
 	ok = true
