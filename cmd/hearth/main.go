@@ -46,6 +46,8 @@ func main() {
 		err = backupCmd(os.Args[2:])
 	case "restore":
 		err = restoreCmd(os.Args[2:])
+	case "audit":
+		err = auditCmd(os.Args[2:])
 	case "version":
 		fmt.Println(version)
 	case "help", "-h", "--help":
@@ -73,6 +75,8 @@ Usage:
   hearth user add --username U --password P [--patient Patient/ID]
   hearth user link|unlink --username U --patient Patient/ID   (proxy access)
   hearth client add --id ID --redirect-uri URI [--public] [--secret S] [--jwks-url U] [--backend]
+  hearth audit [--data DIR | --store mongodb://…] [--patient ID] [--user U] [--client C] [--since T] [--until T]
+               [--outcome success|failure] [--subtype S] [--format table|ndjson]   (the audit trail; while serving too)
   hearth version
 
 Every flag can also be set as an environment variable: --base-url is HEARTH_BASE_URL.

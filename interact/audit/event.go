@@ -17,6 +17,7 @@ import (
 	"encoding/json/jsontext"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hearth-fhir/hearth/fhir"
@@ -211,17 +212,32 @@ func Facts(a Agent, e Event, at time.Time) store.AuditRecord {
 // Render makes a stored record the AuditEvent it stands for. Records of
 // the trail's first version hold the rendered AuditEvent itself.
 func Render(r store.AuditRecord) ([]byte, error) {
-	if bytes.HasPrefix(r.Data, []byte(`{"resourceType"`)) {
+	if rendered(r) {
 		return r.Data, nil
+	}
+	a, e, err := Parse(r)
+	if err != nil {
+		return nil, err
+	}
+	return render(a, e, r.ID, r.Recorded)
+}
+
+// rendered: a record of the trail's first version, its AuditEvent itself.
+func rendered(r store.AuditRecord) bool { return bytes.HasPrefix(r.Data, []byte(`{"resourceType"`)) }
+
+// Parse is the agent and event a stored record tells of. Of a record of
+// the trail's first version it tells what the store indexed.
+func Parse(r store.AuditRecord) (Agent, Event, error) {
+	e := Event{Type: r.Type, Subtype: r.Subtype, Action: r.Action, Outcome: r.Outcome, Patients: r.Patients, Entities: r.Entities}
+	if rendered(r) {
+		return Agent{}, e, nil
 	}
 	var f facts
 	if err := json.Unmarshal(r.Data, &f); err != nil {
-		return nil, fmt.Errorf("audit record %s: %w", r.ID, err)
+		return Agent{}, Event{}, fmt.Errorf("audit record %s: %w", r.ID, err)
 	}
-	a := Agent{User: f.User, FHIRUser: f.FHIRUser, Client: f.Client, Patient: f.Patient, Address: f.Address, RequestID: f.RequestID}
-	e := Event{Type: r.Type, Subtype: r.Subtype, Action: r.Action, Outcome: r.Outcome, Detail: f.Detail, Patients: r.Patients,
-		Entities: r.Entities, Query: f.Query}
-	return render(a, e, r.ID, r.Recorded)
+	e.Detail, e.Query = f.Detail, f.Query
+	return Agent{User: f.User, FHIRUser: f.FHIRUser, Client: f.Client, Patient: f.Patient, Address: f.Address, RequestID: f.RequestID}, e, nil
 }
 
 // render makes an event the AuditEvent the trail serves.
@@ -283,6 +299,9 @@ func render(a Agent, e Event, id string, at time.Time) ([]byte, error) {
 			Role: &coding{System: entityRoleSystem, Code: "1", Display: "Patient"}})
 	}
 	for _, r := range e.Entities {
+		if id, ok := strings.CutPrefix(r, "Patient/"); ok && slices.Contains(e.Patients, id) {
+			continue // a Patient read: named once, as the patient
+		}
 		ev.Entity = append(ev.Entity, entity{What: &reference{Reference: r},
 			Type: &coding{System: entityTypeSystem, Code: "2", Display: "System Object"},
 			Role: &coding{System: entityRoleSystem, Code: "4", Display: "Domain Resource"}})

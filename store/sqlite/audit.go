@@ -11,6 +11,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -329,6 +331,44 @@ func decodeBlock(ids auditIDs, seq int64, b []byte) ([]store.AuditRecord, error)
 // SearchAudit answers the records q selects: the blocks that can hold
 // them, by key and time, in order, merged.
 func (s *Store) SearchAudit(ctx context.Context, q store.AuditQuery) ([]store.AuditRecord, error) {
+	return AuditReader{s.reader, s.auditIDs}.SearchAudit(ctx, q)
+}
+
+// AuditReader reads the audit trail of a data directory, even one a
+// server is using (OpenAuditReader): it takes no lock and writes nothing.
+type AuditReader struct {
+	db  *sql.DB
+	ids auditIDs
+}
+
+// OpenAuditReader opens the trail of the embedded store in dir to read.
+func OpenAuditReader(dir string) (*AuditReader, error) {
+	path := filepath.Join(dir, dbFile)
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	var key []byte
+	if err := db.QueryRow(`SELECT key FROM audit_id_key`).Scan(&key); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: the audit trail: %w", err)
+	}
+	c, err := aes.NewCipher(key)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &AuditReader{db: db, ids: auditIDs{c}}, nil
+}
+
+// Close closes the reader.
+func (s *AuditReader) Close() error { return s.db.Close() }
+
+// SearchAudit answers the records q selects, as Store.SearchAudit.
+func (s AuditReader) SearchAudit(ctx context.Context, q store.AuditQuery) ([]store.AuditRecord, error) {
 	var where []string
 	var args []any
 	keyed := func(keys []string) {
@@ -356,7 +396,7 @@ func (s *Store) SearchAudit(ctx context.Context, q store.AuditQuery) ([]store.Au
 	if len(q.IDs) > 0 {
 		var seqs []any
 		for _, id := range q.IDs {
-			if seq, _, ok := s.auditIDs.parse(id); ok {
+			if seq, _, ok := s.ids.parse(id); ok {
 				seqs = append(seqs, seq)
 			}
 		}
@@ -393,12 +433,12 @@ func (s *Store) SearchAudit(ctx context.Context, q store.AuditQuery) ([]store.Au
 	} else {
 		query += " ORDER BY earliest, seq"
 	}
-	rows, err := s.reader.QueryContext(ctx, query, args...)
+	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: audit search: %w", err)
 	}
 	defer rows.Close()
-	m := auditMerge{ids: s.auditIDs, q: q, after: after, keys: [3][]string{patients, agents, entities}}
+	m := auditMerge{ids: s.ids, q: q, after: after, keys: [3][]string{patients, agents, entities}}
 	for rows.Next() && !m.full() {
 		var seq, earliest, latest int64
 		var block []byte
@@ -412,7 +452,7 @@ func (s *Store) SearchAudit(ctx context.Context, q store.AuditQuery) ([]store.Au
 		} else {
 			m.release(earliest)
 		}
-		recs, err := decodeBlock(s.auditIDs, seq, block)
+		recs, err := decodeBlock(s.ids, seq, block)
 		if err != nil {
 			return nil, fmt.Errorf("block %d: %w", seq, err)
 		}
@@ -426,20 +466,20 @@ func (s *Store) SearchAudit(ctx context.Context, q store.AuditQuery) ([]store.Au
 }
 
 // auditRecord is the record with an id, or ErrInvalidCursor.
-func (s *Store) auditRecord(ctx context.Context, id string) (store.AuditRecord, error) {
-	seq, i, ok := s.auditIDs.parse(id)
+func (s AuditReader) auditRecord(ctx context.Context, id string) (store.AuditRecord, error) {
+	seq, i, ok := s.ids.parse(id)
 	if !ok {
 		return store.AuditRecord{}, fmt.Errorf("audit cursor: %w", store.ErrInvalidCursor)
 	}
 	var block []byte
-	err := s.reader.QueryRowContext(ctx, `SELECT records FROM audit_block WHERE seq = ?`, seq).Scan(&block)
+	err := s.db.QueryRowContext(ctx, `SELECT records FROM audit_block WHERE seq = ?`, seq).Scan(&block)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.AuditRecord{}, fmt.Errorf("audit cursor: %w", store.ErrInvalidCursor)
 	}
 	if err != nil {
 		return store.AuditRecord{}, fmt.Errorf("sqlite: audit search: %w", err)
 	}
-	recs, err := decodeBlock(s.auditIDs, seq, block)
+	recs, err := decodeBlock(s.ids, seq, block)
 	if err != nil {
 		return store.AuditRecord{}, err
 	}
