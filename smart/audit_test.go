@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +15,8 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/hearth-fhir/hearth/smart"
+	"github.com/hearth-fhir/hearth/store/mongo"
+	"github.com/hearth-fhir/hearth/store/mongo/mongotest"
 )
 
 // auditEvents are the AuditEvents a search answers, as decoded maps.
@@ -64,7 +67,20 @@ func eventFacts(ev map[string]any) (subtype string, agents, entities []string, q
 // included, while the proxy sees none; a backend service with
 // system/AuditEvent.rs sees all; nobody writes one.
 func TestAuditTrail(t *testing.T) {
-	e := newEnv(t)
+	testAuditViews(t, newEnv(t))
+}
+
+// TestAuditTrailOnMongo: the same views on the MongoDB backend (FerretDB).
+func TestAuditTrailOnMongo(t *testing.T) {
+	st, err := mongo.Open(context.Background(), mongotest.URI(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	testAuditViews(t, newEnvOn(t, st))
+}
+
+func testAuditViews(t *testing.T, e *env) {
 	ctx := context.Background()
 	if _, err := smart.NewAccounts(e.st).AddUser(ctx, "kid1", password, "kid1"); err != nil {
 		t.Fatal(err)
@@ -357,4 +373,10 @@ func (e *env) fhirPatch(path, token, patch string) (int, map[string]any) {
 	var m map[string]any
 	json.NewDecoder(resp.Body).Decode(&m)
 	return resp.StatusCode, m
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	mongotest.Stop()
+	os.Exit(code)
 }
