@@ -13,6 +13,7 @@ import (
 
 	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/interact"
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/smart"
 	"github.com/hearth-fhir/hearth/store"
 )
@@ -50,10 +51,16 @@ func userCmd(args []string) error {
 		if _, err := smart.NewAccounts(st).AddUser(ctx, *username, *password, pid); err != nil {
 			return err
 		}
+		if err := recordAccountChange(ctx, st, audit.AccountChanged, "C", "account "+*username+" added", pid, ""); err != nil {
+			return err
+		}
 		fmt.Printf("user %s added\n", *username)
 	case "link":
 		l, err := smart.LinkProxy(ctx, st, records, *username, pid, *relationship)
 		if err != nil {
+			return err
+		}
+		if err := recordAccountChange(ctx, st, audit.ProxyLinked, "C", "account "+*username+" may act for the patient", l.Patient, "RelatedPerson/"+l.RelatedPerson); err != nil {
 			return err
 		}
 		fmt.Printf("user %s is now a proxy for Patient/%s as RelatedPerson/%s\n", *username, l.Patient, l.RelatedPerson)
@@ -61,9 +68,28 @@ func userCmd(args []string) error {
 		if err := smart.Unlink(ctx, st, *username, pid); err != nil {
 			return err
 		}
+		if err := recordAccountChange(ctx, st, audit.ProxyLinked, "D", "account "+*username+" no longer acts for the patient", pid, ""); err != nil {
+			return err
+		}
 		fmt.Printf("user %s no longer acts for Patient/%s\n", *username, pid)
 	default:
 		return fmt.Errorf("unknown user command %q (add, link, unlink)", sub)
+	}
+	return nil
+}
+
+// recordAccountChange records an operator's change to an account in the
+// audit trail: about the patient it concerns, a patient sees it.
+func recordAccountChange(ctx context.Context, st store.AuditLog, subtype, action, detail, patient, entity string) error {
+	e := audit.Event{Type: audit.SecurityType, Subtype: subtype, Action: action, Outcome: audit.Success, Detail: detail}
+	if patient != "" {
+		e.Patients = []string{patient}
+	}
+	if entity != "" {
+		e.Entities = []string{entity}
+	}
+	if err := st.AppendAudit(ctx, []store.AuditRecord{audit.Facts(operator, e, time.Now())}); err != nil {
+		return fmt.Errorf("the change is made, but its audit record failed: %w", err)
 	}
 	return nil
 }

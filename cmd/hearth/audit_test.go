@@ -132,3 +132,29 @@ func TestAuditCommandFilters(t *testing.T) {
 		t.Errorf("a bad --outcome: %v %s", err, out)
 	}
 }
+
+// TestAccountChangesAreAudited: the operator's account and proxy-link
+// changes are in the trail, about the patient they concern.
+func TestAccountChangesAreAudited(t *testing.T) {
+	data := t.TempDir()
+	cmd, base := startServer(t, nil, "--data", data, "--no-seed")
+	for _, id := range []string{"kid", "mum"} {
+		if status, body := request(t, "PUT", base+"/Patient/"+id, `{"resourceType":"Patient","id":"`+id+`"}`); status != 201 {
+			t.Fatalf("%s: %d %s", id, status, body)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	runHearth(t, "user", "add", "--data", data, "--username", "mum", "--password", "a long enough password", "--patient", "Patient/mum")
+	runHearth(t, "user", "link", "--data", data, "--username", "mum", "--patient", "Patient/kid")
+	runHearth(t, "user", "unlink", "--data", data, "--username", "mum", "--patient", "Patient/kid")
+	events := func(patient, subtype string) int {
+		return len(auditLines(t, "--data", data, "--format", "ndjson", "--patient", patient, "--subtype", subtype))
+	}
+	if n := events("mum", "account-changed"); n != 1 {
+		t.Errorf("the account's creation: %d events about mum", n)
+	}
+	if n := events("kid", "proxy-linked"); n != 2 {
+		t.Errorf("the link and unlink: %d events about kid, want 2", n)
+	}
+}
