@@ -138,7 +138,7 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 			table.Flush()
 		}
 		// A progress line on large ranges, where the operator waits.
-		if time.Since(lastProgress) > time.Second {
+		if len(recs) > 0 && time.Since(lastProgress) > time.Second {
 			fmt.Fprintf(stderr, "… %d events read, %d shown, up to %s\n", read, shown, fhir.FormatInstant(recs[len(recs)-1].Recorded))
 			lastProgress = time.Now()
 		}

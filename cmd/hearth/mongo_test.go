@@ -228,6 +228,17 @@ func TestTwoServersOneMongo(t *testing.T) {
 	if status != 200 || hist["total"] != float64(1+writers*each) {
 		t.Errorf("history of p1 after %d racing updates: %d total=%v, want %d", writers*each, status, hist["total"], 1+writers*each)
 	}
+	// Both processes wrote one trail, which hearth audit reads: every
+	// update of p1 there (the PUT that created it too), and ray's sign-in
+	// (on B) about p1.
+	out, err := exec.Command(binary, "audit", "--store", uri, "--patient", "p1", "--subtype", "update", "--format", "ndjson").Output()
+	if n := strings.Count(string(out), "\n"); err != nil || n != 1+writers*each {
+		t.Errorf("hearth audit --store: %d updates of p1 (%v), want %d", n, err, 1+writers*each)
+	}
+	out, err = exec.Command(binary, "audit", "--store", uri, "--patient", "p1", "--subtype", "login").Output()
+	if err != nil || !strings.Contains(string(out), "ray") {
+		t.Errorf("hearth audit --store: ray's sign-in: %v %s", err, out)
+	}
 }
 
 func TestMongoTransactionBundleRefusedWithoutReplicaSet(t *testing.T) {
