@@ -204,7 +204,8 @@ func Facts(a Agent, e Event, at time.Time) store.AuditRecord {
 	if a.Client != "" {
 		rec.Agents = append(rec.Agents, ClientDevice(a.Client))
 	}
-	rec.Data = appendFacts(make([]byte, 0, 256), facts{User: a.User, FHIRUser: a.FHIRUser, Client: a.Client, Patient: a.Patient,
+	size := 64 + len(a.User) + len(a.FHIRUser) + len(a.Client) + len(a.Patient) + len(a.Address) + len(a.RequestID) + len(e.Detail) + len(e.Query)
+	rec.Data = appendFacts(make([]byte, 0, size), facts{User: a.User, FHIRUser: a.FHIRUser, Client: a.Client, Patient: a.Patient,
 		Address: a.Address, RequestID: a.RequestID, Detail: e.Detail, Query: e.Query})
 	return rec
 }

@@ -101,8 +101,13 @@ func migrateAudit(db *sql.DB, ids auditIDs) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	for chunk := range slices.Chunk(recs, 1000) {
-		if err := appendBlock(context.Background(), plainTx{tx}, ids, chunk); err != nil {
+	ctx := context.Background()
+	for chunk := range slices.Chunk(recs, maxBlockRecords) {
+		seq, err := nextAuditBlock(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if err := appendBlock(ctx, plainTx{tx}, ids, seq, chunk); err != nil {
 			return err
 		}
 	}
@@ -126,16 +131,60 @@ func (s *Store) AppendAudit(ctx context.Context, recs []store.AuditRecord) error
 	return s.Transact(ctx, func(t store.Tx) error { return t.AppendAudit(ctx, recs) })
 }
 
-// AppendAudit writes records in this transaction, as one block.
+// AppendAudit adds records to this transaction's block, written when it
+// commits (or when full): a transaction's records are one block, however
+// many entries of a bundle appended theirs, up to maxBlockRecords. Their
+// ids are given at once: the block's number is known, the writer's lock
+// being held.
 func (t *tx) AppendAudit(ctx context.Context, recs []store.AuditRecord) error {
-	return appendBlock(ctx, t, t.s.auditIDs, recs)
+	if t.auditSeq == 0 {
+		seq, err := nextAuditBlock(ctx, t.tx)
+		if err != nil {
+			return fmt.Errorf("sqlite: audit: %w", err)
+		}
+		t.auditSeq = seq
+	}
+	for i := range recs {
+		if t.audit.n == maxBlockRecords {
+			// A full block is written at once: a transaction holds at
+			// most one block's records.
+			if err := t.flushAudit(ctx); err != nil {
+				return err
+			}
+			t.audit = blockBuilder{}
+			t.auditSeq++ // numbers are given here alone: the writer's lock is held
+		}
+		recs[i].ID = t.s.auditIDs.id(t.auditSeq, t.audit.n)
+		t.audit.add(recs[i])
+	}
+	return nil
+}
+
+// maxBlockRecords bounds a block: what a search decodes to find one
+// record, and what a transaction holds.
+const maxBlockRecords = 1000
+
+// flushAudit writes the transaction's block.
+func (t *tx) flushAudit(ctx context.Context) error {
+	return t.audit.write(ctx, t, t.auditSeq)
+}
+
+// nextAuditBlock is the number the next block gets: past every number
+// ever given (AUTOINCREMENT keeps the highest, even once pruned).
+func nextAuditBlock(ctx context.Context, q interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}) (int64, error) {
+	var seq int64
+	err := q.QueryRowContext(ctx, `SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'audit_block'), 0),
+		coalesce((SELECT max(seq) FROM audit_block), 0)) + 1`).Scan(&seq)
+	return seq, err
 }
 
 // The statements of an append, prepared once for the store's life (the
 // writer's keptStmts): every write appends its record, and parsing them
 // cost as much as running them.
 const (
-	insertAuditBlock = `INSERT INTO audit_block (earliest, latest, records) VALUES (?, ?, ?)`
+	insertAuditBlock = `INSERT INTO audit_block (seq, earliest, latest, records) VALUES (?, ?, ?, ?)`
 	insertAuditKey   = `INSERT INTO audit_block_key (key, seq) VALUES (?, ?)`
 )
 
@@ -144,37 +193,101 @@ type appender interface {
 	execKept(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-// appendBlock stores records as one block and gives each its id.
-func appendBlock(ctx context.Context, tx appender, ids auditIDs, recs []store.AuditRecord) error {
-	if len(recs) == 0 {
-		return nil
-	}
-	earliest, latest := recs[0].Recorded.UnixMilli(), recs[0].Recorded.UnixMilli()
-	var keys []string
+// appendBlock stores records as block seq and gives each its id.
+func appendBlock(ctx context.Context, tx appender, ids auditIDs, seq int64, recs []store.AuditRecord) error {
+	var b blockBuilder
 	for _, r := range recs {
-		ms := r.Recorded.UnixMilli()
-		earliest, latest = min(earliest, ms), max(latest, ms)
-		for _, k := range auditKeys(r) {
-			if !slices.Contains(keys, k) {
-				keys = append(keys, k)
-			}
-		}
+		b.add(r)
 	}
-	res, err := tx.execKept(ctx, insertAuditBlock, earliest, latest, encodeBlock(recs))
-	if err != nil {
-		return fmt.Errorf("sqlite: audit: %w", err)
-	}
-	seq, err := res.LastInsertId()
-	if err != nil {
-		return fmt.Errorf("sqlite: audit: %w", err)
-	}
-	for _, k := range keys {
-		if _, err := tx.execKept(ctx, insertAuditKey, k, seq); err != nil {
-			return fmt.Errorf("sqlite: audit: %w", err)
-		}
+	if err := b.write(ctx, tx, seq); err != nil {
+		return err
 	}
 	for i := range recs {
 		recs[i].ID = ids.id(seq, i)
+	}
+	return nil
+}
+
+// blockBuilder gathers a block's records, encoded as they come (a
+// 10,000-entry transaction holds 2 MB of them, not 10,000 records).
+type blockBuilder struct {
+	n                int
+	earliest, latest int64
+	records          []byte // each record, as decodeBlock reads them
+	keys             []blockKey
+	seen             map[blockKey]bool
+}
+
+// blockKey is a key of audit_block_key, kept apart until written: looking
+// one up allocates nothing.
+type blockKey struct {
+	kind  byte
+	value string
+}
+
+func (b *blockBuilder) key(kind byte, value string) {
+	k := blockKey{kind, value}
+	if kind == 'e' {
+		if id, ok := strings.CutPrefix(value, "Patient/"); ok && !strings.Contains(id, "/") {
+			k = blockKey{'p', id} // a Patient entity is keyed as the patient (entityKey)
+		}
+	}
+	if !b.seen[k] {
+		b.seen[k] = true
+		b.keys = append(b.keys, k)
+	}
+}
+
+// add encodes a record: each field as a length-prefixed string (lists
+// with their length first).
+func (b *blockBuilder) add(r store.AuditRecord) {
+	ms := r.Recorded.UnixMilli()
+	if b.n == 0 {
+		b.earliest, b.latest, b.seen = ms, ms, map[blockKey]bool{}
+	}
+	b.n++
+	b.earliest, b.latest = min(b.earliest, ms), max(b.latest, ms)
+	for _, p := range r.Patients {
+		b.key('p', p)
+	}
+	for _, a := range r.Agents {
+		b.key('a', a)
+	}
+	for _, e := range r.Entities {
+		b.key('e', e)
+	}
+	buf := b.records
+	str := func(s string) { buf = append(binary.AppendUvarint(buf, uint64(len(s))), s...) }
+	list := func(l []string) {
+		buf = binary.AppendUvarint(buf, uint64(len(l)))
+		for _, s := range l {
+			str(s)
+		}
+	}
+	buf = binary.AppendVarint(buf, ms)
+	str(r.Type)
+	str(r.Subtype)
+	str(r.Action)
+	str(r.Outcome)
+	list(r.Patients)
+	list(r.Agents)
+	list(r.Entities)
+	b.records = append(binary.AppendUvarint(buf, uint64(len(r.Data))), r.Data...)
+}
+
+// write inserts the block, its count first, and its keys.
+func (b *blockBuilder) write(ctx context.Context, tx appender, seq int64) error {
+	if b.n == 0 {
+		return nil
+	}
+	block := append(binary.AppendUvarint(make([]byte, 0, len(b.records)+10), uint64(b.n)), b.records...)
+	if _, err := tx.execKept(ctx, insertAuditBlock, seq, b.earliest, b.latest, block); err != nil {
+		return fmt.Errorf("sqlite: audit: %w", err)
+	}
+	for _, k := range b.keys {
+		if _, err := tx.execKept(ctx, insertAuditKey, string(k.kind)+k.value, seq); err != nil {
+			return fmt.Errorf("sqlite: audit: %w", err)
+		}
 	}
 	return nil
 }
@@ -249,31 +362,6 @@ func entityKey(e string) string {
 		return "p" + id
 	}
 	return "e" + e
-}
-
-// encodeBlock encodes records: their count, then each record's fields as
-// length-prefixed strings (lists with their length first).
-func encodeBlock(recs []store.AuditRecord) []byte {
-	b := binary.AppendUvarint(make([]byte, 0, 256*len(recs)), uint64(len(recs)))
-	str := func(s string) { b = append(binary.AppendUvarint(b, uint64(len(s))), s...) }
-	list := func(l []string) {
-		b = binary.AppendUvarint(b, uint64(len(l)))
-		for _, s := range l {
-			str(s)
-		}
-	}
-	for _, r := range recs {
-		b = binary.AppendVarint(b, r.Recorded.UnixMilli())
-		str(r.Type)
-		str(r.Subtype)
-		str(r.Action)
-		str(r.Outcome)
-		list(r.Patients)
-		list(r.Agents)
-		list(r.Entities)
-		b = append(binary.AppendUvarint(b, uint64(len(r.Data))), r.Data...)
-	}
-	return b
 }
 
 var errBadBlock = errors.New("sqlite: audit: a block does not decode")

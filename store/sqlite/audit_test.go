@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -87,5 +88,49 @@ func TestAuditIDsAreOpaque(t *testing.T) {
 	}
 	if got, err := other.SearchAudit(ctx, store.AuditQuery{IDs: []string{recs[0].ID}}); err != nil || len(got) != 0 {
 		t.Errorf("another store's id found %+v, %v", got, err)
+	}
+}
+
+// A transaction's records past a block's worth go into further blocks:
+// every one found, in order, by its own id.
+func TestAuditTransactionFillsSeveralBlocks(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	recs := make([]store.AuditRecord, 2*maxBlockRecords+500)
+	for i := range recs {
+		recs[i] = store.AuditRecord{Recorded: base.Add(time.Duration(i) * time.Millisecond), Type: "rest", Subtype: "create", Entities: []string{fmt.Sprintf("Observation/o%d", i)}}
+	}
+	if err := s.Transact(ctx, func(tx store.Tx) error {
+		for i := range recs {
+			if err := tx.AppendAudit(ctx, recs[i:i+1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var blocks int
+	s.reader.QueryRow(`SELECT count(*) FROM audit_block`).Scan(&blocks)
+	if blocks != 3 {
+		t.Errorf("%d blocks, want 3", blocks)
+	}
+	all, err := s.SearchAudit(ctx, store.AuditQuery{})
+	if err != nil || len(all) != len(recs) {
+		t.Fatalf("%d records, %v", len(all), err)
+	}
+	for i, r := range all {
+		if r.ID != recs[i].ID || !r.Recorded.Equal(recs[i].Recorded) {
+			t.Fatalf("record %d: %s %v, want %s %v", i, r.ID, r.Recorded, recs[i].ID, recs[i].Recorded)
+		}
+	}
+	got, err := s.SearchAudit(ctx, store.AuditQuery{Entities: []string{"Observation/o2100"}})
+	if err != nil || len(got) != 1 || got[0].ID != recs[2100].ID {
+		t.Errorf("by entity: %+v %v", got, err)
 	}
 }

@@ -398,6 +398,10 @@ func (s *Store) Transact(ctx context.Context, fn func(store.Tx) error) error {
 		sqlTx.Rollback()
 		return fmt.Errorf("sqlite: index: %w", err)
 	}
+	if err := t.flushAudit(ctx); err != nil {
+		sqlTx.Rollback()
+		return err
+	}
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: commit: %w", err)
 	}
@@ -426,6 +430,10 @@ type tx struct {
 	stmts   map[string]*sql.Stmt
 	pending map[string][]any // queued index rows, by table
 	queued  int              // values in pending
+	// audit is the transaction's block of audit records, written as it
+	// commits, with block number auditSeq.
+	audit    blockBuilder
+	auditSeq int64
 }
 
 // exec runs a statement prepared once per transaction: bulk loads write
@@ -449,11 +457,21 @@ func (t *tx) exec(ctx context.Context, query string, args ...any) (sql.Result, e
 // execKept runs one of the writer's kept statements: prepared on its one
 // connection when the store opened, so no transaction parses it again.
 func (t *tx) execKept(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	st, ok := t.s.kept[query]
+	st, ok := t.stmts[query]
 	if !ok {
-		return t.exec(ctx, query, args...)
+		kept, ok := t.s.kept[query]
+		if !ok {
+			return t.exec(ctx, query, args...)
+		}
+		// Bound to this transaction once: each binding is held until the
+		// transaction ends (a 10,000-entry transaction made 40,000).
+		st = t.tx.StmtContext(ctx, kept)
+		if t.stmts == nil {
+			t.stmts = map[string]*sql.Stmt{}
+		}
+		t.stmts[query] = st
 	}
-	return t.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	return st.ExecContext(ctx, args...)
 }
 
 func (t *tx) Read(ctx context.Context, typ, id string) (store.Resource, error) {
