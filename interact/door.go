@@ -16,6 +16,7 @@ package interact
 import (
 	"errors"
 	"strings"
+	"sync/atomic"
 
 	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/interact/audit"
@@ -97,6 +98,9 @@ type Session struct {
 	// pol is the session's policy; unrestricted sessions have none.
 	pol          *access.Policy
 	unrestricted bool
+	// recorded: the session's request has an audit record (RecordRefused
+	// adds none then).
+	recorded atomic.Bool
 }
 
 // BaseURL is the FHIR base of the door the session came from.

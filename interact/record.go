@@ -3,6 +3,7 @@ package interact
 import (
 	"context"
 	"errors"
+	"net/http"
 	"net/url"
 	"slices"
 	"sort"
@@ -45,6 +46,7 @@ func (s *Session) record(ctx context.Context, e audit.Event, err error) error {
 	if s.door.cfg.Audit == nil {
 		return nil
 	}
+	s.recorded.Store(true)
 	e.Type = "rest"
 	e.Outcome, e.Detail = outcomeOf(err)
 	if s.who.Patient != "" && err == nil && len(e.Patients) == 0 {
@@ -60,12 +62,33 @@ func (s *Session) recordInTx(ctx context.Context, tx store.Tx, e audit.Event) er
 	if s.door.cfg.Audit == nil {
 		return nil
 	}
+	s.recorded.Store(true)
 	e.Type = "rest"
 	e.Outcome = audit.Success
 	if s.who.Patient != "" && len(e.Patients) == 0 {
 		e.Patients = []string{s.who.Patient}
 	}
 	return s.door.cfg.Audit.InTx(ctx, tx, s.who, e)
+}
+
+// RecordRefused records an interaction the API refused before it reached
+// the door (a body that does not parse, an unknown type, a method not
+// allowed …), unless the door recorded something of it already. subtype
+// is the interaction it was to be, entity the resource it named ("" if
+// none or not a valid reference). The answer is out: a trail that cannot
+// take the record is logged by the caller.
+func (s *Session) RecordRefused(ctx context.Context, subtype, entity string, status int) error {
+	if s.door.cfg.Audit == nil || s.recorded.Load() {
+		return nil
+	}
+	e := audit.Event{Type: "rest", Subtype: subtype, Action: "E", Outcome: audit.Minor, Detail: strings.ToLower(http.StatusText(status))}
+	if status >= 500 {
+		e.Outcome = audit.Serious
+	}
+	if entity != "" {
+		e.Entities = []string{entity}
+	}
+	return s.door.cfg.Audit.Record(ctx, s.who, e)
 }
 
 // auditFailed joins an interaction's answer with the trail's refusal:

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 
+	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/smart"
@@ -66,6 +68,73 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		ctx := context.WithValue(r.Context(), sessionKey, s.door.Session(pol, agentOf(r, pol)))
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// auditRefusals records a request refused before the door took it (a
+// body that does not parse, an unknown type …): the door records every
+// interaction it carries out, this the ones it never saw.
+func (s *Server) auditRefusals(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ww := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(ww, r)
+		if ww.status < 400 {
+			return
+		}
+		ss, ok := r.Context().Value(sessionKey).(*interact.Session)
+		if !ok {
+			return
+		}
+		subtype, entity := interactionOf(r)
+		if err := ss.RecordRefused(r.Context(), subtype, entity, ww.status); err != nil {
+			s.log.ErrorContext(r.Context(), "audit trail: a refused request went unrecorded", "request_id", requestID(r.Context()), "error", err.Error())
+		}
+	})
+}
+
+// interactionOf is the FHIR interaction a request was to be, by its path
+// (a request refused before routing has no route), and the resource it
+// named, when that is a valid reference.
+func interactionOf(r *http.Request) (subtype, entity string) {
+	segs := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/fhir"), "/"), "/")
+	if segs[0] == "" {
+		segs = nil
+	}
+	if len(segs) >= 2 && fhir.IsResourceType(segs[0]) && fhir.ValidID(segs[1]) {
+		entity = segs[0] + "/" + segs[1]
+	}
+	last := ""
+	if len(segs) > 0 {
+		last = segs[len(segs)-1]
+	}
+	switch {
+	case len(segs) == 0 && r.Method == http.MethodPost:
+		return "batch", ""
+	case len(segs) == 4 && segs[2] == "_history":
+		return "vread", entity
+	case last == "_history":
+		return "history", entity
+	case last == "$everything":
+		return "operation", entity
+	case last == "_search", len(segs) == 3:
+		return "search-type", entity
+	}
+	single := len(segs) == 2
+	switch r.Method {
+	case http.MethodGet:
+		if single {
+			return "read", entity
+		}
+		return "search-type", ""
+	case http.MethodPost:
+		return "create", ""
+	case http.MethodPut:
+		return "update", entity
+	case http.MethodPatch:
+		return "patch", entity
+	case http.MethodDelete:
+		return "delete", entity
+	}
+	return "unknown", entity
 }
 
 // refused records a request the token check turned away (401). Refusing

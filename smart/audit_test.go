@@ -243,6 +243,10 @@ func TestAuditTrailRecordsEveryInteraction(t *testing.T) {
 	txLoc := tx["entry"].([]any)[0].(map[string]any)["response"].(map[string]any)["location"].(string)
 	txID := strings.Split(txLoc, "/")[1]
 	do("GET", "/Patient/kid2/$everything", "", 200)
+	// Refused before the door: a body that does not parse, an unknown type.
+	do("PUT", "/Observation/kid2-vital", `{"resourceType":"Observation",`, 400)
+	do("GET", "/Nonsense/x1", "", 404)
+	do("GET", "/Observation/no-such-thing", "", 404) // the door's own refusal: recorded once
 
 	// Security events: alice signs in, consents and gets a token, which
 	// is refreshed, then revoked; a wrong password; a lockout; a bad
@@ -319,6 +323,13 @@ func TestAuditTrailRecordsEveryInteraction(t *testing.T) {
 	})
 	count("transaction entry", by("create", "Observation/"+txID))
 	count("$everything", by("operation", "Patient/kid2"))
+	count("an update whose body does not parse", func(ev map[string]any, st string, _, en []string) bool {
+		return st == "update" && ev["outcome"] == "4" && slices.Contains(en, "Observation/kid2-vital")
+	})
+	count("a read of an unknown type", func(ev map[string]any, st string, _, en []string) bool {
+		return st == "read" && ev["outcome"] == "4" && len(en) == 0
+	})
+	count("a read of nothing", by("read", "Observation/no-such-thing"))
 	count("sign-in", outcome("login", "0", "alice"))
 	count("failed sign-ins then refused while locked", func(ev map[string]any, st string, _, _ []string) bool {
 		return st == "login" && ev["outcome"] == "4" && ev["outcomeDesc"] == "the account is locked"

@@ -200,7 +200,7 @@ func outcomeWord(code, detail string) string {
 	if word == "" {
 		word = code
 	}
-	if detail != "" && code != audit.Success {
+	if detail != "" {
 		word += " (" + detail + ")"
 	}
 	return word

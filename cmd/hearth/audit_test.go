@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -133,8 +134,8 @@ func TestAuditCommandFilters(t *testing.T) {
 	}
 }
 
-// TestAccountChangesAreAudited: the operator's account and proxy-link
-// changes are in the trail, about the patient they concern.
+// TestAccountChangesAreAudited: the operator's import, account and
+// proxy-link changes are in the trail, about the patient they concern.
 func TestAccountChangesAreAudited(t *testing.T) {
 	data := t.TempDir()
 	cmd, base := startServer(t, nil, "--data", data, "--no-seed")
@@ -145,6 +146,14 @@ func TestAccountChangesAreAudited(t *testing.T) {
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
+	ndjson := t.TempDir() + "/more.ndjson"
+	if err := os.WriteFile(ndjson, []byte(`{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/kid"}}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runHearth(t, "import", "--data", data, ndjson)
+	if lines := auditLines(t, "--data", data, "--subtype", "import"); len(lines) != 2 || !strings.Contains(lines[1], "1 resources loaded, 0 rejected") {
+		t.Errorf("the import's record: %q", lines)
+	}
 	runHearth(t, "user", "add", "--data", data, "--username", "mum", "--password", "a long enough password", "--patient", "Patient/mum")
 	runHearth(t, "user", "link", "--data", data, "--username", "mum", "--patient", "Patient/kid")
 	runHearth(t, "user", "unlink", "--data", data, "--username", "mum", "--patient", "Patient/kid")

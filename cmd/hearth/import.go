@@ -20,6 +20,7 @@ import (
 
 	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/interact"
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/server"
 	"github.com/hearth-fhir/hearth/server/metrics"
 	"github.com/hearth-fhir/hearth/store"
@@ -52,6 +53,9 @@ Organization?identifier=… are resolved as a transaction would resolve them.`)
 		return errors.New("no files to import")
 	}
 	var sink resourceSink
+	// Into a running server the API records each entry; into a data
+	// directory the import is recorded as the operator's, once.
+	var trail store.AuditLog
 	if *serverURL != "" {
 		sink = &httpSink{base: strings.TrimSuffix(*serverURL, "/"), token: *token, client: &http.Client{Timeout: 5 * time.Minute}}
 	} else {
@@ -60,9 +64,20 @@ Organization?identifier=… are resolved as a transaction would resolve them.`)
 			return err
 		}
 		defer st.Close()
-		sink = newStoreSink(st, *baseURL)
+		sink, trail = newStoreSink(st, *baseURL), st
 	}
 	sum, err := importFiles(context.Background(), sink, fs.Args(), newProgress(os.Stderr, "importing"))
+	if trail != nil {
+		outcome := audit.Success
+		if err != nil || sum.rejected > 0 {
+			outcome = audit.Minor
+		}
+		e := audit.Event{Type: audit.SecurityType, Subtype: audit.Import, Action: "C", Outcome: outcome,
+			Detail: fmt.Sprintf("%d resources loaded, %d rejected, from %d files", sum.loaded, sum.rejected, fs.NArg())}
+		if recErr := trail.AppendAudit(context.Background(), []store.AuditRecord{audit.Facts(operator, e, time.Now())}); recErr != nil {
+			fmt.Fprintln(os.Stderr, "hearth: the import's audit record failed:", recErr)
+		}
+	}
 	sum.print(os.Stdout)
 	if err != nil {
 		return err

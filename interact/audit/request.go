@@ -51,5 +51,6 @@ const (
 	Registration   = "registration"   // an app registered itself
 	AccessRefused  = "access-refused" // a request's token was missing or invalid (401)
 	AccountChanged = "account-changed"
+	Import         = "import" // an operator loaded resources (hearth import into a data directory)
 	ProxyLinked    = "proxy-linked"
 )
