@@ -97,7 +97,9 @@ func (t *Trail) Healthy() error {
 // the trail cannot write (the record is kept and written later).
 func (t *Trail) Record(ctx context.Context, a Agent, e Event) error {
 	it := item{agent: a, event: e, at: t.now()}
-	if t.opts.Mode == Sync {
+	// Sync: the answer waits for the record, unless the trail is failing
+	// (then it is refused at once; the record is kept all the same).
+	if t.opts.Mode == Sync && !t.failed.Load() {
 		it.done = make(chan error, 1)
 	}
 	t.mu.Lock()
@@ -212,6 +214,11 @@ func (t *Trail) flushAll() {
 			if !t.failed.Swap(true) {
 				t.opts.Log.Error("audit trail: write failed; requests are refused until it recovers", "error", err.Error())
 			}
+			// Sync: the answers waiting on records are refused now, not
+			// when the store comes back; the records stay, retried.
+			t.mu.Lock()
+			tell(t.pending, ErrUnavailable)
+			t.mu.Unlock()
 			select {
 			case <-time.After(time.Second):
 				continue
@@ -238,9 +245,20 @@ func (t *Trail) release(batch []item, err error) {
 		t.pending = nil // let go of the backing array
 	}
 	t.mu.Unlock()
+	tell(batch, err)
+}
+
+// tell the waiters of a batch how its write went. A waiter reads once: a
+// record told of a failure and later written has no one listening, so
+// telling never blocks.
+func tell(batch []item, err error) {
 	for _, it := range batch {
-		if it.done != nil {
-			it.done <- err
+		if it.done == nil {
+			continue
+		}
+		select {
+		case it.done <- err:
+		default:
 		}
 	}
 }
