@@ -35,4 +35,3 @@ func TestInteractionOf(t *testing.T) {
 		}
 	}
 }
-
