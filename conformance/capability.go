@@ -97,12 +97,12 @@ func CapabilityStatement(o Options) []byte {
 				Definition: "http://hl7.org/fhir/OperationDefinition/" + name + "-everything",
 			}}
 		}
-		if name == "AuditEvent" {
-			res = auditEventResource(res)
-		}
 		res.ConditionalUpdate = &yes
 		conditionalSingle := fhir.ConditionalDeleteStatusSingle
 		res.ConditionalDelete = &conditionalSingle
+		if name == "AuditEvent" {
+			res = auditEventResource(res)
+		}
 		resources = append(resources, res)
 	}
 	name := "Hearth"
@@ -195,6 +195,8 @@ func auditEventResource(res fhir.CapabilityStatementRestResource) fhir.Capabilit
 	res.SearchParam = params
 	res.SearchInclude, res.SearchRevInclude = nil, nil
 	no := false
-	res.UpdateCreate, res.ConditionalCreate = &no, &no
+	res.UpdateCreate, res.ConditionalCreate, res.ConditionalUpdate = &no, &no, &no
+	notSupported := fhir.ConditionalDeleteStatusNotSupported
+	res.ConditionalDelete = &notSupported
 	return res
 }

@@ -47,7 +47,7 @@ func serveCmd(args []string) error {
 	requestTimeout := fs.Duration("request-timeout", 60*time.Second, "longest time an interaction may work before it is stopped (503)")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) to serve HTTPS with (TLS 1.2+, HTTP/2, HSTS); with --tls-key")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
-	auditMode := fs.String("audit", "grouped", "when an answer may go out relative to its audit record: grouped (records are written in groups within 200 ms; a kill -9 can lose that window of reads) or sync (every answer waits for its record); off only for measuring the trail's cost")
+	auditMode := fs.String("audit", "grouped", "when an answer may go out relative to its audit record: grouped (records are written in groups within 50 ms; a kill -9 can lose that window of reads) or sync (every answer waits for its record); off only for measuring the trail's cost")
 	auditRetention := fs.Duration("audit-retention", audit.DefaultRetention, "how long audit records are kept")
 	pprofListen := fs.String("pprof-listen", "", "serve Go's profiler (net/http/pprof) on this address, for diagnosis (keep it private: loopback)")
 	proxyAge := fs.Int("proxy-restricted-age", 12, "age from which a proxy no longer sees the patient's restricted and sensitive records (-1: never)")

@@ -26,7 +26,7 @@ const (
 // Options configure a Trail.
 type Options struct {
 	Mode       Mode
-	FlushEvery time.Duration // grouping window (default 200 ms)
+	FlushEvery time.Duration // grouping window (default 50 ms)
 	MaxBatch   int           // records written in one transaction at most (default 2,000)
 	// Retention is how long records are kept (default 6 years, as HIPAA
 	// asks of its documentation); older ones are pruned daily.
@@ -67,7 +67,7 @@ type item struct {
 // New starts a trail over log; Close flushes and stops it.
 func New(log store.AuditLog, opts Options) *Trail {
 	if opts.FlushEvery <= 0 {
-		opts.FlushEvery = 200 * time.Millisecond
+		opts.FlushEvery = 50 * time.Millisecond
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 2000

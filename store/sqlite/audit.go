@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/aes"
@@ -366,8 +367,10 @@ func entityKey(e string) string {
 
 var errBadBlock = errors.New("sqlite: audit: a block does not decode")
 
-// decodeBlock decodes the records of block seq.
-func decodeBlock(ids auditIDs, seq int64, b []byte) ([]store.AuditRecord, error) {
+// decodeBlock decodes the records of block seq that f keeps (all, for a
+// nil f). A record f does not keep is skipped without being decoded: a
+// patient's view reads whole blocks for the few records that are theirs.
+func decodeBlock(ids auditIDs, seq int64, b []byte, f *keyFilter) ([]store.AuditRecord, error) {
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > uint64(len(b)) {
 		return nil, errBadBlock
@@ -384,36 +387,122 @@ func decodeBlock(ids auditIDs, seq int64, b []byte) ([]store.AuditRecord, error)
 		b = b[k+int(l):]
 		return v
 	}
-	str := func() string { return string(bytesOf()) }
-	list := func() []string {
+	// The lists, as views into the block, their buffers reused.
+	var lists [3][][]byte
+	list := func(i int) {
 		l, k := binary.Uvarint(b)
 		if k <= 0 || l > uint64(len(b)) {
 			bad = true
-			return nil
+			return
 		}
 		b = b[k:]
-		var out []string
+		lists[i] = lists[i][:0]
 		for range l {
-			out = append(out, str())
+			lists[i] = append(lists[i], bytesOf())
+		}
+	}
+	strs := func(vs [][]byte) []string {
+		if len(vs) == 0 {
+			return nil
+		}
+		out := make([]string, len(vs))
+		for i, v := range vs {
+			out[i] = string(v)
 		}
 		return out
 	}
-	recs := make([]store.AuditRecord, 0, n)
+	var recs []store.AuditRecord
 	for i := range int(n) {
 		ms, k := binary.Varint(b)
 		if k <= 0 {
 			return nil, errBadBlock
 		}
 		b = b[k:]
-		r := store.AuditRecord{ID: ids.id(seq, i), Recorded: time.UnixMilli(ms).UTC(), Type: str(), Subtype: str(), Action: str(), Outcome: str(),
-			Patients: list(), Agents: list(), Entities: list()}
-		r.Data = slices.Clone(bytesOf())
+		typ, subtype, action, outcome := bytesOf(), bytesOf(), bytesOf(), bytesOf()
+		list(0)
+		list(1)
+		list(2)
+		data := bytesOf()
 		if bad {
 			return nil, errBadBlock
 		}
-		recs = append(recs, r)
+		if f != nil && !f.keeps(lists) {
+			continue
+		}
+		recs = append(recs, store.AuditRecord{ID: ids.id(seq, i), Recorded: time.UnixMilli(ms).UTC(), Type: string(typ), Subtype: string(subtype),
+			Action: string(action), Outcome: string(outcome), Patients: strs(lists[0]), Agents: strs(lists[1]), Entities: strs(lists[2]),
+			Data: slices.Clone(data)})
 	}
 	return recs, nil
+}
+
+// keyFilter is a search's conditions on keys (patients, agents, entities:
+// every group given must have a key of the record), checked on a record's
+// encoded lists.
+type keyFilter struct{ groups []keySet }
+
+// keySet is one group's keys, by kind.
+type keySet struct{ p, a, e map[string]bool }
+
+func newKeyFilter(groups ...[]string) *keyFilter {
+	f := &keyFilter{}
+	for _, g := range groups {
+		if len(g) == 0 {
+			continue
+		}
+		ks := keySet{p: map[string]bool{}, a: map[string]bool{}, e: map[string]bool{}}
+		for _, k := range g {
+			switch k[0] {
+			case 'p':
+				ks.p[k[1:]] = true
+			case 'a':
+				ks.a[k[1:]] = true
+			case 'e':
+				ks.e[k[1:]] = true
+			}
+		}
+		f.groups = append(f.groups, ks)
+	}
+	if len(f.groups) == 0 {
+		return nil
+	}
+	return f
+}
+
+// keeps: the record with these patients, agents and entities has a key of
+// every group (a Patient entity counts as the patient, as entityKey).
+func (f *keyFilter) keeps(lists [3][][]byte) bool {
+	for _, g := range f.groups {
+		if !g.has(lists) {
+			return false
+		}
+	}
+	return true
+}
+
+func (g keySet) has(lists [3][][]byte) bool {
+	for _, v := range lists[0] {
+		if g.p[string(v)] {
+			return true
+		}
+	}
+	for _, v := range lists[1] {
+		if g.a[string(v)] {
+			return true
+		}
+	}
+	for _, v := range lists[2] {
+		if id, ok := bytes.CutPrefix(v, []byte("Patient/")); ok && !bytes.Contains(id, []byte("/")) {
+			if g.p[string(id)] {
+				return true
+			}
+			continue
+		}
+		if g.e[string(v)] {
+			return true
+		}
+	}
+	return false
 }
 
 // SearchAudit answers the records q selects: the blocks that can hold
@@ -527,6 +616,7 @@ func (s AuditReader) SearchAudit(ctx context.Context, q store.AuditQuery) ([]sto
 	}
 	defer rows.Close()
 	m := auditMerge{ids: s.ids, q: q, after: after, keys: [3][]string{patients, agents, entities}}
+	filter := newKeyFilter(patients, agents, entities)
 	for rows.Next() && !m.full() {
 		var seq, earliest, latest int64
 		var block []byte
@@ -540,7 +630,7 @@ func (s AuditReader) SearchAudit(ctx context.Context, q store.AuditQuery) ([]sto
 		} else {
 			m.release(earliest)
 		}
-		recs, err := decodeBlock(s.ids, seq, block)
+		recs, err := decodeBlock(s.ids, seq, block, filter)
 		if err != nil {
 			return nil, fmt.Errorf("block %d: %w", seq, err)
 		}
@@ -567,7 +657,7 @@ func (s AuditReader) auditRecord(ctx context.Context, id string) (store.AuditRec
 	if err != nil {
 		return store.AuditRecord{}, fmt.Errorf("sqlite: audit search: %w", err)
 	}
-	recs, err := decodeBlock(s.ids, seq, block)
+	recs, err := decodeBlock(s.ids, seq, block, nil)
 	if err != nil {
 		return store.AuditRecord{}, err
 	}
@@ -689,7 +779,7 @@ func (s *Store) PruneAudit(ctx context.Context, before time.Time) (int64, error)
 					rows.Close()
 					return err
 				}
-				if b.recs, err = decodeBlock(s.auditIDs, b.seq, data); err != nil {
+				if b.recs, err = decodeBlock(s.auditIDs, b.seq, data, nil); err != nil {
 					rows.Close()
 					return err
 				}

@@ -113,3 +113,36 @@ func BenchmarkAppendAudit(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSearchAuditByPatient measures a patient's view of a busy
+// trail: 200,000 records in blocks of 1,000 over 2,000 patients (each
+// patient in about 100 blocks), the newest 50 of one patient's records.
+func BenchmarkSearchAuditByPatient(b *testing.B) {
+	s, err := Open(b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	base := time.Now().Add(-time.Hour)
+	body := []byte(`{"c":"demo-backend","ip":"127.0.0.1","rq":"` + strings.Repeat("x", 24) + `"}`)
+	for blk := range 200 {
+		recs := make([]store.AuditRecord, 1000)
+		for j := range recs {
+			n := blk*1000 + j
+			p := fmt.Sprint("p", n%2000)
+			recs[j] = store.AuditRecord{Recorded: base.Add(time.Duration(n) * time.Millisecond), Type: "rest", Subtype: "read", Action: "R", Outcome: "0",
+				Patients: []string{p}, Agents: []string{"Device/demo-backend"}, Entities: []string{"Observation/" + fmt.Sprint(n)}, Data: body}
+		}
+		if err := s.AppendAudit(ctx, recs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		got, err := s.SearchAudit(ctx, store.AuditQuery{Patients: []string{fmt.Sprint("p", i%2000)}, Descending: true, Limit: 50})
+		if err != nil || len(got) != 50 {
+			b.Fatalf("%d records, %v", len(got), err)
+		}
+	}
+}
