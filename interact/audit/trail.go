@@ -50,6 +50,8 @@ type Trail struct {
 
 	mu      sync.Mutex
 	pending []item
+	spare   []item              // an emptied array for pending (flushAll)
+	recs    []store.AuditRecord // write's, reused
 	wake    chan struct{}
 	failed  atomic.Bool
 	stop    chan struct{}
@@ -198,24 +200,32 @@ func (t *Trail) drain() {
 }
 
 // flushAll writes the records pending when it starts, in batches, or
-// until a write fails: the records stay pending and are retried after a
-// pause. Records that come meanwhile wait for the next group (writing
-// them at once made groups of a few dozen, a commit each).
+// until a write fails: the records are kept and retried after a pause.
+// Records that come meanwhile wait for the next group (writing them at
+// once made groups of a few dozen, a commit each). It takes the pending
+// records whole and hands back an emptied array (spare): the trail
+// allocates nothing per group once it has grown to its size.
 func (t *Trail) flushAll() {
 	t.mu.Lock()
-	left := len(t.pending)
+	taken := t.pending
+	t.pending, t.spare = t.spare[:0], nil
 	t.mu.Unlock()
-	for left > 0 {
+	defer func() {
+		clear(taken) // let go of the records' strings
 		t.mu.Lock()
-		n := min(left, t.opts.MaxBatch)
-		batch := t.pending[:n:n]
+		t.spare = taken[:0]
 		t.mu.Unlock()
-		if err := t.write(batch); err != nil {
+	}()
+	batch := taken
+	for len(batch) > 0 {
+		n := min(len(batch), t.opts.MaxBatch)
+		if err := t.write(batch[:n]); err != nil {
 			if !t.failed.Swap(true) {
 				t.opts.Log.Error("audit trail: write failed; requests are refused until it recovers", "error", err.Error())
 			}
 			// Sync: the answers waiting on records are refused now, not
 			// when the store comes back; the records stay, retried.
+			tell(batch, ErrUnavailable)
 			t.mu.Lock()
 			tell(t.pending, ErrUnavailable)
 			t.mu.Unlock()
@@ -223,29 +233,16 @@ func (t *Trail) flushAll() {
 			case <-time.After(time.Second):
 				continue
 			case <-t.stop:
-				// Closing: one last try was made; report to waiters.
-				t.release(batch, ErrUnavailable)
+				// Closing: one last try was made.
 				return
 			}
 		}
 		if t.failed.Swap(false) {
 			t.opts.Log.Info("audit trail: writing again")
 		}
-		t.release(batch, nil)
-		left -= n
+		tell(batch[:n], nil)
+		batch = batch[n:]
 	}
-}
-
-// release removes a written (or abandoned) batch from pending and tells
-// its waiters.
-func (t *Trail) release(batch []item, err error) {
-	t.mu.Lock()
-	t.pending = t.pending[len(batch):]
-	if len(t.pending) == 0 {
-		t.pending = nil // let go of the backing array
-	}
-	t.mu.Unlock()
-	tell(batch, err)
 }
 
 // tell the waiters of a batch how its write went. A waiter reads once: a
@@ -264,10 +261,11 @@ func tell(batch []item, err error) {
 }
 
 func (t *Trail) write(batch []item) error {
-	recs := make([]store.AuditRecord, 0, len(batch))
+	recs := t.recs[:0] // the trail goroutine's own, reused
 	for _, it := range batch {
 		recs = append(recs, Facts(it.agent, it.event, it.at))
 	}
+	defer func() { clear(recs); t.recs = recs[:0] }()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return t.log.AppendAudit(ctx, recs)

@@ -21,30 +21,32 @@ import (
 	"github.com/hearth-fhir/hearth/store"
 )
 
-// The audit trail is kept in blocks: each append (a group of the trail's
-// records, or a write's own) is one row of audit_block holding its
-// records encoded together, and audit_block_key has one row per patient, agent
-// and entity a block names. The trail appends a record for every request:
-// a row and index entries per record cost more than serving the request
-// (35 µs a record against 29), a block costs a few µs a record.
+// The audit trail is kept in blocks: a transaction's records (a group of
+// the trail's, or a write's own), up to maxBlockRecords, are one row of
+// audit_block, encoded together (blockBuilder), and audit_block_key has
+// one row per patient, agent and entity a block names. The trail appends
+// a record for every request: a row and index entries per record cost
+// more than serving the request (35 µs a record against 29); a block
+// costs a few µs a record.
 //
-// A search finds the blocks by key and time, decodes them and keeps the
-// records that match. Blocks overlap in time (a write's block can land
-// inside a group's window), so records are merged into recorded order
-// as the blocks are read (auditMerge).
+// A search finds the blocks by key and time, decodes the records of each
+// that can match (keyFilter) and keeps those that do. Blocks overlap in
+// time (a write's block can land inside a group's window), so records are
+// merged into recorded order as the blocks are read (auditMerge).
 //
 // A record's id is its block and place in it, enciphered with the
 // store's own key (auditIDs): opaque, so that ids tell no one how much
 // else was recorded between two of their own records, and found without
-// an index. Blocks are numbered by AUTOINCREMENT, so an id is never given
-// twice, even after pruning. A Patient among the entities is keyed as the patient:
-// every patient is an entity of the AuditEvent (with role patient).
+// an index. Block numbers are never given twice, even after pruning
+// (AUTOINCREMENT keeps the highest). A Patient among the entities is
+// keyed as the patient: every patient is an entity of the AuditEvent
+// (with role patient).
 const auditSchema = `
 CREATE TABLE IF NOT EXISTS audit_block (
 	seq      INTEGER PRIMARY KEY AUTOINCREMENT,
 	earliest INTEGER NOT NULL, -- recorded (ms) of its earliest record
 	latest   INTEGER NOT NULL, -- and of its latest
-	records  BLOB    NOT NULL  -- auditBlock encoding
+	records  BLOB    NOT NULL  -- the records: their count, then each (blockBuilder.add)
 );
 CREATE INDEX IF NOT EXISTS audit_block_earliest ON audit_block (earliest);
 CREATE INDEX IF NOT EXISTS audit_block_latest ON audit_block (latest);
@@ -145,6 +147,10 @@ func (t *tx) AppendAudit(ctx context.Context, recs []store.AuditRecord) error {
 		}
 		t.auditSeq = seq
 	}
+	if t.audit.n == 0 && len(recs) > 1 {
+		// Room for the group at once, rather than doubling up to it.
+		t.audit.grow(min(len(recs), maxBlockRecords) * (len(recs[0].Data) + 160))
+	}
 	for i := range recs {
 		if t.audit.n == maxBlockRecords {
 			// A full block is written at once: a transaction holds at
@@ -214,9 +220,22 @@ func appendBlock(ctx context.Context, tx appender, ids auditIDs, seq int64, recs
 type blockBuilder struct {
 	n                int
 	earliest, latest int64
-	records          []byte // each record, as decodeBlock reads them
+	records          []byte // room for the count (blockPrefix bytes), then each record
 	keys             []blockKey
 	seen             map[blockKey]bool
+}
+
+// blockPrefix is the room left for a block's count before its records:
+// the most a uvarint takes, so that write need not copy the records.
+const blockPrefix = binary.MaxVarintLen64
+
+// grow makes room for n more bytes of records.
+func (b *blockBuilder) grow(n int) {
+	if b.records == nil {
+		b.records = make([]byte, blockPrefix, blockPrefix+n)
+		return
+	}
+	b.records = slices.Grow(b.records, n)
 }
 
 // blockKey is a key of audit_block_key, kept apart until written: looking
@@ -248,6 +267,9 @@ func (b *blockBuilder) add(r store.AuditRecord) {
 	}
 	b.n++
 	b.earliest, b.latest = min(b.earliest, ms), max(b.latest, ms)
+	if b.records == nil {
+		b.grow(len(r.Data) + 160)
+	}
 	for _, p := range r.Patients {
 		b.key('p', p)
 	}
@@ -281,7 +303,11 @@ func (b *blockBuilder) write(ctx context.Context, tx appender, seq int64) error 
 	if b.n == 0 {
 		return nil
 	}
-	block := append(binary.AppendUvarint(make([]byte, 0, len(b.records)+10), uint64(b.n)), b.records...)
+	var count [blockPrefix]byte
+	c := binary.PutUvarint(count[:], uint64(b.n))
+	start := blockPrefix - c
+	copy(b.records[start:], count[:c])
+	block := b.records[start:]
 	if _, err := tx.execKept(ctx, insertAuditBlock, seq, b.earliest, b.latest, block); err != nil {
 		return fmt.Errorf("sqlite: audit: %w", err)
 	}
