@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -71,6 +72,39 @@ type Scope struct {
 }
 
 // SearchValue is one value of a parameter, parsed for its type.
+// IsNotEqual: the value has the ne prefix, on its number or on the number
+// part of a composite (see NotEqual).
+func (v *SearchValue) IsNotEqual() bool {
+	return v.Prefix == "ne" || len(v.Parts) == 2 && v.Parts[1].Prefix == "ne"
+}
+
+// AnyValue is the prefix of a value that matches every value of its kind
+// (never parsed from a query: NotEqual makes it).
+const AnyValue = "*"
+
+// NotEqual splits a value with the ne prefix (on its number, or on the
+// number part of a composite) into what "no value equal" means: the
+// resource has a value in the value's scope (a quantity's unit, a
+// composite's first part) and none equal to it. ok is false for a value
+// without ne.
+func (v SearchValue) NotEqual() (eq, scope SearchValue, ok bool) {
+	if !v.IsNotEqual() {
+		return v, v, false
+	}
+	switch {
+	case v.Prefix == "ne":
+		eq, scope = v, v
+		eq.Prefix, scope.Prefix = "eq", AnyValue
+		return eq, scope, true
+	case len(v.Parts) == 2 && v.Parts[1].Prefix == "ne":
+		eq, scope = v, v
+		eq.Parts, scope.Parts = slices.Clone(v.Parts), slices.Clone(v.Parts)
+		eq.Parts[1].Prefix, scope.Parts[1].Prefix = "eq", AnyValue
+		return eq, scope, true
+	}
+	return v, v, false
+}
+
 type SearchValue struct {
 	Raw    string
 	Prefix string // eq, ne, gt, lt, ge, le, sa, eb, ap (date, number, quantity)

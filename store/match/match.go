@@ -98,6 +98,13 @@ func (m *Query) param(p *fhir.SearchParam, c *Candidate) bool {
 		return hit != (p.Modifier == "not")
 	case "_lastUpdated":
 		for _, v := range p.Values {
+			if eq, _, ne := v.NotEqual(); ne {
+				// One value per resource: no value equal is this one unequal.
+				if !m.rangeMatch(eq, c.LastUpdated, c.LastUpdated) {
+					return true
+				}
+				continue
+			}
 			if m.rangeMatch(v, c.LastUpdated, c.LastUpdated) {
 				return true
 			}
@@ -124,11 +131,9 @@ func (m *Query) param(p *fhir.SearchParam, c *Candidate) bool {
 	if p.Modifier == "missing" {
 		return has(ix, p) != p.Values[0].Missing
 	}
-	if p.Type == "number" || p.Type == "date" || p.Type == "quantity" {
-		for _, v := range p.Values {
-			if v.Prefix == "ne" {
-				return m.notEqual(p, c)
-			}
+	for i := range p.Values {
+		if p.Values[i].IsNotEqual() {
+			return m.notEqual(p, c)
 		}
 	}
 	any := false
@@ -144,13 +149,12 @@ func (m *Query) param(p *fhir.SearchParam, c *Candidate) bool {
 	return any
 }
 
-// notEqual: the resource has a value, and for ne values no value is equal.
+// notEqual: for ne values, the resource has a value in the value's scope
+// (a quantity's unit, a composite's first part) and none equal to it.
 func (m *Query) notEqual(p *fhir.SearchParam, c *Candidate) bool {
 	for _, v := range p.Values {
-		if v.Prefix == "ne" {
-			eq := v
-			eq.Prefix = "eq"
-			if has(c.Index, p) && !m.anyValue(p, eq, c.Index) {
+		if eq, scope, ne := v.NotEqual(); ne {
+			if m.anyValue(p, scope, c.Index) && !m.anyValue(p, eq, c.Index) {
 				return true
 			}
 			continue
@@ -343,6 +347,8 @@ func tokenMatch(v fhir.SearchValue, system, code string) bool {
 // rangeMatch compares a date prefix with a stored closed range [lo, hi].
 func (m *Query) rangeMatch(v fhir.SearchValue, lo, hi int64) bool {
 	switch v.Prefix {
+	case fhir.AnyValue:
+		return true
 	case "gt":
 		return hi > v.Hi
 	case "lt":
@@ -365,6 +371,8 @@ func (m *Query) rangeMatch(v fhir.SearchValue, lo, hi int64) bool {
 
 func numberMatch(v fhir.SearchValue, x float64) bool {
 	switch v.Prefix {
+	case fhir.AnyValue:
+		return true
 	case "gt", "sa":
 		return x > v.Num
 	case "lt", "eb":

@@ -299,31 +299,32 @@ func (c *compiler) param(typ string, p *fhir.SearchParam, a string) (string, err
 		// without the element at all.
 		in = "NOT IN"
 	}
-	if p.Type == "number" || p.Type == "date" || p.Type == "quantity" {
-		for _, v := range p.Values {
-			if v.Prefix == "ne" {
-				// ne is "no value equal", not "some value unequal".
-				return c.notEqual(typ, p, a, table)
-			}
+	for i := range p.Values {
+		if p.Values[i].IsNotEqual() {
+			// ne is "no value equal", not "some value unequal".
+			return c.notEqual(typ, p, a, table)
 		}
 	}
 	return fmt.Sprintf("%s.id %s (SELECT id FROM %s WHERE type = %s AND param = %s AND (%s))", a, in, table, c.arg(typ), c.arg(p.Name), ors), nil
 }
 
-// notEqual compiles ne (alone or mixed with other prefixes) as: has a value,
-// and for the ne values, no value is equal.
+// notEqual compiles ne (alone or mixed with other prefixes) as: has a value
+// in the ne value's scope (a quantity's unit, a composite's first part),
+// and none equal to it.
 func (c *compiler) notEqual(typ string, p *fhir.SearchParam, a, table string) (string, error) {
 	var ors []string
 	for _, v := range p.Values {
-		if v.Prefix == "ne" {
-			eq := v
-			eq.Prefix = "eq"
+		if eq, scope, ne := v.NotEqual(); ne {
+			in, err := c.value(p, scope)
+			if err != nil {
+				return "", err
+			}
 			cond, err := c.value(p, eq)
 			if err != nil {
 				return "", err
 			}
-			ors = append(ors, fmt.Sprintf("(%s.id IN (SELECT id FROM %s WHERE type = %s AND param = %s) AND %s.id NOT IN (SELECT id FROM %s WHERE type = %s AND param = %s AND (%s)))",
-				a, table, c.arg(typ), c.arg(p.Name), a, table, c.arg(typ), c.arg(p.Name), cond))
+			ors = append(ors, fmt.Sprintf("(%s.id IN (SELECT id FROM %s WHERE type = %s AND param = %s AND (%s)) AND %s.id NOT IN (SELECT id FROM %s WHERE type = %s AND param = %s AND (%s)))",
+				a, table, c.arg(typ), c.arg(p.Name), in, a, table, c.arg(typ), c.arg(p.Name), cond))
 			continue
 		}
 		cond, err := c.value(p, v)
@@ -355,6 +356,11 @@ func (c *compiler) ids(p *fhir.SearchParam, a string) string {
 func (c *compiler) lastUpdated(p *fhir.SearchParam, a string) string {
 	var ors []string
 	for _, v := range p.Values {
+		if eq, _, ne := v.NotEqual(); ne {
+			// One value per resource: no value equal is this one unequal.
+			ors = append(ors, "NOT "+c.rangeCond(eq, a+".last_updated", a+".last_updated"))
+			continue
+		}
 		ors = append(ors, c.rangeCond(v, a+".last_updated", a+".last_updated"))
 	}
 	return "(" + strings.Join(ors, " OR ") + ")"
@@ -363,6 +369,8 @@ func (c *compiler) lastUpdated(p *fhir.SearchParam, a string) string {
 // rangeCond compiles a date prefix against a stored closed range [lo, hi].
 func (c *compiler) rangeCond(v fhir.SearchValue, lo, hi string) string {
 	switch v.Prefix {
+	case fhir.AnyValue:
+		return "1 = 1"
 	case "gt":
 		return fmt.Sprintf("%s > %s", hi, c.arg(v.Hi))
 	case "lt":
@@ -389,6 +397,8 @@ func (c *compiler) rangeCond(v fhir.SearchValue, lo, hi string) string {
 // the precision of the search value, the others compare with the value.
 func (c *compiler) numberCond(v fhir.SearchValue, col string) string {
 	switch v.Prefix {
+	case fhir.AnyValue:
+		return "1 = 1"
 	case "gt", "sa":
 		return fmt.Sprintf("%s > %s", col, c.arg(v.Num))
 	case "lt", "eb":

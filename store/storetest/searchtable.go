@@ -172,6 +172,16 @@ var SearchTable = []SearchCase{
 	// composite
 	{Type: "Observation", Query: "code-value-quantity=http://loinc.org|8480-6$gt130", Want: []string{"obs-3"}},
 	{Type: "Observation", Query: "code-value-quantity=8480-6$lt100", Want: nil},
+	// ne applies to the number alone: within the unit, within the
+	// composite's first part; a resource with one value has that one
+	// unequal.
+	{Type: "Observation", Query: "value-quantity=ne120|http://unitsofmeasure.org|mm[Hg]", Want: []string{"obs-3", "obs-5"}},
+	{Type: "Observation", Query: "value-quantity=ne5.4||mmol/L", Want: nil},
+	{Type: "Observation", Query: "value-quantity=ne120", Want: []string{"obs-2", "obs-3", "obs-5"}},
+	{Type: "Observation", Query: "code-value-quantity=http://loinc.org|8480-6$ne120", Want: []string{"obs-3", "obs-5"}},
+	{Type: "Observation", Query: "code-value-quantity=8480-6$ne150", Want: []string{"obs-1", "obs-5"}},
+	{Type: "Observation", Query: "_lastUpdated=ne2020-01-01", Want: []string{"obs-1", "obs-2", "obs-3", "obs-4", "obs-5", "obs-ext"}},
+	{Type: "Observation", Query: "_lastUpdated=ne2020-01-01&_lastUpdated=lt2021", Want: nil},
 	{Type: "Observation", Query: "component-code-value-quantity=8462-4$95", Want: []string{"obs-3"}},
 	{Type: "Observation", Query: "combo-code-value-quantity=8462-4$lt100", Want: []string{"obs-3"}},
 	{Type: "Observation", Query: "code-value-string=x1$positive", Want: []string{"obs-4"}},
