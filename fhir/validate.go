@@ -104,7 +104,8 @@ func ValidateDecoded(body []byte) (string, map[string]any, []Issue, error) {
 
 type validator struct {
 	issues []Issue
-	more   int // issues found beyond MaxIssues
+	more   int      // issues found beyond MaxIssues
+	chosen []choice // the choice elements of the objects being validated (choose)
 }
 
 // MaxIssues bounds the issues one validation reports: the first ones and a
@@ -175,6 +176,9 @@ func (v *validator) object(obj map[string]any, typePath, path string, isResource
 	}
 	sort.Strings(keys)
 	present := map[string]bool{}
+	// The choice elements of this object, as choose notes them.
+	mark := len(v.chosen)
+	defer func() { v.chosen = v.chosen[:mark] }()
 	for _, k := range keys {
 		val := obj[k]
 		if isResource && (k == "resourceType" || k == "id") {
@@ -187,6 +191,9 @@ func (v *validator) object(obj map[string]any, typePath, path string, isResource
 				continue
 			}
 			present[c.def.Path] = true
+			if c.name != k[1:] {
+				v.choose(mark, c, k[1:], path+"."+k)
+			}
 			v.primitiveExtension(val, c, path+"."+k[1:], obj[k[1:]])
 			continue
 		}
@@ -196,7 +203,9 @@ func (v *validator) object(obj map[string]any, typePath, path string, isResource
 			continue
 		}
 		present[c.def.Path] = true
-		v.element(val, c, path+"."+k, obj["_"+k] != nil)
+		at := path + "." + k
+		v.choose(mark, c, k, at)
+		v.element(val, c, at, obj["_"+k] != nil)
 	}
 	for _, req := range requiredOf[typePath] {
 		if !present[req.Path] {
@@ -204,6 +213,32 @@ func (v *validator) object(obj map[string]any, typePath, path string, isResource
 			v.add("required", path+"."+strings.TrimSuffix(name, "[x]"), "required element is missing (minimum cardinality %d)", req.Min)
 		}
 	}
+}
+
+// choose notes the JSON name a choice element (value[x]) is given as in
+// the object whose choices start at v.chosen[from]: one element, so one
+// type of it. A stack on the validator, not a map per object: every
+// Extension has a value[x], and a map each cost 8% of validating a
+// patient.
+func (v *validator) choose(from int, c child, name, at string) {
+	if c.name == name {
+		return // not a choice element
+	}
+	for _, ch := range v.chosen[from:] {
+		if ch.def == c.def {
+			if ch.name != name {
+				v.add("structure", at, "%s and %s are the one element %s[x]: give one of them", ch.name, name, c.name)
+			}
+			return
+		}
+	}
+	v.chosen = append(v.chosen, choice{c.def, name})
+}
+
+// choice is a choice element and the JSON name it was given as.
+type choice struct {
+	def  *ElementDef
+	name string
 }
 
 // element validates the value of one property against cardinality and type.
@@ -289,7 +324,7 @@ func (v *validator) primitiveExtension(val any, c child, path string, sibling an
 		}
 		obj, ok := item.(map[string]any)
 		if !ok {
-			v.add("structure", "_"+p, "must be a JSON object (id and extension of a primitive)")
+			v.add("structure", underscored(p), "must be a JSON object (id and extension of a primitive)")
 			return
 		}
 		v.object(obj, "Element", p, false)
@@ -309,6 +344,13 @@ func (v *validator) primitiveExtension(val any, c child, path string, sibling an
 		return
 	}
 	check(val, path)
+}
+
+// underscored is the path of a primitive's "_element" property:
+// Patient.birthDate → Patient._birthDate.
+func underscored(path string) string {
+	i := strings.LastIndexByte(path, '.')
+	return path[:i+1] + "_" + path[i+1:]
 }
 
 func isPrimitive(typ string) bool {

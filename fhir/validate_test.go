@@ -33,6 +33,17 @@ func TestValidateReportsPathOfEachProblem(t *testing.T) {
 		{"empty string", `{"resourceType":"Patient","name":[{"family":""}]}`, []string{"Patient.name[0].family: must not be an empty string"}},
 		{"primitive extension on non-primitive", `{"resourceType":"Patient","_name":{}}`, []string{"Patient._name: unknown element"}},
 		{"integer range", `{"resourceType":"Patient","multipleBirthInteger":3000000000}`, []string{"Patient.multipleBirthInteger: is out of range"}},
+		// A choice element is one element: one type of it.
+		{"choice given twice", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":1},"valueString":"x"}`,
+			[]string{"Observation.valueString: valueQuantity and valueString are the one element value[x]"}},
+		{"choice given twice (boolean, integer)", `{"resourceType":"Patient","multipleBirthBoolean":true,"multipleBirthInteger":2}`,
+			[]string{"Patient.multipleBirthInteger: multipleBirthBoolean and multipleBirthInteger are the one element multipleBirth[x]"}},
+		{"choice given twice (medication)", `{"resourceType":"MedicationRequest","status":"active","intent":"order","subject":{"reference":"Patient/p"},"medicationCodeableConcept":{"text":"x"},"medicationReference":{"reference":"Medication/m"}}`,
+			[]string{"MedicationRequest.medicationReference: medicationCodeableConcept and medicationReference are the one element medication[x]"}},
+		{"choice and another type's extension", `{"resourceType":"Patient","multipleBirthBoolean":true,"_multipleBirthInteger":{"id":"x"}}`,
+			[]string{"Patient.multipleBirthBoolean: multipleBirthInteger and multipleBirthBoolean are the one element multipleBirth[x]"}},
+		{"choice with its own extension", `{"resourceType":"Patient","multipleBirthBoolean":true,"_multipleBirthBoolean":{"id":"x"}}`, nil},
+		{"primitive extension not an object", `{"resourceType":"Patient","birthDate":"2000-01-01","_birthDate":"x"}`, []string{"Patient._birthDate: must be a JSON object"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
