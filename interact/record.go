@@ -75,8 +75,8 @@ func (s *Session) recordInTx(ctx context.Context, tx store.Tx, e audit.Event) er
 // the door (a body that does not parse, an unknown type, a method not
 // allowed …), unless the door recorded something of it already. subtype
 // is the interaction it was to be, entity the resource it named ("" if
-// none or not a valid reference). The answer is out: a trail that cannot
-// take the record is logged by the caller.
+// none or not a valid reference). The refusal is answered whatever comes
+// of it: a trail that cannot take the record is logged by the caller.
 func (s *Session) RecordRefused(ctx context.Context, subtype, entity string, status int) error {
 	if s.door.cfg.Audit == nil || s.recorded.Load() {
 		return nil

@@ -70,25 +70,20 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	})
 }
 
-// auditRefusals records a request refused before the door took it (a
-// body that does not parse, an unknown type …): the door records every
-// interaction it carries out, this the ones it never saw.
-func (s *Server) auditRefusals(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ww := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(ww, r)
-		if ww.status < 400 {
-			return
-		}
-		ss, ok := r.Context().Value(sessionKey).(*interact.Session)
-		if !ok {
-			return
-		}
-		subtype, entity := interactionOf(r)
-		if err := ss.RecordRefused(r.Context(), subtype, entity, ww.status); err != nil {
-			s.log.ErrorContext(r.Context(), "audit trail: a refused request went unrecorded", "request_id", requestID(r.Context()), "error", err.Error())
-		}
-	})
+// recordRefusal records a request refused before the door took it (a body
+// that does not parse, an unknown type …): the door records every
+// interaction it carries out, this the ones it never saw. Every refusal
+// is answered by writeError, which calls it; a request without a session
+// (refused by the token check) is recorded there.
+func (s *Server) recordRefusal(r *http.Request, status int) {
+	ss, ok := r.Context().Value(sessionKey).(*interact.Session)
+	if !ok {
+		return
+	}
+	subtype, entity := interactionOf(r)
+	if err := ss.RecordRefused(r.Context(), subtype, entity, status); err != nil {
+		s.log.ErrorContext(r.Context(), "audit trail: a refused request went unrecorded", "request_id", requestID(r.Context()), "error", err.Error())
+	}
 }
 
 // interactionOf is the FHIR interaction a request was to be, by its path

@@ -119,6 +119,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// (left unwritten, the status would default to 200).
 		status, issues = http.StatusServiceUnavailable, []fhir.Issue{{Severity: "error", Code: "transient",
 			Diagnostics: "the request was cancelled (the client closed its connection) before it was carried out; nothing was changed"}}
+		s.recordRefusal(r, status)
 		s.writeJSON(w, r, status, fhir.OperationOutcome(issues...))
 		return
 	case errors.Is(err, context.DeadlineExceeded):
@@ -131,6 +132,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status >= 500 {
 		s.log.ErrorContext(r.Context(), "request failed", slog.String("request_id", requestID(r.Context())), slog.String("error", err.Error()))
 	}
+	s.recordRefusal(r, status)
 	s.writeJSON(w, r, status, fhir.OperationOutcome(issues...))
 }
 

@@ -118,7 +118,7 @@ func New(cfg Config, door *interact.Door, log *slog.Logger) *Server {
 			r.Use(s.negotiate)
 			r.Get("/metadata", s.metadata)
 			r.Group(func(r chi.Router) {
-				r.Use(s.authenticate, s.auditRefusals)
+				r.Use(s.authenticate)
 				// Every interaction that can work long has a deadline; a read
 				// or vread is one indexed lookup, and the cost of a timer
 				// per request was 4% of its time.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -26,6 +27,14 @@ type AuditRecord struct {
 	// Data is the rest of the event, as the audit trail encodes it
 	// (opaque to the store).
 	Data []byte
+}
+
+// EntityPatient is the patient an entity reference names when it is a
+// Patient ("Patient/x", not a version of it). Every patient of an event is
+// one of its entities: a search by either finds the other.
+func EntityPatient(ref string) (string, bool) {
+	id, ok := strings.CutPrefix(ref, "Patient/")
+	return id, ok && !strings.Contains(id, "/")
 }
 
 // AuditQuery selects audit records. Empty fields do not filter; a list

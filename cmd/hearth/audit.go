@@ -16,7 +16,6 @@ import (
 	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/store"
-	"github.com/hearth-fhir/hearth/store/mongo"
 	"github.com/hearth-fhir/hearth/store/sqlite"
 )
 
@@ -160,9 +159,7 @@ func openTrail(kind, dir string) (interface {
 	SearchAudit(context.Context, store.AuditQuery) ([]store.AuditRecord, error)
 }, func(), error) {
 	if isMongo(kind) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		s, err := mongo.Open(ctx, kind)
+		s, _, err := openStore(kind, dir)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -17,7 +17,6 @@ import (
 	"encoding/json/jsontext"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/hearth-fhir/hearth/fhir"
@@ -300,7 +299,7 @@ func render(a Agent, e Event, id string, at time.Time) ([]byte, error) {
 			Role: &coding{System: entityRoleSystem, Code: "1", Display: "Patient"}})
 	}
 	for _, r := range e.Entities {
-		if id, ok := strings.CutPrefix(r, "Patient/"); ok && slices.Contains(e.Patients, id) {
+		if id, ok := store.EntityPatient(r); ok && slices.Contains(e.Patients, id) {
 			continue // a Patient read: named once, as the patient
 		}
 		ev.Entity = append(ev.Entity, entity{What: &reference{Reference: r},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
@@ -119,7 +118,7 @@ func (s *Store) SearchAudit(ctx context.Context, q store.AuditQuery) ([]store.Au
 	if len(q.Entities) > 0 {
 		var asPatients []string
 		for _, e := range q.Entities {
-			if id, ok := strings.CutPrefix(e, "Patient/"); ok && !strings.Contains(id, "/") {
+			if id, ok := store.EntityPatient(e); ok {
 				asPatients = append(asPatients, id)
 			}
 		}

@@ -141,11 +141,7 @@ func (s *Store) AppendAudit(ctx context.Context, recs []store.AuditRecord) error
 // being held.
 func (t *tx) AppendAudit(ctx context.Context, recs []store.AuditRecord) error {
 	if t.auditSeq == 0 {
-		seq, err := nextAuditBlock(ctx, t.tx)
-		if err != nil {
-			return fmt.Errorf("sqlite: audit: %w", err)
-		}
-		t.auditSeq = seq
+		t.auditSeq = t.s.nextBlock
 	}
 	if t.audit.n == 0 && len(recs) > 1 {
 		// Room for the group at once, rather than doubling up to it.
@@ -171,13 +167,19 @@ func (t *tx) AppendAudit(ctx context.Context, recs []store.AuditRecord) error {
 // record, and what a transaction holds.
 const maxBlockRecords = 1000
 
-// flushAudit writes the transaction's block.
+// flushAudit writes the transaction's block; the store's next block
+// number moves past it once the transaction commits.
 func (t *tx) flushAudit(ctx context.Context) error {
+	if t.audit.n > 0 {
+		t.auditUsed = t.auditSeq
+	}
 	return t.audit.write(ctx, t, t.auditSeq)
 }
 
 // nextAuditBlock is the number the next block gets: past every number
-// ever given (AUTOINCREMENT keeps the highest, even once pruned).
+// ever given (AUTOINCREMENT keeps the highest, even once pruned). The
+// store reads it when it opens and keeps it (Store.nextBlock): it is
+// the one writer.
 func nextAuditBlock(ctx context.Context, q interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }) (int64, error) {
@@ -248,7 +250,7 @@ type blockKey struct {
 func (b *blockBuilder) key(kind byte, value string) {
 	k := blockKey{kind, value}
 	if kind == 'e' {
-		if id, ok := strings.CutPrefix(value, "Patient/"); ok && !strings.Contains(id, "/") {
+		if id, ok := store.EntityPatient(value); ok {
 			k = blockKey{'p', id} // a Patient entity is keyed as the patient (entityKey)
 		}
 	}
@@ -385,7 +387,7 @@ func auditKeys(r store.AuditRecord) []string {
 
 // entityKey keys an entity; a Patient is keyed as the patient.
 func entityKey(e string) string {
-	if id, ok := strings.CutPrefix(e, "Patient/"); ok && !strings.Contains(id, "/") {
+	if id, ok := store.EntityPatient(e); ok {
 		return "p" + id
 	}
 	return "e" + e
@@ -518,6 +520,7 @@ func (g keySet) has(lists [3][][]byte) bool {
 		}
 	}
 	for _, v := range lists[2] {
+		// store.EntityPatient, on bytes: a record not kept costs no string.
 		if id, ok := bytes.CutPrefix(v, []byte("Patient/")); ok && !bytes.Contains(id, []byte("/")) {
 			if g.p[string(id)] {
 				return true

@@ -130,7 +130,9 @@ type Store struct {
 	authStmt *sql.Stmt // GetAuth: every API request checks its token
 	searches *stmtCache
 	auditIDs auditIDs
-	kept     map[string]*sql.Stmt // the writer's statements of every transaction, prepared once (tx.execKept)
+	// nextBlock is the number the next audit block gets (under writeMu).
+	nextBlock int64
+	kept      map[string]*sql.Stmt // the writer's statements of every transaction, prepared once (tx.execKept)
 
 	// checkpointer copies committed WAL frames into the database file in
 	// the background, so that a commit never pays for it (SQLite's
@@ -219,6 +221,10 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := migrateAudit(writer, auditIDs); err != nil {
 		return nil, fmt.Errorf("sqlite: migrate the audit trail: %w", err)
 	}
+	nextBlock, err := nextAuditBlock(context.Background(), writer)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: audit trail: %w", err)
+	}
 	reader, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open reader: %w", err)
@@ -258,7 +264,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if n == 0 {
 		n = 100_000
 	}
-	s := &Store{writer: writer, reader: reader, lock: lock, cache: newCache(n), readStmt: readStmt, authStmt: authStmt, searches: newStmtCache(reader), kept: kept, auditIDs: auditIDs,
+	s := &Store{writer: writer, reader: reader, lock: lock, cache: newCache(n), readStmt: readStmt, authStmt: authStmt, searches: newStmtCache(reader), kept: kept, auditIDs: auditIDs, nextBlock: nextBlock,
 		checkpointer: checkpointer, stop: make(chan struct{}), stopped: make(chan struct{})}
 	go s.checkpoint()
 	ok = true
@@ -405,6 +411,9 @@ func (s *Store) Transact(ctx context.Context, fn func(store.Tx) error) error {
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: commit: %w", err)
 	}
+	if t.auditUsed > 0 {
+		s.nextBlock = t.auditUsed + 1
+	}
 	s.lastTime = t.now
 	// Invalidate after the commit, so no reader can cache a version older
 	// than the one just written.
@@ -432,8 +441,9 @@ type tx struct {
 	queued  int              // values in pending
 	// audit is the transaction's block of audit records, written as it
 	// commits, with block number auditSeq.
-	audit    blockBuilder
-	auditSeq int64
+	audit     blockBuilder
+	auditSeq  int64
+	auditUsed int64 // the last block written, once one is
 }
 
 // exec runs a statement prepared once per transaction: bulk loads write
