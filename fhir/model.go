@@ -177,3 +177,16 @@ func codeAllowed(valueSet, code string) bool {
 
 // isChoice reports whether an element path is a choice element (value[x]).
 func isChoice(path string) bool { return strings.HasSuffix(path, "[x]") }
+
+// ChildElement resolves a JSON property name of an object whose element
+// definitions live under typePath ("Patient", "Patient.contact") to its
+// definition and concrete type: valueQuantity gives Observation.value[x]
+// and Quantity. The FHIRPath engine navigates by it.
+func ChildElement(typePath, jsonName string) (def *ElementDef, typ string, ok bool) {
+	c, ok := childrenOf[typePath][jsonName]
+	return c.def, c.typ, ok
+}
+
+// HasChildren reports whether typePath names an element model with
+// children of its own: a type, or a backbone element's path.
+func HasChildren(typePath string) bool { return len(childrenOf[typePath]) > 0 }

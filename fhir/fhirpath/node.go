@@ -1,0 +1,283 @@
+package fhirpath
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/hearth-fhir/hearth/fhir"
+)
+
+// Node is one element of a FHIR resource as FHIRPath sees it: the
+// client's decoded JSON (never a struct, which would drop what it does not
+// know) and the FHIR type the element model gives it.
+type Node struct {
+	// Val is the JSON value: map[string]any for a complex element or a
+	// resource, string, json.Number or bool for a primitive, nil for a
+	// primitive present only through its extensions.
+	Val any
+	// Ext is a primitive's "_name" object: its id and extensions.
+	Ext map[string]any
+	// Type is the FHIR type: "HumanName", "code", "Patient", "BackboneElement".
+	Type string
+	// def is the element path whose children this node has when that is not
+	// Type: a backbone element ("Patient.contact").
+	def string
+}
+
+// Resource wraps a decoded resource as the root of an evaluation.
+func Resource(res map[string]any) *Node {
+	rt, _ := res["resourceType"].(string)
+	return &Node{Val: res, Type: rt}
+}
+
+func (n *Node) typePath() string {
+	if n.def != "" {
+		return n.def
+	}
+	return n.Type
+}
+
+func (n *Node) object() (map[string]any, bool) {
+	m, ok := n.Val.(map[string]any)
+	return m, ok
+}
+
+// UnknownElementError is navigation to a name the element model does not
+// have: a misspelt path, which FHIRPath calls a semantic error.
+type UnknownElementError struct{ Type, Name string }
+
+func (e *UnknownElementError) Error() string {
+	return fmt.Sprintf("%s has no element %s", e.Type, e.Name)
+}
+
+// member is the FHIRPath child name of n: "value" finds valueQuantity;
+// "given" gives each of the values with their extensions.
+func (n *Node) member(name string, out Collection) (Collection, error) {
+	obj, isObj := n.object()
+	if !isObj {
+		// A primitive's children are those of Element, kept in "_name".
+		switch name {
+		case "extension":
+			return appendValues(out, n.Ext[name], nil, "Extension", ""), nil
+		case "id":
+			return appendValues(out, n.Ext[name], nil, "string", ""), nil
+		}
+		if isKnownType(n.Type) {
+			return out, &UnknownElementError{n.Type, name}
+		}
+		return out, nil
+	}
+	base := n.typePath()
+	if def, ok := fhir.Element(base + "." + name); ok {
+		typ, childDef := childType(def, base)
+		return appendValues(out, obj[name], obj["_"+name], typ, childDef), nil
+	}
+	if def, ok := fhir.Element(base + "." + name + "[x]"); ok {
+		for _, t := range def.Types {
+			key := name + strings.ToUpper(t[:1]) + t[1:]
+			if v, ok := obj[key]; ok || obj["_"+key] != nil {
+				out = appendValues(out, v, obj["_"+key], t, "")
+			}
+		}
+		return out, nil
+	}
+	if fhir.HasChildren(base) {
+		return out, &UnknownElementError{n.Type, name}
+	}
+	// A type the model does not know (an unknown resource type): follow
+	// the JSON as it is.
+	return appendValues(out, obj[name], obj["_"+name], "", ""), nil
+}
+
+// childType is the FHIR type of def's values and the path their own
+// children are defined under when it is not the type.
+func childType(def *fhir.ElementDef, parent string) (typ, childDef string) {
+	if def.ContentRef != "" {
+		ref, ok := fhir.Element(def.ContentRef)
+		if ok && len(ref.Types) == 1 {
+			typ = ref.Types[0]
+		}
+		return typ, def.ContentRef
+	}
+	if len(def.Types) != 1 {
+		return "", ""
+	}
+	typ = def.Types[0]
+	switch {
+	case typ == "BackboneElement" || typ == "Element" && fhir.HasChildren(def.Path):
+		return typ, def.Path
+	case typ == "string" && strings.HasSuffix(def.Path, ".id") && !strings.Contains(parent, "."):
+		// Resource.id is an id (R4 writes its type as System.String).
+		if t, ok := fhir.LookupType(parent); ok && t.Kind == fhir.KindResource {
+			return "id", ""
+		}
+	}
+	return typ, ""
+}
+
+// appendValues adds a property's values (one or an array) with their
+// primitive extensions (ext, mirrored in shape) as nodes of type typ.
+func appendValues(out Collection, v, ext any, typ, def string) Collection {
+	if arr, ok := v.([]any); ok {
+		exts, _ := ext.([]any)
+		for i, item := range arr {
+			var e any
+			if i < len(exts) {
+				e = exts[i]
+			}
+			out = appendValue(out, item, e, typ, def)
+		}
+		return out
+	}
+	if v == nil {
+		if exts, ok := ext.([]any); ok {
+			for _, e := range exts {
+				out = appendValue(out, nil, e, typ, def)
+			}
+			return out
+		}
+	}
+	return appendValue(out, v, ext, typ, def)
+}
+
+func appendValue(out Collection, v, ext any, typ, def string) Collection {
+	e, _ := ext.(map[string]any)
+	if v == nil && e == nil {
+		return out
+	}
+	if typ == "Resource" || typ == "" {
+		if m, ok := v.(map[string]any); ok {
+			if rt, ok := m["resourceType"].(string); ok {
+				typ, def = rt, ""
+			}
+		}
+	}
+	if typ == "" {
+		typ = jsonType(v)
+	}
+	return append(out, &Node{Val: v, Ext: e, Type: typ, def: def})
+}
+
+// jsonType is a guess at the type of a value the model does not describe.
+func jsonType(v any) string {
+	switch v := v.(type) {
+	case string:
+		return "string"
+	case bool:
+		return "boolean"
+	case json.Number:
+		if strings.ContainsAny(string(v), ".eE") {
+			return "decimal"
+		}
+		return "integer"
+	}
+	return "Element"
+}
+
+func isKnownType(name string) bool {
+	_, ok := fhir.LookupType(name)
+	return ok
+}
+
+// children is every child node of n, properties in name order.
+func (n *Node) children(out Collection) Collection {
+	obj, ok := n.object()
+	if !ok {
+		for _, k := range []string{"id", "extension"} {
+			out = appendValues(out, n.Ext[k], nil, map[string]string{"id": "string", "extension": "Extension"}[k], "")
+		}
+		return out
+	}
+	keys := make([]string, 0, len(obj))
+	for k := range obj {
+		if k == "resourceType" || strings.HasPrefix(k, "_") {
+			continue
+		}
+		keys = append(keys, k)
+	}
+	// Properties present only by their extensions ("_given" alone).
+	for k := range obj {
+		if strings.HasPrefix(k, "_") && obj[k[1:]] == nil {
+			keys = append(keys, k[1:])
+		}
+	}
+	slices.Sort(keys)
+	base := n.typePath()
+	for _, k := range keys {
+		def, typ, ok := fhir.ChildElement(base, k)
+		childDef := ""
+		if ok && !strings.HasSuffix(def.Path, "[x]") {
+			typ, childDef = childType(def, base)
+		}
+		out = appendValues(out, obj[k], obj["_"+k], typ, childDef)
+	}
+	return out
+}
+
+// system is the System value of a FHIR primitive or Quantity node, or nil
+// when it has none (a complex node, or a primitive with only extensions).
+func (n *Node) system() any {
+	switch v := n.Val.(type) {
+	case bool:
+		return v
+	case json.Number:
+		switch n.Type {
+		case "integer", "positiveInt", "unsignedInt", "integer64":
+			if i, err := v.Int64(); err == nil {
+				return i
+			}
+		}
+		d, err := parseDecimal(string(v))
+		if err != nil {
+			return nil
+		}
+		return d
+	case string:
+		switch n.Type {
+		case "date":
+			if t, ok := parseTemporal(v, KindDate); ok {
+				return t
+			}
+		case "dateTime", "instant":
+			if t, ok := parseTemporal(v, KindDateTime); ok {
+				return t
+			}
+		case "time":
+			if t, ok := parseTemporal(v, KindTime); ok {
+				return t
+			}
+		}
+		return v
+	case map[string]any:
+		if isQuantityType(n.Type) {
+			return quantityOf(v)
+		}
+	}
+	return nil
+}
+
+func isQuantityType(t string) bool {
+	switch t {
+	case "Quantity", "Age", "Distance", "Duration", "Count", "SimpleQuantity", "MoneyQuantity":
+		return true
+	}
+	return false
+}
+
+func quantityOf(m map[string]any) any {
+	n, ok := m["value"].(json.Number)
+	if !ok {
+		return nil
+	}
+	d, err := parseDecimal(string(n))
+	if err != nil {
+		return nil
+	}
+	unit, _ := m["code"].(string)
+	if unit == "" {
+		unit, _ = m["unit"].(string)
+	}
+	return Quantity{Value: d, Unit: unit}
+}
