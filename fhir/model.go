@@ -45,6 +45,20 @@ type ElementDef struct {
 	CodeSystem string // the one code system that value set draws from, if it is one
 }
 
+// Constraint is an invariant of an element definition: a FHIRPath
+// expression every instance of the element must satisfy.
+type Constraint struct {
+	Path       string // element path; a type's root ("Period") for the type's own
+	Key        string // "per-1"
+	Severity   string // error | warning
+	Human      string
+	Expression string
+}
+
+// Constraints lists the invariants of the R4 resources and data types,
+// other than ele-1, which Validate enforces as structure.
+func Constraints() []Constraint { return generatedConstraints }
+
 // SearchComponent is one part of a composite search parameter.
 type SearchComponent struct {
 	Definition string

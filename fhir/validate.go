@@ -300,6 +300,10 @@ func (v *validator) value(val any, c child, path string, hasExtension bool) {
 			return
 		}
 		v.resource(obj, path)
+		// References reach a contained resource by #id only (references.html).
+		if _, hasID := obj["id"]; !hasID && strings.HasSuffix(c.def.Path, ".contained") {
+			v.add("required", path+".id", "a contained resource must have an id: references reach it as #id")
+		}
 	case isPrimitive(typ) || typ == "xhtml":
 		v.primitive(val, typ, path)
 		if s, ok := val.(string); ok && c.def.ValueSet != "" && !codeAllowed(c.def.ValueSet, s) {

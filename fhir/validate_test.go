@@ -27,6 +27,7 @@ func TestValidateReportsPathOfEachProblem(t *testing.T) {
 		{"required missing", `{"resourceType":"Observation","code":{"text":"x"}}`, []string{"Observation.status: required element is missing"}},
 		{"unknown choice type", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueFoo":1}`, []string{"Observation.valueFoo: unknown element"}},
 		{"contained resource", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"contained":[{"resourceType":"Patient","id":"p","gender":"x"}]}`, []string{"Observation.contained[0].gender: code is not in"}},
+		{"contained resource without id", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","name":"x"}]}`, []string{"Patient.contained[0].id: a contained resource must have an id"}},
 		{"backbone element", `{"resourceType":"Patient","contact":[{"gender":"x"}]}`, []string{"Patient.contact[0].gender: code is not in"}},
 		{"recursive content reference", `{"resourceType":"Questionnaire","status":"draft","item":[{"linkId":"1","type":"group","item":[{"linkId":"2","type":"nope"}]}]}`, []string{"Questionnaire.item[0].item[0].type: code is not in"}},
 		{"unknown resource type", `{"resourceType":"Patinet"}`, []string{"resourceType: unknown resource type"}},

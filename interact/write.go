@@ -12,6 +12,7 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 
 	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/fhir/invariant"
 	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/store"
 )
@@ -43,6 +44,10 @@ type Result struct {
 type Body struct {
 	Raw    []byte
 	Parsed map[string]any
+	// Warnings are the invariants of severity warning the resource breaks:
+	// it is valid, and a client that asks (Prefer: return=OperationOutcome)
+	// is told.
+	Warnings []fhir.Issue
 }
 
 // ID is the id the resource carries ("" if none).
@@ -71,7 +76,24 @@ func ParseResource(raw []byte, wantType string) (Body, error) {
 	if len(issues) > 0 {
 		return Body{}, &Problem{Kind: Invalid, Issues: issues}
 	}
-	return Body{Raw: raw, Parsed: parsed}, nil
+	errs, warnings := splitSeverity(invariant.Check(parsed))
+	if len(errs) > 0 {
+		return Body{}, &Problem{Kind: Invalid, Issues: errs}
+	}
+	return Body{Raw: raw, Parsed: parsed, Warnings: warnings}, nil
+}
+
+// splitSeverity separates the issues that make a resource invalid from
+// the warnings.
+func splitSeverity(issues []fhir.Issue) (errs, warnings []fhir.Issue) {
+	for _, is := range issues {
+		if is.Severity == "error" || is.Severity == "fatal" {
+			errs = append(errs, is)
+		} else {
+			warnings = append(warnings, is)
+		}
+	}
+	return errs, warnings
 }
 
 // CheckBodyID: an update's resource must carry the id of its URL.

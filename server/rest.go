@@ -134,11 +134,12 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := ss.Create(r.Context(), typ, body, cond)
-	s.respondResult(w, r, res, err)
+	s.respondResult(w, r, res, body.Warnings, err)
 }
 
-// respondResult answers a write interaction.
-func (s *Server) respondResult(w http.ResponseWriter, r *http.Request, res interact.Result, err error) {
+// respondResult answers a write interaction; warnings are the resource's
+// (invariants of severity warning), for Prefer: return=OperationOutcome.
+func (s *Server) respondResult(w http.ResponseWriter, r *http.Request, res interact.Result, warnings []fhir.Issue, err error) {
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -147,7 +148,7 @@ func (s *Server) respondResult(w http.ResponseWriter, r *http.Request, res inter
 	case interact.Deleted, interact.NothingToDelete:
 		s.respondDelete(w, r, res)
 	default:
-		s.respondWrite(w, r, writeStatus(res.Outcome), res.Resource, res.Info)
+		s.respondWrite(w, r, writeStatus(res.Outcome), res.Resource, res.Info, warnings)
 	}
 }
 
@@ -186,7 +187,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.session(r).Update(r.Context(), typ, id, body, want)
-	s.respondResult(w, r, res, err)
+	s.respondResult(w, r, res, body.Warnings, err)
 }
 
 // conditionalUpdate handles PUT [type]?search.
@@ -211,7 +212,7 @@ func (s *Server) conditionalUpdate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := ss.ConditionalUpdate(r.Context(), typ, cond, body, want)
-	s.respondResult(w, r, res, err)
+	s.respondResult(w, r, res, body.Warnings, err)
 }
 
 func ifMatch(r *http.Request) (int64, error) {
@@ -235,7 +236,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.session(r).Patch(r.Context(), typ, id, p, want)
-	s.respondResult(w, r, res, err)
+	s.respondResult(w, r, res, nil, err)
 }
 
 // conditionalPatch handles PATCH [type]?search.
@@ -253,7 +254,7 @@ func (s *Server) conditionalPatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := ss.ConditionalPatch(r.Context(), typ, cond, p, want)
-	s.respondResult(w, r, res, err)
+	s.respondResult(w, r, res, nil, err)
 }
 
 func (s *Server) readPatch(w http.ResponseWriter, r *http.Request) (jsonpatch.Patch, int64, error) {
@@ -277,7 +278,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.session(r).Delete(r.Context(), typ, id, want)
-	s.respondResult(w, r, res, err)
+	s.respondResult(w, r, res, nil, err)
 }
 
 // conditionalDelete handles DELETE [type]?search: no match is a success
@@ -291,7 +292,7 @@ func (s *Server) conditionalDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := ss.ConditionalDelete(r.Context(), typ, cond)
-	s.respondResult(w, r, res, err)
+	s.respondResult(w, r, res, nil, err)
 }
 
 // respondDelete answers a delete: 200 with an OperationOutcome, or 204
@@ -308,7 +309,7 @@ func (s *Server) respondDelete(w http.ResponseWriter, r *http.Request, res inter
 }
 
 // respondWrite answers a create, update or patch according to Prefer.
-func (s *Server) respondWrite(w http.ResponseWriter, r *http.Request, status int, res store.Resource, what string) {
+func (s *Server) respondWrite(w http.ResponseWriter, r *http.Request, status int, res store.Resource, what string, warnings []fhir.Issue) {
 	h := w.Header()
 	setVersionHeaders(h, res)
 	if status == http.StatusCreated {
@@ -322,7 +323,8 @@ func (s *Server) respondWrite(w http.ResponseWriter, r *http.Request, status int
 		if what == "" {
 			what = "matched existing " + res.Type + "/" + res.ID
 		}
-		s.writeJSON(w, r, status, fhir.Information(what))
+		info := fhir.Issue{Severity: "information", Code: "informational", Diagnostics: what}
+		s.writeJSON(w, r, status, fhir.OperationOutcome(append([]fhir.Issue{info}, warnings...)...))
 	default:
 		s.writeJSON(w, r, status, res.JSON)
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/fhir/invariant"
 	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/server"
@@ -193,6 +194,18 @@ func (im *importer) add(file string, line int, raw []byte) error {
 	return nil
 }
 
+// invariantErrors keeps the issues that make a resource invalid; an
+// import has no one to show warnings to.
+func invariantErrors(issues []fhir.Issue) []fhir.Issue {
+	var errs []fhir.Issue
+	for _, is := range issues {
+		if is.Severity == "error" {
+			errs = append(errs, is)
+		}
+	}
+	return errs
+}
+
 // validate validates the queued resources in parallel and moves the valid
 // ones to the batch.
 func (im *importer) validate() {
@@ -202,6 +215,9 @@ func (im *importer) validate() {
 		p := &im.raw[i]
 		p.typ, p.parsed, issues[i], errs[i] = fhir.ValidateDecoded(p.body)
 		p.id, _ = p.parsed["id"].(string)
+		if errs[i] == nil && len(issues[i]) == 0 {
+			issues[i] = invariantErrors(invariant.Check(p.parsed))
+		}
 	})
 	for i, p := range im.raw {
 		switch {

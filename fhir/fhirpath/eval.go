@@ -26,6 +26,9 @@ type Env struct {
 	// Resource is %resource when the input is not itself the resource (an
 	// invariant of a data type evaluated on an element of a resource).
 	Resource *Node
+	// RootResource is %rootResource: the resource that contains Resource
+	// when that is a contained one; nil means Resource.
+	RootResource *Node
 }
 
 // EvalError is a failure while evaluating: a singleton expected and a
@@ -45,11 +48,14 @@ func (e *Expression) Evaluate(input Collection, env *Env) (Collection, error) {
 	if len(input) == 1 {
 		c.this = input[0]
 	}
+	c.resource, c.rootResource = input, input
 	if env.Resource != nil {
-		c.resource = Collection{env.Resource}
-	} else {
-		c.resource = input
+		c.resource, c.rootResource = Collection{env.Resource}, Collection{env.Resource}
 	}
+	if env.RootResource != nil {
+		c.rootResource = Collection{env.RootResource}
+	}
+	c.r4 = e.r4
 	if env.Now.IsZero() {
 		c.now = time.Now()
 	} else {
@@ -77,13 +83,15 @@ func (e *Expression) Predicate(input Collection, env *Env) (bool, error) {
 }
 
 type ctx struct {
-	env      *Env
-	root     Collection
-	resource Collection
-	this     any
-	index    int64
-	total    Collection
-	now      time.Time
+	env          *Env
+	root         Collection
+	resource     Collection
+	rootResource Collection
+	r4           bool
+	this         any
+	index        int64
+	total        Collection
+	now          time.Time
 }
 
 // with is the context of a lambda's body for one item.
@@ -120,8 +128,10 @@ func (v *variable) eval(c *ctx, _ Collection) (Collection, error) {
 		return Collection{c.index}, nil
 	case "$total":
 		return c.total, nil
-	case "%context", "%rootResource":
+	case "%context":
 		return c.root, nil
+	case "%rootResource":
+		return c.rootResource, nil
 	case "%resource":
 		return c.resource, nil
 	}
@@ -188,7 +198,7 @@ func (m *member) eval(c *ctx, focus Collection) (Collection, error) {
 	}
 	// A name no item can have is a misspelt path; in a mixed collection
 	// (descendants()) the name belongs to some items only.
-	if unknown != nil && !known {
+	if unknown != nil && !known && !c.r4 {
 		return nil, unknown
 	}
 	return out, nil
@@ -325,6 +335,19 @@ func (t *typeOp) eval(c *ctx, focus Collection) (Collection, error) {
 	in, err := t.x.eval(c, focus)
 	if err != nil || len(in) == 0 {
 		return nil, err
+	}
+	if t.op == "as" && c.r4 {
+		var out Collection
+		for _, item := range in {
+			ok, err := t.typ.is(item, true)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				out = append(out, item)
+			}
+		}
+		return out, nil
 	}
 	if len(in) > 1 {
 		return nil, errorf("%s needs one value, not %d", t.op, len(in))

@@ -128,9 +128,12 @@ func init() {
 			ok, err := f.typ.is(in[0], false)
 			return Collection{ok}, err
 		}},
-		"as": {minArgs: 1, maxArgs: 1, typeArg: true, impl: func(_ *ctx, f *call, in Collection) (Collection, error) {
+		"as": {minArgs: 1, maxArgs: 1, typeArg: true, impl: func(c *ctx, f *call, in Collection) (Collection, error) {
 			if len(in) == 0 {
 				return nil, nil
+			}
+			if c.r4 {
+				return functions["ofType"].impl(c, f, in)
 			}
 			if len(in) > 1 {
 				return nil, errorf("as() needs one item, not %d", len(in))

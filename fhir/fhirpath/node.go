@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/hearth-fhir/hearth/fhir"
 )
@@ -24,7 +25,17 @@ type Node struct {
 	// def is the element path whose children this node has when that is not
 	// Type: a backbone element ("Patient.contact").
 	def string
+	// elem is the path of the element definition it is a value of
+	// ("Patient.name", "Observation.value[x]"); "" for a root.
+	elem string
 }
+
+// ElementPath is the path of the element definition the node is a value
+// of ("Patient.contact.name"), or "" for the root resource.
+func (n *Node) ElementPath() string { return n.elem }
+
+// Children lists the node's child nodes, properties in name order.
+func (n *Node) Children() Collection { return n.children(nil) }
 
 // Resource wraps a decoded resource as the root of an evaluation.
 func Resource(res map[string]any) *Node {
@@ -60,35 +71,66 @@ func (n *Node) member(name string, out Collection) (Collection, error) {
 		// A primitive's children are those of Element, kept in "_name".
 		switch name {
 		case "extension":
-			return appendValues(out, n.Ext[name], nil, "Extension", ""), nil
+			return appendValues(out, n.Ext[name], nil, "Extension", "", "Element.extension"), nil
 		case "id":
-			return appendValues(out, n.Ext[name], nil, "string", ""), nil
+			return appendValues(out, n.Ext[name], nil, "string", "", "Element.id"), nil
 		}
 		if isKnownType(n.Type) {
 			return out, &UnknownElementError{n.Type, name}
 		}
 		return out, nil
 	}
-	base := n.typePath()
-	if def, ok := fhir.Element(base + "." + name); ok {
-		typ, childDef := childType(def, base)
-		return appendValues(out, obj[name], obj["_"+name], typ, childDef), nil
-	}
-	if def, ok := fhir.Element(base + "." + name + "[x]"); ok {
-		for _, t := range def.Types {
-			key := name + strings.ToUpper(t[:1]) + t[1:]
-			if v, ok := obj[key]; ok || obj["_"+key] != nil {
-				out = appendValues(out, v, obj["_"+key], t, "")
+	m := lookupMember(n.typePath(), name)
+	switch {
+	case m.unknown:
+		return out, &UnknownElementError{n.Type, name}
+	case m.choices != nil:
+		for _, c := range m.choices {
+			if v, ok := obj[c.key]; ok || obj[c.extKey] != nil {
+				out = appendValues(out, v, obj[c.extKey], c.typ, "", m.elem)
 			}
 		}
 		return out, nil
 	}
-	if fhir.HasChildren(base) {
-		return out, &UnknownElementError{n.Type, name}
+	return appendValues(out, obj[name], obj["_"+name], m.typ, m.childDef, m.elem), nil
+}
+
+// memberInfo is what a FHIRPath name means on a type path, worked out once.
+type memberInfo struct {
+	typ, childDef, elem string
+	choices             []choiceKey // a choice element's JSON names
+	unknown             bool        // the model has no such element
+}
+
+type choiceKey struct{ key, extKey, typ string }
+
+type memberKey struct{ base, name string }
+
+var members sync.Map // memberKey → *memberInfo
+
+func lookupMember(base, name string) *memberInfo {
+	k := memberKey{base, name}
+	if m, ok := members.Load(k); ok {
+		return m.(*memberInfo)
 	}
-	// A type the model does not know (an unknown resource type): follow
-	// the JSON as it is.
-	return appendValues(out, obj[name], obj["_"+name], "", ""), nil
+	m := &memberInfo{}
+	if def, ok := fhir.Element(base + "." + name); ok {
+		m.typ, m.childDef = childType(def, base)
+		m.elem = def.Path
+	} else if def, ok := fhir.Element(base + "." + name + "[x]"); ok {
+		m.elem = def.Path
+		m.choices = []choiceKey{}
+		for _, t := range def.Types {
+			key := name + strings.ToUpper(t[:1]) + t[1:]
+			m.choices = append(m.choices, choiceKey{key, "_" + key, t})
+		}
+	} else if fhir.HasChildren(base) {
+		m.unknown = true
+	}
+	// Otherwise a type the model does not know (an unknown resource
+	// type): the JSON is followed as it is.
+	members.Store(k, m)
+	return m
 }
 
 // childType is the FHIR type of def's values and the path their own
@@ -119,7 +161,7 @@ func childType(def *fhir.ElementDef, parent string) (typ, childDef string) {
 
 // appendValues adds a property's values (one or an array) with their
 // primitive extensions (ext, mirrored in shape) as nodes of type typ.
-func appendValues(out Collection, v, ext any, typ, def string) Collection {
+func appendValues(out Collection, v, ext any, typ, def, elem string) Collection {
 	if arr, ok := v.([]any); ok {
 		exts, _ := ext.([]any)
 		for i, item := range arr {
@@ -127,22 +169,22 @@ func appendValues(out Collection, v, ext any, typ, def string) Collection {
 			if i < len(exts) {
 				e = exts[i]
 			}
-			out = appendValue(out, item, e, typ, def)
+			out = appendValue(out, item, e, typ, def, elem)
 		}
 		return out
 	}
 	if v == nil {
 		if exts, ok := ext.([]any); ok {
 			for _, e := range exts {
-				out = appendValue(out, nil, e, typ, def)
+				out = appendValue(out, nil, e, typ, def, elem)
 			}
 			return out
 		}
 	}
-	return appendValue(out, v, ext, typ, def)
+	return appendValue(out, v, ext, typ, def, elem)
 }
 
-func appendValue(out Collection, v, ext any, typ, def string) Collection {
+func appendValue(out Collection, v, ext any, typ, def, elem string) Collection {
 	e, _ := ext.(map[string]any)
 	if v == nil && e == nil {
 		return out
@@ -157,7 +199,7 @@ func appendValue(out Collection, v, ext any, typ, def string) Collection {
 	if typ == "" {
 		typ = jsonType(v)
 	}
-	return append(out, &Node{Val: v, Ext: e, Type: typ, def: def})
+	return append(out, &Node{Val: v, Ext: e, Type: typ, def: def, elem: elem})
 }
 
 // jsonType is a guess at the type of a value the model does not describe.
@@ -185,10 +227,8 @@ func isKnownType(name string) bool {
 func (n *Node) children(out Collection) Collection {
 	obj, ok := n.object()
 	if !ok {
-		for _, k := range []string{"id", "extension"} {
-			out = appendValues(out, n.Ext[k], nil, map[string]string{"id": "string", "extension": "Extension"}[k], "")
-		}
-		return out
+		out = appendValues(out, n.Ext["extension"], nil, "Extension", "", "Element.extension")
+		return appendValues(out, n.Ext["id"], nil, "string", "", "Element.id")
 	}
 	keys := make([]string, 0, len(obj))
 	for k := range obj {
@@ -207,11 +247,14 @@ func (n *Node) children(out Collection) Collection {
 	base := n.typePath()
 	for _, k := range keys {
 		def, typ, ok := fhir.ChildElement(base, k)
-		childDef := ""
-		if ok && !strings.HasSuffix(def.Path, "[x]") {
-			typ, childDef = childType(def, base)
+		childDef, elem := "", ""
+		if ok {
+			elem = def.Path
+			if !strings.HasSuffix(def.Path, "[x]") {
+				typ, childDef = childType(def, base)
+			}
 		}
-		out = appendValues(out, obj[k], obj["_"+k], typ, childDef)
+		out = appendValues(out, obj[k], obj["_"+k], typ, childDef, elem)
 	}
 	return out
 }

@@ -13,6 +13,7 @@ import (
 type Expression struct {
 	src  string
 	root expr
+	r4   bool
 }
 
 func (e *Expression) String() string { return e.src }
@@ -33,6 +34,21 @@ func Compile(src string) (*Expression, error) {
 		return nil, &SyntaxError{t.pos, fmt.Sprintf("unexpected %q", t.text)}
 	}
 	return &Expression{src: src, root: root}, nil
+}
+
+// CompileR4 compiles an expression written for R4's own definitions,
+// which expect the lenient engines of their day: as() applied to a
+// collection filters it as ofType() does (%resource.descendants().as(canonical)
+// in dom-3), where the FHIRPath specification makes it an error; and a
+// name an element does not have is empty, not an error (an invariant of
+// probability[x] names Range's low, and applies to every type of it).
+func CompileR4(src string) (*Expression, error) {
+	e, err := Compile(src)
+	if err != nil {
+		return nil, err
+	}
+	e.r4 = true
+	return e, nil
 }
 
 // MustCompile is Compile for expressions known at build time.

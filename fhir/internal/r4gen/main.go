@@ -59,6 +59,13 @@ type elementDefinition struct {
 		Strength string `json:"strength"`
 		ValueSet string `json:"valueSet"`
 	} `json:"binding"`
+	Constraint []struct {
+		Key        string `json:"key"`
+		Severity   string `json:"severity"`
+		Human      string `json:"human"`
+		Expression string `json:"expression"`
+		Source     string `json:"source"`
+	} `json:"constraint"`
 }
 
 type searchParameter struct {
@@ -202,6 +209,29 @@ func main() {
 			}
 			fmt.Fprintf(&b, "\t{Path: %q, Min: %d, Max: %d, Types: %s, Targets: %s, ContentRef: %q, Summary: %v, Modifier: %v, ValueSet: %q, CodeSystem: %q},\n",
 				el.Path, el.Min, max, goStrings(types), goStrings(targets), strings.TrimPrefix(el.ContentReference, "#"), el.IsSummary, el.IsModifier, vs, singleSystem(vs, valueSets))
+		}
+	}
+	b.WriteString("}\n\n")
+
+	// Invariants: each element's constraints, except ele-1 (every element
+	// has a value or children), which the structural validator enforces,
+	// and those an element only repeats from its type (ext-1 on every
+	// .extension), which apply where the type's own root carries them.
+	b.WriteString("// generatedConstraints are the invariants of the element definitions,\n// by element path (a type's own root path for those of the type).\nvar generatedConstraints = []Constraint{\n")
+	for _, sd := range sds {
+		for _, el := range sd.Snapshot.Element {
+			if sd.Kind == "primitive-type" {
+				continue
+			}
+			for _, c := range el.Constraint {
+				if c.Key == "ele-1" || c.Expression == "" {
+					continue
+				}
+				if len(el.Type) == 1 && strings.Contains(el.Path, ".") && c.Source == "http://hl7.org/fhir/StructureDefinition/"+el.Type[0].Code {
+					continue
+				}
+				fmt.Fprintf(&b, "\t{Path: %q, Key: %q, Severity: %q, Human: %q, Expression: %q},\n", el.Path, c.Key, c.Severity, c.Human, c.Expression)
+			}
 		}
 	}
 	b.WriteString("}\n\n")
