@@ -316,7 +316,52 @@ func (v *validator) value(val any, c child, path string, hasExtension bool) {
 			return
 		}
 		v.object(obj, typ, path, false)
+		if c.def.ValueSet != "" {
+			v.requiredBinding(obj, typ, c.def, path)
+		}
 	}
+}
+
+// requiredBinding checks a Coding or CodeableConcept bound with required
+// strength: a Coding must be from the value set; a CodeableConcept needs
+// at least one coding from it (others may translate it). Value sets that
+// could not be expanded offline, or that draw on several code systems,
+// are checked by code only where the system is theirs.
+func (v *validator) requiredBinding(obj map[string]any, typ string, def *ElementDef, path string) {
+	inSet := func(c map[string]any) (fromSystem, ok bool) {
+		system, _ := c["system"].(string)
+		code, _ := c["code"].(string)
+		if def.CodeSystem == "" {
+			return true, codeAllowed(def.ValueSet, code)
+		}
+		return system == def.CodeSystem, system == def.CodeSystem && codeAllowed(def.ValueSet, code)
+	}
+	if typ == "Coding" {
+		if from, ok := inSet(obj); !ok {
+			if from {
+				v.add("code-invalid", path+".code", "code is not in the required value set %s", def.ValueSet)
+			} else {
+				v.add("code-invalid", path, "the coding must be from the required value set %s (system %s)", def.ValueSet, def.CodeSystem)
+			}
+		}
+		return
+	}
+	codings, _ := obj["coding"].([]any)
+	for i, item := range codings {
+		c, _ := item.(map[string]any)
+		from, ok := inSet(c)
+		if ok {
+			return
+		}
+		if from {
+			v.add("code-invalid", fmt.Sprintf("%s.coding[%d].code", path, i), "code is not in the required value set %s", def.ValueSet)
+			return
+		}
+	}
+	if _, known := valueSetCodes[def.ValueSet]; !known && def.CodeSystem == "" {
+		return // a set that could not be expanded proves nothing
+	}
+	v.add("code-invalid", path, "a coding from the required value set %s is needed (system %s)", def.ValueSet, def.CodeSystem)
 }
 
 // primitiveExtension validates "_element": the id and extensions of a

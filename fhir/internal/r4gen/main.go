@@ -203,7 +203,7 @@ func main() {
 				}
 			}
 			vs := ""
-			if el.Binding != nil && el.Binding.Strength == "required" && len(types) == 1 && types[0] == "code" {
+			if el.Binding != nil && el.Binding.Strength == "required" && len(types) == 1 && (types[0] == "code" || types[0] == "Coding" || types[0] == "CodeableConcept") {
 				vs = strings.SplitN(el.Binding.ValueSet, "|", 2)[0]
 				boundSets[vs] = true
 			}
@@ -241,7 +241,7 @@ func main() {
 		setURLs = append(setURLs, u)
 	}
 	sort.Strings(setURLs)
-	b.WriteString("// generatedValueSets holds the codes of every value set bound with\n// required strength to a code element, where the set could be expanded\n// from the definitions alone.\nvar generatedValueSets = map[string][]string{\n")
+	b.WriteString("// generatedValueSets holds the codes of every value set bound with\n// required strength to a code, Coding or CodeableConcept element, where the set could be expanded\n// from the definitions alone.\nvar generatedValueSets = map[string][]string{\n")
 	for _, u := range setURLs {
 		codes, ok := expand(u, valueSets, codeSystems, 0)
 		if !ok || len(codes) == 0 {
