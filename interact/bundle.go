@@ -18,6 +18,7 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 
 	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/fhir/fhirpath"
 	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/store"
 )
@@ -77,7 +78,7 @@ type Entry struct {
 	// at a time.
 	refs     map[string]string
 	resolved Body
-	patch    jsonpatch.Patch
+	patch    Patch
 	fullURL  string
 	index    int
 	matched  bool // a conditional create that found its match
@@ -356,21 +357,39 @@ func (s *Session) parseEntry(i int, e inEntry) (*Entry, error) {
 // JSONPatch is the media type of a JSON Patch document.
 const JSONPatch = "application/json-patch+json"
 
-// entryPatch reads a JSON Patch carried in a bundle as a Binary resource.
-func entryPatch(res rawJSON) (jsonpatch.Patch, error) {
+// entryPatch reads the patch of a PATCH entry: a FHIRPath Patch
+// (Parameters), or a JSON Patch carried as a Binary resource.
+func entryPatch(res rawJSON) (Patch, error) {
+	if rt, _, _ := fhir.ResourceHeader(res); rt == "Parameters" {
+		return DecodeFHIRPathPatch(res)
+	}
 	var bin struct {
 		ResourceType string `json:"resourceType"`
 		ContentType  string `json:"contentType"`
 		Data         string `json:"data"`
 	}
 	if json.Unmarshal(res, &bin) != nil || bin.ResourceType != "Binary" || bin.ContentType != JSONPatch {
-		return nil, problem(NotSupported, "not-supported", "a PATCH entry carries a Binary of contentType application/json-patch+json")
+		return nil, problem(NotSupported, "not-supported", "a PATCH entry carries a FHIRPath Patch (Parameters) or a Binary of contentType application/json-patch+json")
 	}
 	doc, err := base64.StdEncoding.DecodeString(bin.Data)
 	if err != nil {
 		return nil, problem(Invalid, "structure", "the Binary data is not base64")
 	}
 	return DecodePatch(doc)
+}
+
+// DecodeFHIRPathPatch reads a FHIRPath Patch: a Parameters resource of
+// operations, validated as any resource is before its paths compile.
+func DecodeFHIRPathPatch(doc []byte) (Patch, error) {
+	body, err := ParseResource(doc, "Parameters")
+	if err != nil {
+		return nil, err
+	}
+	p, err := fhirpath.ParsePatch(body.Parsed)
+	if err != nil {
+		return nil, problem(Invalid, "invalid", "not a valid FHIRPath Patch: "+err.Error())
+	}
+	return p, nil
 }
 
 // DecodePatch reads a JSON Patch document (RFC 6902), checking each

@@ -12,6 +12,7 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 
 	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/fhir/fhirpath"
 	"github.com/hearth-fhir/hearth/fhir/invariant"
 	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/store"
@@ -170,12 +171,12 @@ func (s *Session) ConditionalUpdate(ctx context.Context, typ string, cond *fhir.
 }
 
 // Patch is PATCH [type]/[id] with a JSON Patch document.
-func (s *Session) Patch(ctx context.Context, typ, id string, p jsonpatch.Patch, ifMatch int64) (Result, error) {
+func (s *Session) Patch(ctx context.Context, typ, id string, p Patch, ifMatch int64) (Result, error) {
 	return s.write(ctx, typ, about(patchEvent, typ, id), func(tx store.Tx) (Result, error) { return patch(ctx, tx, typ, id, p, ifMatch) })
 }
 
 // ConditionalPatch is PATCH [type]?search: exactly one match is patched.
-func (s *Session) ConditionalPatch(ctx context.Context, typ string, cond *fhir.SearchQuery, p jsonpatch.Patch, ifMatch int64) (Result, error) {
+func (s *Session) ConditionalPatch(ctx context.Context, typ string, cond *fhir.SearchQuery, p Patch, ifMatch int64) (Result, error) {
 	return s.write(ctx, typ, patchEvent, func(tx store.Tx) (Result, error) {
 		id, err := matchOne(ctx, tx, cond, true)
 		if err != nil {
@@ -287,10 +288,21 @@ func conditionalUpdate(ctx context.Context, tx store.Tx, typ string, cond *fhir.
 	return create(ctx, tx, typ, "", body, nil)
 }
 
-// patch applies a JSON Patch to the current version. The result is
+// Patch is a patch document PATCH accepts: a JSON Patch (RFC 6902,
+// jsonpatch.Patch) or a FHIRPath Patch (*fhirpath.Patch).
+type Patch interface {
+	Apply(doc []byte) ([]byte, error)
+}
+
+var (
+	_ Patch = jsonpatch.Patch(nil)
+	_ Patch = (*fhirpath.Patch)(nil)
+)
+
+// patch applies a patch to the current version. The result is
 // validated like any update and written conditional on the version patched,
 // so a concurrent update is never lost.
-func patch(ctx context.Context, tx store.Tx, typ, id string, p jsonpatch.Patch, ifMatch int64) (Result, error) {
+func patch(ctx context.Context, tx store.Tx, typ, id string, p Patch, ifMatch int64) (Result, error) {
 	cur, err := tx.Read(ctx, typ, id)
 	if err != nil {
 		return Result{}, err
@@ -320,7 +332,7 @@ func patch(ctx context.Context, tx store.Tx, typ, id string, p jsonpatch.Patch, 
 // applyPatch applies p, turning a panic of the patch library into an
 // error: a patch document is client input, and no input may bring a
 // request down.
-func applyPatch(p jsonpatch.Patch, doc []byte) (out []byte, err error) {
+func applyPatch(p Patch, doc []byte) (out []byte, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			out, err = nil, fmt.Errorf("the patch library failed on this document: %v", v)
@@ -331,6 +343,10 @@ func applyPatch(p jsonpatch.Patch, doc []byte) (out []byte, err error) {
 
 // patchErrorText describes a patch failure without echoing resource values.
 func patchErrorText(err error) string {
+	var fp *fhirpath.PatchError
+	if errors.As(err, &fp) {
+		return fp.Msg // operations and paths, never values
+	}
 	msg := err.Error()
 	switch {
 	case strings.Contains(msg, "testing value"):

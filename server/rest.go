@@ -3,12 +3,12 @@ package server
 import (
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
-	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/go-chi/chi/v5"
 
 	"github.com/hearth-fhir/hearth/fhir"
@@ -244,7 +244,7 @@ func (s *Server) conditionalPatch(w http.ResponseWriter, r *http.Request) {
 	typ := chi.URLParam(r, "type")
 	ss := s.session(r)
 	cond, err := ss.ConditionQuery(typ, r.URL.RawQuery)
-	var p jsonpatch.Patch
+	var p interact.Patch
 	var want int64
 	if err == nil {
 		p, want, err = s.readPatch(w, r)
@@ -257,14 +257,27 @@ func (s *Server) conditionalPatch(w http.ResponseWriter, r *http.Request) {
 	s.respondResult(w, r, res, nil, err)
 }
 
-func (s *Server) readPatch(w http.ResponseWriter, r *http.Request) (jsonpatch.Patch, int64, error) {
-	body, err := s.readBody(w, r, interact.JSONPatch)
-	if err != nil {
-		return nil, 0, err
-	}
-	p, err := interact.DecodePatch(body)
-	if err != nil {
-		return nil, 0, err
+func (s *Server) readPatch(w http.ResponseWriter, r *http.Request) (interact.Patch, int64, error) {
+	var p interact.Patch
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if strings.EqualFold(mt, interact.JSONPatch) {
+		body, err := s.readBody(w, r, interact.JSONPatch)
+		if err != nil {
+			return nil, 0, err
+		}
+		if p, err = interact.DecodePatch(body); err != nil {
+			return nil, 0, err
+		}
+	} else {
+		// Anything else is a FHIRPath Patch, a Parameters resource; readBody
+		// refuses a media type that is neither, naming both.
+		body, err := s.readBody(w, r, append([]string{interact.JSONPatch}, jsonTypes...)...)
+		if err != nil {
+			return nil, 0, err
+		}
+		if p, err = interact.DecodeFHIRPathPatch(body); err != nil {
+			return nil, 0, err
+		}
 	}
 	want, err := ifMatch(r)
 	return p, want, err

@@ -345,8 +345,12 @@ func TestJSONPatch(t *testing.T) {
 	if r := do(t, ts, "GET", "/fhir/Observation/o1", ""); r.header.Get("ETag") != `W/"2"` {
 		t.Errorf("failed patches changed the resource: %s", r.header.Get("ETag"))
 	}
-	if r := do(t, ts, "PATCH", "/fhir/Observation/o1", `[]`, "Content-Type", "application/fhir+json"); r.status != 415 {
-		t.Errorf("patch with a FHIR JSON body: %d, want 415", r.status)
+	// A FHIR JSON body is a FHIRPath Patch, which an array is not.
+	if r := do(t, ts, "PATCH", "/fhir/Observation/o1", `[]`, "Content-Type", "application/fhir+json"); r.status != 400 {
+		t.Errorf("patch with a FHIR JSON array: %d, want 400", r.status)
+	}
+	if r := do(t, ts, "PATCH", "/fhir/Observation/o1", `[]`, "Content-Type", "text/plain"); r.status != 415 {
+		t.Errorf("patch as text/plain: %d, want 415", r.status)
 	}
 }
 

@@ -28,6 +28,11 @@ type Node struct {
 	// elem is the path of the element definition it is a value of
 	// ("Patient.name", "Observation.value[x]"); "" for a root.
 	elem string
+	// Where the value sits in its parent object, for FHIRPath Patch: the
+	// property and, in an array, the position (-1 for a single value).
+	parent map[string]any
+	key    string
+	index  int
 }
 
 // ElementPath is the path of the element definition the node is a value
@@ -71,9 +76,9 @@ func (n *Node) member(name string, out Collection) (Collection, error) {
 		// A primitive's children are those of Element, kept in "_name".
 		switch name {
 		case "extension":
-			return appendValues(out, n.Ext[name], nil, "Extension", "", "Element.extension"), nil
+			return appendValues(out, n.Ext, name, "Extension", "", "Element.extension"), nil
 		case "id":
-			return appendValues(out, n.Ext[name], nil, "string", "", "Element.id"), nil
+			return appendValues(out, n.Ext, name, "string", "", "Element.id"), nil
 		}
 		if isKnownType(n.Type) {
 			return out, &UnknownElementError{n.Type, name}
@@ -86,13 +91,13 @@ func (n *Node) member(name string, out Collection) (Collection, error) {
 		return out, &UnknownElementError{n.Type, name}
 	case m.choices != nil:
 		for _, c := range m.choices {
-			if v, ok := obj[c.key]; ok || obj[c.extKey] != nil {
-				out = appendValues(out, v, obj[c.extKey], c.typ, "", m.elem)
+			if _, ok := obj[c.key]; ok || obj[c.extKey] != nil {
+				out = appendValues(out, obj, c.key, c.typ, "", m.elem)
 			}
 		}
 		return out, nil
 	}
-	return appendValues(out, obj[name], obj["_"+name], m.typ, m.childDef, m.elem), nil
+	return appendValues(out, obj, name, m.typ, m.childDef, m.elem), nil
 }
 
 // memberInfo is what a FHIRPath name means on a type path, worked out once.
@@ -159,9 +164,12 @@ func childType(def *fhir.ElementDef, parent string) (typ, childDef string) {
 	return typ, ""
 }
 
-// appendValues adds a property's values (one or an array) with their
-// primitive extensions (ext, mirrored in shape) as nodes of type typ.
-func appendValues(out Collection, v, ext any, typ, def, elem string) Collection {
+// appendValues adds the values of parent[key] (one or an array) with
+// their primitive extensions ("_key", mirrored in shape) as nodes of type
+// typ.
+func appendValues(out Collection, parent map[string]any, key, typ, def, elem string) Collection {
+	v, ext := parent[key], parent["_"+key]
+	at := location{parent, key, -1}
 	if arr, ok := v.([]any); ok {
 		exts, _ := ext.([]any)
 		for i, item := range arr {
@@ -169,22 +177,31 @@ func appendValues(out Collection, v, ext any, typ, def, elem string) Collection 
 			if i < len(exts) {
 				e = exts[i]
 			}
-			out = appendValue(out, item, e, typ, def, elem)
+			at.index = i
+			out = appendValue(out, item, e, typ, def, elem, at)
 		}
 		return out
 	}
 	if v == nil {
 		if exts, ok := ext.([]any); ok {
-			for _, e := range exts {
-				out = appendValue(out, nil, e, typ, def, elem)
+			for i, e := range exts {
+				at.index = i
+				out = appendValue(out, nil, e, typ, def, elem, at)
 			}
 			return out
 		}
 	}
-	return appendValue(out, v, ext, typ, def, elem)
+	return appendValue(out, v, ext, typ, def, elem, at)
 }
 
-func appendValue(out Collection, v, ext any, typ, def, elem string) Collection {
+// location is where a value sits: parent[key], or parent[key][index].
+type location struct {
+	parent map[string]any
+	key    string
+	index  int
+}
+
+func appendValue(out Collection, v, ext any, typ, def, elem string, at location) Collection {
 	e, _ := ext.(map[string]any)
 	if v == nil && e == nil {
 		return out
@@ -199,7 +216,7 @@ func appendValue(out Collection, v, ext any, typ, def, elem string) Collection {
 	if typ == "" {
 		typ = jsonType(v)
 	}
-	return append(out, &Node{Val: v, Ext: e, Type: typ, def: def, elem: elem})
+	return append(out, &Node{Val: v, Ext: e, Type: typ, def: def, elem: elem, parent: at.parent, key: at.key, index: at.index})
 }
 
 // jsonType is a guess at the type of a value the model does not describe.
@@ -227,8 +244,8 @@ func isKnownType(name string) bool {
 func (n *Node) children(out Collection) Collection {
 	obj, ok := n.object()
 	if !ok {
-		out = appendValues(out, n.Ext["extension"], nil, "Extension", "", "Element.extension")
-		return appendValues(out, n.Ext["id"], nil, "string", "", "Element.id")
+		out = appendValues(out, n.Ext, "extension", "Extension", "", "Element.extension")
+		return appendValues(out, n.Ext, "id", "string", "", "Element.id")
 	}
 	keys := make([]string, 0, len(obj))
 	for k := range obj {
@@ -254,7 +271,7 @@ func (n *Node) children(out Collection) Collection {
 				typ, childDef = childType(def, base)
 			}
 		}
-		out = appendValues(out, obj[k], obj["_"+k], typ, childDef, elem)
+		out = appendValues(out, obj, k, typ, childDef, elem)
 	}
 	return out
 }
