@@ -26,6 +26,7 @@ run: build
 # the tests start from bin/ferretdb (built once from the module proxy).
 test: lint vuln bin/ferretdb
 	HEARTH_REQUIRE_MONGO=1 $(GO) test -count=1 ./...
+	@$(GO) test -count=1 -run 'TestHL7' -v ./fhir/fhirpath | grep -E 'suite: '
 
 # The MongoDB backend's tests alone (store suite, search table, OAuth state
 # shared by two servers).
@@ -62,7 +63,7 @@ generate:
 # Each fuzz target for FUZZTIME; what a run finds to fail lands in the
 # package's testdata/fuzz and then runs in every `make test`.
 FUZZTIME ?= 30s
-FUZZ_TARGETS := ./fhir:FuzzValidate ./fhir:FuzzParseSearch ./fhir:FuzzReferences ./smart/scopes:FuzzParseScope ./interact:FuzzBundleEntries ./interact:FuzzPatch
+FUZZ_TARGETS := ./fhir:FuzzValidate ./fhir:FuzzParseSearch ./fhir:FuzzReferences ./smart/scopes:FuzzParseScope ./interact:FuzzBundleEntries ./interact:FuzzPatch ./fhir/fhirpath:FuzzFHIRPath
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$fn ($$pkg)"; \

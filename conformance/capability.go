@@ -121,7 +121,7 @@ func CapabilityStatement(o Options) []byte {
 		},
 		FhirVersion: fhir.FHIRVersion4_0_1,
 		Format:      []string{"json", "application/fhir+json"},
-		PatchFormat: []string{"application/json-patch+json"},
+		PatchFormat: []string{"application/json-patch+json", "application/fhir+json"},
 		Rest: []fhir.CapabilityStatementRest{{
 			Mode:     fhir.RestfulCapabilityModeServer,
 			Security: security(o.OAuth),

@@ -489,7 +489,7 @@ func init() {
 			}
 			xf, _ := x.Float64()
 			bf, _ := base.Float64()
-			return Collection{roundFloat(math.Log(xf) / math.Log(bf))}, nil
+			return floatResult(math.Log(xf) / math.Log(bf)), nil
 		}),
 		"power": fn(1, 1, func(c *ctx, f *call, in Collection) (Collection, error) {
 			if len(in) == 0 {
@@ -511,11 +511,7 @@ func init() {
 			}
 			bf, _ := b.Float64()
 			ef, _ := e.Float64()
-			r := math.Pow(bf, ef)
-			if math.IsNaN(r) {
-				return nil, nil
-			}
-			return Collection{roundFloat(r)}, nil
+			return floatResult(math.Pow(bf, ef)), nil
 		}),
 		"round": fn(0, 1, func(c *ctx, f *call, in Collection) (Collection, error) {
 			places := int64(0)
@@ -922,12 +918,21 @@ func mathFn(impl func(decimal.Decimal) (any, bool), keepInt bool) *function {
 func floatFn(f func(float64) float64) func(decimal.Decimal) (any, bool) {
 	return func(d decimal.Decimal) (any, bool) {
 		x, _ := d.Float64()
-		r := f(x)
-		if math.IsNaN(r) || math.IsInf(r, 0) {
+		r := floatResult(f(x))
+		if r == nil {
 			return nil, false
 		}
-		return roundFloat(r), true
+		return r[0], true
 	}
+}
+
+// floatResult is a float result as a Decimal, or empty when it is not a
+// number (log of a negative, a power that overflows).
+func floatResult(f float64) Collection {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil
+	}
+	return Collection{roundFloat(f)}
 }
 
 // roundFloat turns a float result into a Decimal, rounded to the digits a

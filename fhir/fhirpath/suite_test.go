@@ -96,7 +96,7 @@ func TestHL7FHIRPathSuite(t *testing.T) {
 	}
 }
 
-func loadInput(t *testing.T, name string) map[string]any {
+func loadInput(t testing.TB, name string) map[string]any {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join("testdata", "input", name))
 	if err != nil {
