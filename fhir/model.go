@@ -189,6 +189,16 @@ func codeAllowed(valueSet, code string) bool {
 	return set[code]
 }
 
+// ValueSetKnown reports whether Hearth has the codes of a value set
+// (one bound with required strength in R4 and expandable offline).
+func ValueSetKnown(url string) bool {
+	_, ok := valueSetCodes[url]
+	return ok
+}
+
+// CodeInValueSet reports whether code is in a known value set.
+func CodeInValueSet(url, code string) bool { return valueSetCodes[url][code] }
+
 // isChoice reports whether an element path is a choice element (value[x]).
 func isChoice(path string) bool { return strings.HasSuffix(path, "[x]") }
 

@@ -39,6 +39,10 @@ type Node struct {
 // of ("Patient.contact.name"), or "" for the root resource.
 func (n *Node) ElementPath() string { return n.elem }
 
+// Child is the node's values of the FHIRPath name (value finds
+// valueQuantity); an error for a name its type does not have.
+func (n *Node) Child(name string) (Collection, error) { return n.member(name, nil) }
+
 // Children lists the node's child nodes, properties in name order.
 func (n *Node) Children() Collection { return n.children(nil) }
 
