@@ -8,6 +8,7 @@ import (
 
 	"github.com/samply/golang-fhir-models/fhir-models/fhir"
 
+	"github.com/hearth-fhir/hearth/conformance/profile"
 	hfhir "github.com/hearth-fhir/hearth/fhir"
 )
 
@@ -46,6 +47,25 @@ func security(o *OAuthURIs) *fhir.CapabilityStatementRestSecurity {
 			Url:       "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
 			Extension: exts,
 		}},
+	}
+}
+
+// supportedProfiles are the profiles $validate (and, with
+// --validate-profiles, every write) checks, by resource type: the bundled
+// US Core 5.0.1 profiles of resources. The statement does not claim to
+// instantiate the US Core server CapabilityStatement: Hearth has these
+// profiles of it, not all.
+var supportedProfiles = map[string][]string{}
+
+func init() {
+	reg, err := profile.USCore()
+	if err != nil {
+		return // the profile tests fail loudly; the statement then claims none
+	}
+	for _, p := range reg.Profiles() {
+		if hfhir.IsResourceType(p.Type) {
+			supportedProfiles[p.Type] = append(supportedProfiles[p.Type], p.URL)
+		}
 	}
 }
 
@@ -97,6 +117,12 @@ func CapabilityStatement(o Options) []byte {
 				Definition: "http://hl7.org/fhir/OperationDefinition/" + name + "-everything",
 			}}
 		}
+		res.Operation = append(res.Operation, fhir.CapabilityStatementRestResourceOperation{
+			Name:          "validate",
+			Definition:    "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+			Documentation: ptr("Checks a resource against R4 (structure, invariants, required bindings) and the profiles it claims or the profile parameter names: the bundled US Core 5.0.1 profiles"),
+		})
+		res.SupportedProfile = supportedProfiles[name]
 		res.ConditionalUpdate = &yes
 		conditionalSingle := fhir.ConditionalDeleteStatusSingle
 		res.ConditionalDelete = &conditionalSingle

@@ -79,6 +79,7 @@ type Entry struct {
 	refs     map[string]string
 	resolved Body
 	patch    Patch
+	parse    func([]byte, string) (Body, error) // the session's ParseResource, for the patched resource
 	fullURL  string
 	index    int
 	matched  bool // a conditional create that found its match
@@ -257,7 +258,7 @@ func (s *Session) parseEntry(i int, e inEntry) (*Entry, error) {
 	if e.Request == nil || e.Request.Method == "" || e.Request.URL == "" {
 		return nil, problem(Invalid, "required", "request.method and request.url are required")
 	}
-	op := &Entry{index: i, Method: strings.ToUpper(e.Request.Method), fullURL: e.FullURL}
+	op := &Entry{index: i, Method: strings.ToUpper(e.Request.Method), fullURL: e.FullURL, parse: s.ParseResource}
 	raw := strings.TrimPrefix(e.Request.URL, s.door.cfg.BaseURL+"/")
 	path, query, hasQuery := strings.Cut(raw, "?")
 	parts := strings.Split(strings.Trim(path, "/"), "/")
@@ -298,7 +299,7 @@ func (s *Session) parseEntry(i int, e inEntry) (*Entry, error) {
 		if len(e.Resource) == 0 {
 			return problem(Invalid, "required", op.Method+" needs a resource")
 		}
-		body, err := ParseResource(e.Resource, op.Type)
+		body, err := s.ParseResource(e.Resource, op.Type)
 		if err != nil {
 			return err
 		}
@@ -668,7 +669,7 @@ func runEntry(ctx context.Context, tx store.Tx, op *Entry) error {
 				return err
 			}
 		}
-		op.Result, err = patch(ctx, tx, op.Type, id, op.patch, op.ifMatch)
+		op.Result, err = patch(ctx, tx, op.Type, id, op.patch, op.ifMatch, op.parse)
 	case "DELETE":
 		if op.ID == "" {
 			op.Result, err = conditionalDelete(ctx, tx, op.Type, op.cond)

@@ -41,6 +41,16 @@ type Config struct {
 	// the tools that load data as an operator (import, the demo seed,
 	// admin commands): `hearth serve` always has one.
 	Audit *audit.Trail
+	// Profiles, when set, checks the profiles a written resource claims in
+	// meta.profile (hearth serve --validate-profiles): a resource that
+	// does not conform to one it claims is refused.
+	Profiles ProfileValidator
+}
+
+// ProfileValidator validates a resource against the profiles it claims;
+// issues of severity error refuse the write.
+type ProfileValidator interface {
+	ValidateClaims(res map[string]any) []fhir.Issue
 }
 
 // Door opens sessions over one store.

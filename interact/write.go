@@ -97,6 +97,26 @@ func splitSeverity(issues []fhir.Issue) (errs, warnings []fhir.Issue) {
 	return errs, warnings
 }
 
+// ParseResource is the package's ParseResource and, where the door checks
+// claimed profiles, that check: a resource that does not conform to a
+// profile it claims is refused; the profiles' warnings join the body's.
+func (s *Session) ParseResource(raw []byte, wantType string) (Body, error) {
+	body, err := ParseResource(raw, wantType)
+	if err != nil || s.door.cfg.Profiles == nil {
+		return body, err
+	}
+	errs, warnings := splitSeverity(s.door.cfg.Profiles.ValidateClaims(body.Parsed))
+	if len(errs) > 0 {
+		return Body{}, &Problem{Kind: Invalid, Issues: errs}
+	}
+	for _, w := range warnings {
+		if w.Severity == "warning" {
+			body.Warnings = append(body.Warnings, w)
+		}
+	}
+	return body, nil
+}
+
 // CheckBodyID: an update's resource must carry the id of its URL.
 func CheckBodyID(body []byte, id string) error {
 	if _, bodyID, _ := fhir.ResourceHeader(body); bodyID != id {
@@ -172,7 +192,9 @@ func (s *Session) ConditionalUpdate(ctx context.Context, typ string, cond *fhir.
 
 // Patch is PATCH [type]/[id] with a JSON Patch document.
 func (s *Session) Patch(ctx context.Context, typ, id string, p Patch, ifMatch int64) (Result, error) {
-	return s.write(ctx, typ, about(patchEvent, typ, id), func(tx store.Tx) (Result, error) { return patch(ctx, tx, typ, id, p, ifMatch) })
+	return s.write(ctx, typ, about(patchEvent, typ, id), func(tx store.Tx) (Result, error) {
+		return patch(ctx, tx, typ, id, p, ifMatch, s.ParseResource)
+	})
 }
 
 // ConditionalPatch is PATCH [type]?search: exactly one match is patched.
@@ -182,7 +204,7 @@ func (s *Session) ConditionalPatch(ctx context.Context, typ string, cond *fhir.S
 		if err != nil {
 			return Result{}, err
 		}
-		return patch(ctx, tx, typ, id, p, ifMatch)
+		return patch(ctx, tx, typ, id, p, ifMatch, s.ParseResource)
 	})
 }
 
@@ -302,7 +324,7 @@ var (
 // patch applies a patch to the current version. The result is
 // validated like any update and written conditional on the version patched,
 // so a concurrent update is never lost.
-func patch(ctx context.Context, tx store.Tx, typ, id string, p Patch, ifMatch int64) (Result, error) {
+func patch(ctx context.Context, tx store.Tx, typ, id string, p Patch, ifMatch int64, parse func([]byte, string) (Body, error)) (Result, error) {
 	cur, err := tx.Read(ctx, typ, id)
 	if err != nil {
 		return Result{}, err
@@ -314,7 +336,7 @@ func patch(ctx context.Context, tx store.Tx, typ, id string, p Patch, ifMatch in
 	if err != nil {
 		return Result{}, problem(Unprocessable, "processing", "the patch could not be applied: "+patchErrorText(err))
 	}
-	body, err := ParseResource(patched, typ)
+	body, err := parse(patched, typ)
 	if err != nil {
 		var pr *Problem
 		if errors.As(err, &pr) {
@@ -379,7 +401,7 @@ func conditionalDelete(ctx context.Context, tx store.Tx, typ string, cond *fhir.
 // Put validates raw as a resource of typ and creates it, returning its id:
 // the authorization server writes a proxy link's RelatedPerson with it.
 func (s *Session) Put(ctx context.Context, typ string, raw []byte) (string, error) {
-	body, err := ParseResource(raw, typ)
+	body, err := s.ParseResource(raw, typ)
 	if err != nil {
 		return "", err
 	}

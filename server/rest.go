@@ -121,7 +121,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	raw, err := s.readBody(w, r, jsonTypes...)
 	var body interact.Body
 	if err == nil {
-		body, err = interact.ParseResource(raw, typ)
+		body, err = ss.ParseResource(raw, typ)
 	}
 	var cond *fhir.SearchQuery
 	if err == nil {
@@ -170,10 +170,11 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusBadRequest, "value", "id in the URL must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'"))
 		return
 	}
+	ss := s.session(r)
 	raw, err := s.readBody(w, r, jsonTypes...)
 	var body interact.Body
 	if err == nil {
-		body, err = interact.ParseResource(raw, typ)
+		body, err = ss.ParseResource(raw, typ)
 	}
 	if err == nil {
 		err = interact.CheckBodyID(raw, id)
@@ -186,7 +187,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	res, err := s.session(r).Update(r.Context(), typ, id, body, want)
+	res, err := ss.Update(r.Context(), typ, id, body, want)
 	s.respondResult(w, r, res, body.Warnings, err)
 }
 
@@ -201,7 +202,7 @@ func (s *Server) conditionalUpdate(w http.ResponseWriter, r *http.Request) {
 		raw, err = s.readBody(w, r, jsonTypes...)
 	}
 	if err == nil {
-		body, err = interact.ParseResource(raw, typ)
+		body, err = ss.ParseResource(raw, typ)
 	}
 	want, merr := ifMatch(r)
 	if err == nil {

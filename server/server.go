@@ -12,6 +12,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/hearth-fhir/hearth/conformance"
+	"github.com/hearth-fhir/hearth/conformance/profile"
 	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/interact/audit"
@@ -59,6 +60,7 @@ type Server struct {
 	tokens     Authenticator
 	log        *slog.Logger
 	capability []byte
+	profiles   *profile.Registry // the profiles $validate knows
 	router     http.Handler
 }
 
@@ -85,6 +87,7 @@ func New(cfg Config, door *interact.Door, log *slog.Logger) *Server {
 		copts.OAuth = &conformance.OAuthURIs{Authorize: e.Authorize, Token: e.Token, Introspect: e.Introspect, Revoke: e.Revoke, Register: e.Register}
 	}
 	s.capability = conformance.CapabilityStatement(copts)
+	s.profiles = validationProfiles()
 
 	r := chi.NewRouter()
 	r.Use(withRequestID, s.recoverer, s.accessLog, cors(cfg.CORSOrigins))
@@ -143,6 +146,8 @@ func New(cfg Config, door *interact.Door, log *slog.Logger) *Server {
 						r.Delete("/{id}", s.delete)
 						r.Get("/{id}/_history", s.history)
 						r.Get("/{id}/$everything", s.everything)
+						r.Post("/$validate", s.validate)
+						r.Post("/{id}/$validate", s.validate)
 						r.Get("/{id}/{ctype}", s.searchCompartment)
 					})
 				})

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hearth-fhir/hearth/conformance/profile"
+
 	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/interact/audit"
@@ -50,6 +52,7 @@ func serveCmd(args []string) error {
 	auditMode := fs.String("audit", "grouped", "when an answer may go out relative to its audit record: grouped (records are written in groups within 50 ms; a kill -9 can lose that window of reads) or sync (every answer waits for its record); off only for measuring the trail's cost")
 	auditRetention := fs.Duration("audit-retention", audit.DefaultRetention, "how long audit records are kept")
 	pprofListen := fs.String("pprof-listen", "", "serve Go's profiler (net/http/pprof) on this address, for diagnosis (keep it private: loopback)")
+	validateProfiles := fs.Bool("validate-profiles", false, "check every written resource against the profiles it claims in meta.profile (the bundled US Core 5.0.1 profiles); one that does not conform is refused")
 	proxyAge := fs.Int("proxy-restricted-age", 12, "age from which a proxy no longer sees the patient's restricted and sensitive records (-1: never)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -156,7 +159,15 @@ func serveCmd(args []string) error {
 	default:
 		return fmt.Errorf("--audit must be grouped, sync or off, not %q", *auditMode)
 	}
-	door := interact.New(st, interact.Config{BaseURL: *baseURL, Audit: trail})
+	dcfg := interact.Config{BaseURL: *baseURL, Audit: trail}
+	if *validateProfiles {
+		reg, err := profile.USCore()
+		if err != nil {
+			return fmt.Errorf("--validate-profiles: %w", err)
+		}
+		dcfg.Profiles = reg
+	}
+	door := interact.New(st, dcfg)
 	var security audit.Recorder // the security events, in the same trail
 	if trail != nil {
 		security = trail

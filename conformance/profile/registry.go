@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/hearth-fhir/hearth/fhir"
 )
 
 // usCore is US Core 5.0.1's StructureDefinitions with snapshots (from
@@ -75,4 +77,24 @@ func (r *Registry) Profiles() []*Profile {
 	}
 	slices.SortFunc(out, func(a, b *Profile) int { return strings.Compare(a.URL, b.URL) })
 	return out
+}
+
+// ValidateClaims validates a resource against each profile it claims in
+// meta.profile that the registry has. A claimed profile it does not have
+// is a warning: nothing was checked against it.
+func (r *Registry) ValidateClaims(res map[string]any) []fhir.Issue {
+	meta, _ := res["meta"].(map[string]any)
+	claims, _ := meta["profile"].([]any)
+	var issues []fhir.Issue
+	for i, c := range claims {
+		url, _ := c.(string)
+		p := r.Lookup(url)
+		if p == nil {
+			issues = append(issues, fhir.Issue{Severity: "warning", Code: "not-supported", Expression: fmt.Sprintf("%s.meta.profile[%d]", res["resourceType"], i),
+				Diagnostics: "profile " + fhir.QuoteSafe(url) + " is not known here; the resource was not checked against it"})
+			continue
+		}
+		issues = append(issues, p.Validate(res, r.Lookup)...)
+	}
+	return issues
 }

@@ -6,8 +6,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/shopspring/decimal"
+
+	"github.com/hearth-fhir/hearth/fhir"
 )
 
 // Env is what an evaluation may use besides its input: variables (%name),

@@ -9,8 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hearth-fhir/hearth/fhir/fhirpath"
 	"github.com/shopspring/decimal"
+
+	"github.com/hearth-fhir/hearth/fhir/fhirpath"
 )
 
 // The HL7 FHIRPath R4 test suite (testdata/tests-fhir-r4.json, from
