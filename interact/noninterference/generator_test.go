@@ -242,6 +242,13 @@ func (g *generator) next() request {
 	case k < 55:
 		return request{method: "GET", path: "/" + typ + "/" + g.idOf(typ)}
 	case k < 59:
+		if g.chance(0.25) {
+			// $validate of an update or delete reads the resource it names.
+			mode := g.pick([]string{"update", "delete"})
+			id := g.idOf(typ)
+			return request{method: "POST", path: "/" + typ + "/" + id + "/$validate?mode=" + mode,
+				body: `{"resourceType":"` + typ + `","id":"` + id + `"}`, header: map[string]string{"Content-Type": "application/fhir+json"}}
+		}
 		return request{method: "GET", path: fmt.Sprintf("/%s/%s/_history/%d", typ, g.idOf(typ), 1+g.rng.IntN(2))}
 	case k < 63:
 		return request{method: "GET", path: "/" + typ + "/" + g.idOf(typ) + "/_history?_count=" + fmt.Sprint(1+g.rng.IntN(2))}
@@ -287,6 +294,15 @@ func (g *generator) next() request {
 		}
 		return request{method: "PUT", path: "/Observation/" + id, body: g.ownObservation(id)}
 	case k < 93:
+		if g.chance(0.5) {
+			// A FHIRPath Patch, by id or by condition.
+			target := "/Observation/" + g.idOf("Observation")
+			if g.chance(0.5) {
+				target = "/Observation?identifier=" + url.QueryEscape(obsIDs+"|"+g.idOf("Observation"))
+			}
+			return request{method: "PATCH", path: target, header: map[string]string{"Content-Type": "application/fhir+json"},
+				body: `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Observation.status"},{"name":"value","valueCode":"amended"}]}]}`}
+		}
 		return request{method: "PATCH", path: "/Observation?identifier=" + url.QueryEscape(obsIDs+"|"+g.idOf("Observation")),
 			body: `[{"op":"replace","path":"/status","value":"amended"}]`, header: map[string]string{"Content-Type": "application/json-patch+json"}}
 	case k < 96:
