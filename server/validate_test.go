@@ -15,7 +15,7 @@ import (
 
 func usCorePatient(t *testing.T) string {
 	t.Helper()
-	b, err := os.ReadFile("../conformance/profile/testdata/patient.json")
+	b, err := os.ReadFile("../conformance/kit/uscore/patient.json")
 	if err != nil {
 		t.Fatal(err)
 	}

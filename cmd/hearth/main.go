@@ -48,6 +48,8 @@ func main() {
 		err = restoreCmd(os.Args[2:])
 	case "audit":
 		err = auditCmd(os.Args[2:])
+	case "conformance":
+		err = conformanceCmd(os.Args[2:])
 	case "version":
 		fmt.Println(version)
 	case "help", "-h", "--help":
@@ -72,6 +74,9 @@ Usage:
   hearth backup  [--data DIR] --out FILE          (while serving: a consistent copy, verified)
   hearth restore [--data DIR] --from FILE [--replace]
   hearth generate [--patients N] [--out DIR] [--seed S]   (synthetic benchmark data)
+  hearth conformance --base URL [--token T | --client-id ID (--client-secret S | --key FILE)]
+         [--suite capability,rest,search,smart,uscore] [--junit FILE] [--html FILE]
+         [--launch-client ID --redirect-uri URL --username U --password P]   (any FHIR R4 server)
   hearth user add --username U --password P [--patient Patient/ID]
   hearth user link|unlink --username U --patient Patient/ID   (proxy access)
   hearth client add --id ID --redirect-uri URI [--public] [--secret S] [--jwks-url U] [--backend]

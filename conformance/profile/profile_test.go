@@ -24,7 +24,7 @@ func registry(t *testing.T) *profile.Registry {
 
 func example(t *testing.T, name string) map[string]any {
 	t.Helper()
-	raw, err := os.ReadFile("testdata/" + name)
+	raw, err := os.ReadFile("../kit/uscore/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
