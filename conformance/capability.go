@@ -183,12 +183,41 @@ func searchParams(typ string) []fhir.CapabilityStatementRestResourceSearchParam 
 		if err := t.UnmarshalJSON([]byte(`"` + p.Type + `"`)); err != nil {
 			continue
 		}
-		out = append(out, fhir.CapabilityStatementRestResourceSearchParam{Name: p.Code, Definition: ptr(p.URL), Type: t})
+		out = append(out, fhir.CapabilityStatementRestResourceSearchParam{Name: p.Code, Definition: ptr(p.URL), Type: t,
+			Documentation: ptr(paramDocumentation(p))})
 	}
-	for _, special := range []string{"_text", "_content", "_list"} {
-		out = append(out, fhir.CapabilityStatementRestResourceSearchParam{Name: special, Type: fhir.SearchParamTypeSpecial})
+	for _, special := range []struct{ name, doc string }{
+		{"_text", "Words of the narrative (text.div), case- and accent-insensitive"},
+		{"_content", "Words of the whole resource, case- and accent-insensitive"},
+		{"_list", "Members of the List with this id"},
+	} {
+		out = append(out, fhir.CapabilityStatementRestResourceSearchParam{Name: special.name, Type: fhir.SearchParamTypeSpecial, Documentation: ptr(special.doc)})
 	}
 	return out
+}
+
+// paramDocumentation says what a parameter searches and how Hearth
+// matches it: the element (its FHIRPath), the value forms, and the
+// modifiers it takes — exactly those the search parser accepts.
+func paramDocumentation(p *hfhir.SearchParamDef) string {
+	how := map[string]string{
+		"string":    "case- and accent-insensitive prefix match; modifiers :exact, :contains, :missing",
+		"token":     "system|code, |code (no system), system| (any code) or code; modifiers :not, :text, :missing",
+		"date":      "a date or instant, matched as a range by its precision; prefixes eq, ne, lt, gt, le, ge, sa, eb, ap; :missing",
+		"number":    "prefixes eq, ne, lt, gt, le, ge, sa, eb, ap, matched by the value's precision; :missing",
+		"quantity":  "[prefix]number|system|code, number||unit or number; prefixes as number; :missing",
+		"reference": "Type/id, id, or an absolute URL; chains (" + p.Code + ".param), :Type, :identifier, :missing",
+		"uri":       "exact match; modifiers :below, :above, :missing",
+		"composite": "its components joined by $ (each as its own type)",
+	}[p.Type]
+	expr := p.Expression
+	if len(expr) > 160 {
+		expr = expr[:160] + "…"
+	}
+	if expr == "" {
+		return how
+	}
+	return expr + ": " + how
 }
 
 // includes lists Type:param for every reference parameter, and *.
