@@ -639,6 +639,10 @@ func (s *Session) Written(ctx context.Context, op *Entry) (store.Resource, error
 // attempt: resolving references rewrote them in place with the previous
 // attempt's ids, while the bytes are resolved afresh. The store decodes
 // the resolved bytes instead.
+// Warnings are the entry resource's warnings (invariants of severity
+// warning), for its response's outcome.
+func (e *Entry) Warnings() []fhir.Issue { return e.body.Warnings }
+
 func forgetDecoded(ops []*Entry) {
 	for _, op := range ops {
 		op.body.Parsed = nil

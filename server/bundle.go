@@ -92,7 +92,10 @@ func entryResponse(ctx context.Context, session *interact.Session, base, prefer 
 		switch prefer {
 		case "minimal":
 		case "operationoutcome":
-			e.Response.Outcome = fhir.Information(op.Result.Info)
+			// The resource's warnings too, as a single write gives them; not
+			// unasked, where a large transaction would carry one per entry.
+			info := fhir.Issue{Severity: "information", Code: "informational", Diagnostics: op.Result.Info}
+			e.Response.Outcome = fhir.OperationOutcome(append([]fhir.Issue{info}, op.Warnings()...)...)
 		default:
 			if res.JSON == nil {
 				written, err := session.Written(ctx, op)

@@ -34,3 +34,14 @@ func TestInvariantsRefuseWrites(t *testing.T) {
 		t.Errorf("valid update: %d %s", r.status, r.body)
 	}
 }
+
+// In a transaction asked for OperationOutcomes, each entry's outcome
+// carries its resource's warnings.
+func TestTransactionEntryWarnings(t *testing.T) {
+	ts := newServer(t)
+	tx := `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient","active":true},"request":{"method":"POST","url":"Patient"}}]}`
+	r := do(t, ts, "POST", "/fhir", tx, "Prefer", "return=OperationOutcome")
+	if r.status != 200 || !strings.Contains(string(r.body), "dom-6") || !strings.Contains(string(r.body), `"severity":"warning"`) {
+		t.Errorf("%d %s", r.status, r.body)
+	}
+}
