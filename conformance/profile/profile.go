@@ -421,6 +421,13 @@ func (v *validation) sliceOf(p *Profile, sliced *element, candidates []*element,
 
 func (v *validation) inSlice(p *Profile, sliced, s *element, n *fhirpath.Node) bool {
 	for _, d := range sliced.slicing.discriminators {
+		if d.typ == "type" && d.path == "$this" {
+			// Type slicing of a choice element (value[x]:valueQuantity).
+			if !slices.Contains(s.types, n.Type) {
+				return false
+			}
+			continue
+		}
 		want, isPattern, ok := expected(p, s, d.path)
 		if !ok {
 			return false // a discriminator this slice does not fix: unsupported

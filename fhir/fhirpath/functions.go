@@ -1217,21 +1217,16 @@ func sortFn(c *ctx, f *call, in Collection) (Collection, error) {
 		keys []Collection
 	}
 	items := make([]keyed, len(in))
-	var err error
 	for i, item := range in {
 		items[i].item = item
 		for k := range f.args {
-			body, desc := sortKey(f.args[k])
-			_ = desc
-			r, e := body.eval(c.with(item, i), Collection{item})
-			if e != nil {
-				err = e
+			body, _ := sortKey(f.args[k])
+			r, err := body.eval(c.with(item, i), Collection{item})
+			if err != nil {
+				return nil, err
 			}
 			items[i].keys = append(items[i].keys, r)
 		}
-	}
-	if err != nil {
-		return nil, err
 	}
 	slices.SortStableFunc(items, func(a, b keyed) int {
 		if len(f.args) == 0 {
