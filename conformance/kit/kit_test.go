@@ -52,10 +52,10 @@ func TestKitFindsBrokenClaims(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"Patient: search and its declared parameters answer": "name (string): HTTP 400",
+		"Patient: search and its declared parameters answer":      "name (string): HTTP 400",
 		"create answers 201 with Location, ETag and the resource": "ETag",
-		"delete; a deleted resource reads as 410 Gone":          "read after delete: HTTP 200",
-		"an unknown id is 404 with an OperationOutcome":         "HTTP 200",
+		"delete; a deleted resource reads as 410 Gone":            "read after delete: HTTP 200",
+		"an unknown id is 404 with an OperationOutcome":           "HTTP 200",
 	}
 	for _, res := range report.Results {
 		if frag, ok := want[res.Name]; ok {
