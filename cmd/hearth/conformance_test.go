@@ -60,7 +60,7 @@ func runConformance(t *testing.T, name, fhirBase string, maxSkipped int, args ..
 		skipped += s.Skipped
 		names = append(names, s.Name)
 	}
-	if suites.Failures != 0 || suites.Tests < 150 || skipped > maxSkipped || strings.Join(names, ",") != "capability,rest,search,smart,uscore" {
+	if suites.Failures != 0 || suites.Tests < 300 || skipped > maxSkipped || strings.Join(names, ",") != "capability,rest,search,smart,uscore" {
 		t.Fatalf("%d checks, %d failed, %d skipped, suites %v:\n%s", suites.Tests, suites.Failures, skipped, names, out)
 	}
 	if html, err := os.ReadFile(report); err != nil || !strings.Contains(string(html), "<h1>Conformance of "+fhirBase) {

@@ -7,8 +7,10 @@ import (
 )
 
 // capabilitySuite checks the CapabilityStatement is honest: every type's
-// declared search interaction answers, and so does every search parameter
-// it declares (a 400 for a declared parameter is a claim not kept).
+// declared read (of an absent id: 404), type history and search answer,
+// and so does every search parameter it declares (a 400 for a declared
+// parameter is a claim not kept). Writes are checked by the rest suite,
+// on data the kit creates.
 func (k *kit) capabilitySuite() {
 	k.check("metadata is an R4 CapabilityStatement", func() error {
 		cs, err := k.capabilityStatement()
@@ -32,6 +34,33 @@ func (k *kit) capabilitySuite() {
 	}
 	for _, res := range restResources(cs) {
 		typ := str(res, "type")
+		if hasInteraction(res, "read") || hasInteraction(res, "history-type") {
+			k.check(typ+": declared read and type history answer", func() error {
+				if hasInteraction(res, "read") {
+					r, err := k.do("GET", typ+"/conformance-absent-"+runID(), nil)
+					if err != nil {
+						return err
+					}
+					// An id that is not there: 404 (or 410), not "not implemented".
+					if err := r.expect(typ+" read of an absent id", 404, 410); err != nil {
+						return err
+					}
+				}
+				if hasInteraction(res, "history-type") {
+					r, err := k.do("GET", typ+"/_history?_count=1", nil)
+					if err != nil {
+						return err
+					}
+					if err := r.expect(typ+" type history", 200); err != nil {
+						return err
+					}
+					if str(r.json, "type") != "history" {
+						return fmt.Errorf("%s type history: not a history Bundle", typ)
+					}
+				}
+				return nil
+			})
+		}
 		if !hasInteraction(res, "search-type") {
 			continue
 		}
