@@ -122,6 +122,16 @@ func CapabilityStatement(o Options) []byte {
 			Definition:    "http://hl7.org/fhir/OperationDefinition/Resource-validate",
 			Documentation: ptr("Checks a resource against R4 (structure, invariants, required bindings) and the profiles it claims or the profile parameter names: the bundled US Core 5.0.1 profiles"),
 		})
+		switch name {
+		case "DiagnosticReport", "Observation", "DocumentReference":
+			res.Operation = append(res.Operation, fhir.CapabilityStatementRestResourceOperation{
+				Name:       "release",
+				Definition: "http://hearth-fhir.org/OperationDefinition/release",
+				Documentation: ptr("POST [type]/[id]/$release: a clinician (a token bound to no patient) releases a final result to the patient now; " +
+					"a DiagnosticReport's result Observations with it. Results (DiagnosticReport, laboratory and imaging Observations, clinical-note and imaging DocumentReferences) " +
+					"are seen by patient and proxy tokens only once final and released: by $release, or after their category's delay (hearth serve --release-delay; none by default)"),
+			})
+		}
 		res.SupportedProfile = supportedProfiles[name]
 		res.ConditionalUpdate = &yes
 		conditionalSingle := fhir.ConditionalDeleteStatusSingle

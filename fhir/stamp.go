@@ -238,3 +238,29 @@ func ResourceHeader(body []byte) (resourceType, id string, err error) {
 	err = json.Unmarshal(body, &h)
 	return h.ResourceType, h.ID, err
 }
+
+// SetMember sets a top-level member of a JSON object to value (JSON),
+// keeping the other members as they are written and in their order; a
+// new member goes last. A nil value removes the member.
+func SetMember(body []byte, key string, value []byte) ([]byte, error) {
+	ms, err := decodeMembers(body)
+	if err != nil {
+		return nil, fmt.Errorf("set %s: %w", key, err)
+	}
+	out := ms[:0:0]
+	done := false
+	for _, m := range ms {
+		if m.key != key {
+			out = append(out, m)
+			continue
+		}
+		if value != nil && !done {
+			out = append(out, member{key, value})
+		}
+		done = true
+	}
+	if !done && value != nil {
+		out = append(out, member{key, value})
+	}
+	return compactInPlace(encodeMembers(out))
+}

@@ -14,6 +14,7 @@
 package interact
 
 import (
+	"time"
 	"errors"
 	"strings"
 	"sync/atomic"
@@ -45,6 +46,13 @@ type Config struct {
 	// meta.profile (hearth serve --validate-profiles): a resource that
 	// does not conform to one it claims is refused.
 	Profiles ProfileValidator
+	// ReleaseDelays is how long a final result of each release category
+	// (ReleaseLaboratory, ReleaseImaging, ReleaseClinicalNote) waits for a
+	// clinician's release before it releases itself; a category not
+	// named releases at once, as the Cures Act expects by default.
+	ReleaseDelays map[string]time.Duration
+	// Now is the clock of release delays (default time.Now).
+	Now func() time.Time
 }
 
 // ProfileValidator validates a resource against the profiles it claims;
@@ -60,6 +68,8 @@ type Door struct {
 	// trail is where AuditEvents are read from (AuditEvent searches):
 	// the store's audit log, when it keeps one.
 	trail store.AuditLog
+	// releaser stamps results' release state on every write.
+	releaser *releaser
 }
 
 // New returns the door to st's resources. Every path that writes data —
@@ -74,7 +84,10 @@ func New(st store.Resources, cfg Config) *Door {
 		cfg.MaxBundleResults = 10_000
 	}
 	fhir.AddLocalBase(cfg.BaseURL)
-	d := &Door{data: st, cfg: cfg}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	d := &Door{data: st, cfg: cfg, releaser: &releaser{delays: cfg.ReleaseDelays, now: cfg.Now}}
 	d.trail, _ = st.(store.AuditLog)
 	return d
 }

@@ -24,13 +24,14 @@ func (s *Session) Load(ctx context.Context, items []LoadItem) ([]error, error) {
 	errs := make([]error, len(items))
 	err := s.data.Transact(ctx, func(tx store.Tx) error {
 		for i, it := range items {
+			it.Body.releaser = s.door.releaser
 			body, err := s.resolveReferences(ctx, tx, it.Body, nil)
 			errs[i] = err
 			if err != nil {
 				continue
 			}
 			if it.ID == "" {
-				_, err = tx.Create(ctx, store.Write{Type: it.Type, Body: body.Raw, Parsed: body.Parsed})
+				_, err = create(ctx, tx, it.Type, "", body, nil)
 			} else {
 				// An item equal to its current version writes nothing, so
 				// an interrupted import resumes without duplicate versions.

@@ -49,6 +49,9 @@ type Body struct {
 	// it is valid, and a client that asks (Prefer: return=OperationOutcome)
 	// is told.
 	Warnings []fhir.Issue
+	// releaser stamps a result's release state when it is written (set
+	// by the session that parsed it; nil writes the body as it is).
+	releaser *releaser
 }
 
 // ID is the id the resource carries ("" if none).
@@ -102,8 +105,12 @@ func splitSeverity(issues []fhir.Issue) (errs, warnings []fhir.Issue) {
 // profile it claims is refused; the profiles' warnings join the body's.
 func (s *Session) ParseResource(raw []byte, wantType string) (Body, error) {
 	body, err := ParseResource(raw, wantType)
-	if err != nil || s.door.cfg.Profiles == nil {
+	if err != nil {
 		return body, err
+	}
+	body.releaser = s.door.releaser
+	if s.door.cfg.Profiles == nil {
+		return body, nil
 	}
 	errs, warnings := splitSeverity(s.door.cfg.Profiles.ValidateClaims(body.Parsed))
 	if len(errs) > 0 {
@@ -233,6 +240,10 @@ func create(ctx context.Context, tx store.Tx, typ, id string, body Body, cond *f
 			return Result{Outcome: Matched, Resource: res, Info: "matched existing " + typ + "/" + match}, err
 		}
 	}
+	body, err := body.releaser.stamp(typ, body, nil)
+	if err != nil {
+		return Result{}, err
+	}
 	res, err := tx.Create(ctx, store.Write{Type: typ, ID: id, Body: body.Raw, Parsed: body.Parsed})
 	return Result{Outcome: Created, Resource: res, Info: "created " + typ + "/" + res.ID}, err
 }
@@ -242,7 +253,15 @@ func create(ctx context.Context, tx store.Tx, typ, id string, body Body, cond *f
 // answer (200, its ETag). A no-op update keeps the version, as servers
 // commonly do, so that re-running an import or a sync writes no history.
 func update(ctx context.Context, tx store.Tx, typ, id string, body Body, ifMatch int64) (Result, error) {
-	if cur, err := tx.Read(ctx, typ, id); err == nil && (ifMatch == 0 || ifMatch == cur.VersionID) && sameContent(cur.JSON, body) {
+	cur, err := tx.Read(ctx, typ, id)
+	var prev []byte
+	if err == nil {
+		prev = cur.JSON
+	}
+	if body, err = body.releaser.stamp(typ, body, prev); err != nil {
+		return Result{}, err
+	}
+	if prev != nil && (ifMatch == 0 || ifMatch == cur.VersionID) && sameContent(cur.JSON, body) {
 		return Result{Outcome: Updated, Resource: cur, Info: "unchanged: " + typ + "/" + id + " already has this content"}, nil
 	}
 	res, created, err := tx.Update(ctx, store.Write{Type: typ, ID: id, Body: body.Raw, Parsed: body.Parsed, IfMatch: ifMatch})

@@ -148,6 +148,7 @@ func New(cfg Config, door *interact.Door, log *slog.Logger) *Server {
 						r.Get("/{id}/$everything", s.everything)
 						r.Post("/$validate", s.validate)
 						r.Post("/{id}/$validate", s.validate)
+						r.Post("/{id}/$release", s.release)
 						r.Get("/{id}/{ctype}", s.searchCompartment)
 					})
 				})

@@ -52,6 +52,7 @@ func serveCmd(args []string) error {
 	auditMode := fs.String("audit", "grouped", "when an answer may go out relative to its audit record: grouped (records are written in groups within 50 ms; a kill -9 can lose that window of reads) or sync (every answer waits for its record); off only for measuring the trail's cost")
 	auditRetention := fs.Duration("audit-retention", audit.DefaultRetention, "how long audit records are kept")
 	pprofListen := fs.String("pprof-listen", "", "serve Go's profiler (net/http/pprof) on this address, for diagnosis (keep it private: loopback)")
+	releaseDelay := fs.String("release-delay", "", "how long final results of a category wait for a clinician's $release before patients see them, e.g. laboratory=72h,imaging=0,clinical-note=24h (categories not named: at once)")
 	validateProfiles := fs.Bool("validate-profiles", false, "check every written resource against the profiles it claims in meta.profile (the bundled US Core 5.0.1 profiles); one that does not conform is refused")
 	proxyAge := fs.Int("proxy-restricted-age", 12, "age from which a proxy no longer sees the patient's restricted and sensitive records (-1: never)")
 	if err := fs.Parse(args); err != nil {
@@ -159,7 +160,11 @@ func serveCmd(args []string) error {
 	default:
 		return fmt.Errorf("--audit must be grouped, sync or off, not %q", *auditMode)
 	}
-	dcfg := interact.Config{BaseURL: *baseURL, Audit: trail}
+	delays, err := parseReleaseDelays(*releaseDelay)
+	if err != nil {
+		return err
+	}
+	dcfg := interact.Config{BaseURL: *baseURL, Audit: trail, ReleaseDelays: delays}
 	if *validateProfiles {
 		reg, err := profile.USCore()
 		if err != nil {
@@ -168,6 +173,7 @@ func serveCmd(args []string) error {
 		dcfg.Profiles = reg
 	}
 	door := interact.New(st, dcfg)
+	go releaseDueResults(ctx, door, log)
 	var security audit.Recorder // the security events, in the same trail
 	if trail != nil {
 		security = trail
@@ -331,3 +337,44 @@ var authorizationServer = audit.Agent{User: "hearth-authorization-server"}
 // doors keep no trail of their own: they run as the operator, on the data
 // directory or database directly.
 var operator = audit.Agent{User: "operator"}
+
+// parseReleaseDelays reads --release-delay: category=duration, …
+func parseReleaseDelays(v string) (map[string]time.Duration, error) {
+	out := map[string]time.Duration{}
+	if strings.TrimSpace(v) == "" {
+		return out, nil
+	}
+	for _, part := range strings.Split(v, ",") {
+		cat, d, ok := strings.Cut(strings.TrimSpace(part), "=")
+		switch cat {
+		case interact.ReleaseLaboratory, interact.ReleaseImaging, interact.ReleaseClinicalNote:
+		default:
+			return nil, fmt.Errorf("--release-delay: unknown category %q (laboratory, imaging, clinical-note)", cat)
+		}
+		dur, err := time.ParseDuration(d)
+		if !ok || err != nil || dur < 0 {
+			return nil, fmt.Errorf("--release-delay: %q is not category=duration (72h, 0)", part)
+		}
+		out[cat] = dur
+	}
+	return out, nil
+}
+
+// releaseDueResults releases, every minute, the pending results whose
+// delay has passed, until ctx ends.
+func releaseDueResults(ctx context.Context, door *interact.Door, log *slog.Logger) {
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		if n, err := door.ReleaseDue(ctx); err != nil {
+			log.Warn("releasing due results failed", slog.String("error", err.Error()))
+		} else if n > 0 {
+			log.Info("released results whose delay passed", slog.Int("count", n))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}

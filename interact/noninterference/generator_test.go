@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/hearth-fhir/hearth/smart/access"
 )
 
 // generator draws interactions from a vocabulary that names the token's own
@@ -24,12 +26,13 @@ var (
 	names = []string{"alpha", "pearson", "quinn", "rita", "tess", "turner", "house", "cuddy", "wilson", "gen", "zzz", "Alpha"}
 	dates = []string{"ge2019", "le2020-06", "2021", "eq2020", "ne2020", "sa2019-01-01", "eb2022", "ap2020", "gt2018-05-01T00:00:00Z",
 		"lt2021-03", "2019-01-15", "ge2024"}
-	quantities = []string{"gt50", "lt100", "ge999", "300", "ap120", "le40", "ne110", "gt100|http://unitsofmeasure.org|mg/dL", "75|http://unitsofmeasure.org|/min"}
-	security   = []string{actCode + "|HIV", actCode + "|PSY", confCode + "|V", confCode + "|R", confCode + "|N", actCode + "|"}
-	practs     = []string{"dr-1", "dr-2", "dr-3", "dr-9"}
-	orgs       = []string{"org-1", "org-2", "org-9"}
-	suffixes   = []string{"-obs-0", "-obs-1", "-obs-2", "-obs-3", "-enc-0", "-cond-0", "-mr-0", "-list", "-comm", "-prov", "-hiv", "-senc", "-mr-arv", "-obs-psy", "-obs-r", "-obs-new", "-obs-extra", "-prov-x", "-list-x"}
-	types      = []string{"Observation", "Patient", "Condition", "Encounter", "Practitioner", "Organization", "MedicationRequest", "Medication", "List", "Communication", "Provenance", "Group"}
+	quantities  = []string{"gt50", "lt100", "ge999", "300", "ap120", "le40", "ne110", "gt100|http://unitsofmeasure.org|mg/dL", "75|http://unitsofmeasure.org|/min"}
+	security    = []string{actCode + "|HIV", actCode + "|PSY", confCode + "|V", confCode + "|R", confCode + "|N", actCode + "|"}
+	practs      = []string{"dr-1", "dr-2", "dr-3", "dr-9"}
+	orgs        = []string{"org-1", "org-2", "org-9"}
+	suffixes    = []string{"-obs-0", "-obs-1", "-obs-2", "-obs-3", "-enc-0", "-cond-0", "-mr-0", "-list", "-comm", "-prov", "-hiv", "-senc", "-mr-arv", "-obs-psy", "-obs-r", "-obs-new", "-obs-extra", "-prov-x", "-list-x", "-obs-prelim", "-dr-final", "-dr-prelim", "-dr-img", "-doc-prelim"}
+	releaseTags = []string{access.ReleaseSystem + "|held", access.ReleaseSystem + "|pending", access.ReleaseSystem + "|released"}
+	types       = []string{"Observation", "Patient", "Condition", "Encounter", "Practitioner", "Organization", "MedicationRequest", "Medication", "List", "Communication", "Provenance", "Group", "DiagnosticReport", "DocumentReference"}
 )
 
 func (g *generator) pick(xs []string) string { return xs[g.rng.IntN(len(xs))] }
@@ -58,7 +61,8 @@ func (g *generator) idOf(typ string) string {
 		return g.pick([]string{"grp-x", "grp-9"})
 	}
 	want := map[string][]string{
-		"Observation": {"-obs-0", "-obs-1", "-obs-3", "-obs-psy", "-obs-r", "-obs-new", "-obs-extra"}, "Condition": {"-cond-0", "-hiv"},
+		"Observation": {"-obs-0", "-obs-1", "-obs-3", "-obs-psy", "-obs-r", "-obs-new", "-obs-extra", "-obs-prelim"}, "Condition": {"-cond-0", "-hiv"},
+		"DiagnosticReport": {"-dr-final", "-dr-prelim", "-dr-img"}, "DocumentReference": {"-doc-prelim"},
 		"Encounter": {"-enc-0", "-senc"}, "MedicationRequest": {"-mr-0", "-mr-arv"}, "List": {"-list", "-list-x"},
 		"Communication": {"-comm"}, "Provenance": {"-prov", "-prov-x"},
 	}[typ]
@@ -85,7 +89,8 @@ func (g *generator) param(typ string) (string, string) {
 			{"patient.organization.name", g.pick(names)}, {"_has:Provenance:target:agent", "Patient/" + p},
 			{"_has:List:item:subject", p}, {"_id", g.idOf("Observation") + "," + g.idOf("Observation")},
 			{"_lastUpdated", "gt2000-01-01"}, {"code-value-quantity", "http://loinc.org|2345-7$gt100"},
-			{"combo-code", g.pick(codes)}, {"status", "final"}, {"_text", g.pick(names)},
+			{"combo-code", g.pick(codes)}, {"status", g.pick([]string{"final", "preliminary"})}, {"_text", g.pick(names)},
+			{"_tag", g.pick(releaseTags)}, {"_has:DiagnosticReport:result:status", g.pick([]string{"final", "preliminary"})},
 		})
 	case "Patient":
 		return g.pickParam([][2]string{
@@ -144,6 +149,17 @@ func (g *generator) param(typ string) (string, string) {
 		return g.pickParam([][2]string{{"target", "Observation/" + g.idOf("Observation")}, {"agent", "Patient/" + p}, {"patient", p}})
 	case "Group":
 		return g.pickParam([][2]string{{"member", "Patient/" + p}, {"type", "person"}})
+	case "DiagnosticReport":
+		return g.pickParam([][2]string{
+			{"subject", "Patient/" + p}, {"patient", p}, {"status", g.pick([]string{"final", "preliminary"})},
+			{"category", g.pick([]string{"LAB", "RAD"})}, {"result", "Observation/" + g.idOf("Observation")},
+			{"result.code", g.pick(codes)}, {"result.status", g.pick([]string{"final", "preliminary"})},
+			{"_tag", g.pick(releaseTags)}, {"_tag:not", g.pick(releaseTags)}, {"_id", g.idOf("DiagnosticReport")},
+		})
+	case "DocumentReference":
+		return g.pickParam([][2]string{
+			{"subject", "Patient/" + p}, {"status", "current"}, {"category", "clinical-note"}, {"_tag", g.pick(releaseTags)},
+		})
 	}
 	return "_id", g.id()
 }
@@ -160,13 +176,14 @@ var includes = map[string][]string{
 	"MedicationRequest": {"MedicationRequest:medication", "MedicationRequest:subject"},
 	"Condition":         {"Condition:encounter", "Condition:subject"},
 	"List":              {"List:item"},
+	"DiagnosticReport":  {"DiagnosticReport:result", "DiagnosticReport:subject"},
 }
 
 var revincludes = map[string][]string{
-	"Patient":      {"Observation:subject", "Condition:patient", "Group:member", "Encounter:patient", "Provenance:patient"},
+	"Patient":      {"Observation:subject", "Condition:patient", "Group:member", "Encounter:patient", "Provenance:patient", "DiagnosticReport:subject", "DocumentReference:subject"},
 	"Practitioner": {"Encounter:practitioner", "Observation:performer", "MedicationRequest:requester", "Patient:general-practitioner"},
 	"Organization": {"Patient:organization", "Encounter:service-provider", "Organization:partof"},
-	"Observation":  {"Provenance:target", "List:item"},
+	"Observation":  {"Provenance:target", "List:item", "DiagnosticReport:result"},
 	"Medication":   {"MedicationRequest:medication"},
 	"Encounter":    {"Condition:encounter", "Observation:encounter"},
 }

@@ -83,6 +83,9 @@ func patientSees(patient string, withhold bool, allowed func(typ string, body ma
 		if withhold && labelled(body) {
 			return false
 		}
+		if unreleased(typ, body) {
+			return false
+		}
 		return slices.Contains(compartments(typ, id, body), patient)
 	}
 }
@@ -158,7 +161,7 @@ func newWorld(t *testing.T, st store.Store, sc scenario, changes []change) *worl
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	base := "http://" + srv.Listener.Addr().String() + "/fhir"
-	door := interact.New(st, interact.Config{BaseURL: base})
+	door := interact.New(st, interact.Config{BaseURL: base, ReleaseDelays: releaseDelays})
 	load(t, door, base0)
 	if changes != nil {
 		if n := apply(t, st, door, changes, sc.sees); n == 0 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/interact"
@@ -166,9 +167,34 @@ func base() []res {
 	out := directory()
 	for _, p := range []person{personP, personT, personQ} {
 		out = append(out, record(p)...)
+		// A final lab report: released at once, seen in both worlds.
+		out = append(out, newRes("DiagnosticReport", p.id+"-dr-final", map[string]any{"status": "final", "category": []any{coding(v20074, "LAB")},
+			"code": coding(loinc, "24323-8"), "subject": ref("Patient/" + p.id), "result": []any{ref("Observation/" + p.id + "-obs-0")}}))
 	}
 	return out
 }
+
+// v20074 is the code system of DiagnosticReport categories.
+const v20074 = "http://terminology.hl7.org/CodeSystem/v2-0074"
+
+// unreleased reports whether a result is not released to its patient
+// yet, as the door stamps it: not final, or final within its category's
+// delay (releaseDelays).
+func unreleased(typ string, body map[string]any) bool {
+	category := interact.ReleaseCategory(typ, body)
+	if category == "" {
+		return false
+	}
+	status, _ := body["status"].(string)
+	if typ == "DocumentReference" {
+		doc, _ := body["docStatus"].(string)
+		return status != "current" || doc != "" && doc != "final" && doc != "amended"
+	}
+	return !slices.Contains([]string{"final", "amended", "corrected", "appended"}, status) || releaseDelays[category] > 0
+}
+
+// releaseDelays are the worlds' release delays: imaging waits.
+var releaseDelays = map[string]time.Duration{interact.ReleaseImaging: 72 * time.Hour}
 
 // differences are world B's changes, before any scenario filters them.
 func differences() []change {
@@ -197,6 +223,21 @@ func differences() []change {
 		"subject": ref("Patient/pat-t"), "medicationReference": ref("Medication/med-arv"), "requester": ref("Practitioner/dr-3")}), actCode, "HIV"))
 	put(label(observation("pat-t", "pat-t-obs-psy", 0, 301), actCode, "PSY"))
 	put(label(observation("pat-t", "pat-t-obs-r", 2, 302), confCode, "R"))
+	// Results not released yet, of the patients themselves: a preliminary
+	// lab Observation and report, a final imaging report within its delay,
+	// a clinical note not final. A final report is released at once.
+	for _, pid := range []string{"pat-p", "pat-t"} {
+		prelim := observation(pid, pid+"-obs-prelim", 0, 250)
+		prelim.body["status"] = "preliminary"
+		put(prelim)
+		put(newRes("DiagnosticReport", pid+"-dr-prelim", map[string]any{"status": "preliminary", "category": []any{coding(v20074, "LAB")},
+			"code": coding(loinc, "24323-8"), "subject": ref("Patient/" + pid), "result": []any{ref("Observation/" + pid + "-obs-prelim"), ref("Observation/" + pid + "-obs-0")}}))
+		put(newRes("DiagnosticReport", pid+"-dr-img", map[string]any{"status": "final", "category": []any{coding(v20074, "RAD")},
+			"code": coding(loinc, "36643-5"), "subject": ref("Patient/" + pid), "conclusion": "secret"}))
+		put(newRes("DocumentReference", pid+"-doc-prelim", map[string]any{"status": "current", "docStatus": "preliminary",
+			"category": []any{coding("http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category", "clinical-note")},
+			"subject":  ref("Patient/" + pid), "content": []any{map[string]any{"attachment": map[string]any{"contentType": "text/plain", "data": "c2VjcmV0"}}}}))
+	}
 	// The adult patient's vital signs: hidden only from lab-only tokens.
 	put(observation("pat-p", "pat-p-obs-extra", 1, 77))
 	// Resources outside any compartment of the token that point at its data.

@@ -25,27 +25,56 @@ var sensitiveLabels = []struct{ system, code string }{
 	{actCode, "SDV"}, {actCode, "SEX"}, {actCode, "STD"},
 }
 
-// withheldByType caches, per resource type, the parsed withheld condition
-// (a fixed query: parsing it on every request would be wasted work).
-var withheldByType sync.Map // string → []*fhir.SearchParam
+// Results released after review: the door tags every result it writes
+// with its release state (interact/release.go). A patient's or proxy's
+// token sees held and pending results as absent.
+const (
+	ReleaseSystem   = "http://hearth-fhir.org/CodeSystem/result-release"
+	ReleaseHeld     = "held"     // not final yet
+	ReleasePending  = "pending"  // final, waiting for a clinician or its category's delay
+	ReleaseReleased = "released" // the patient sees it
+)
 
-// withheld returns the search conditions that leave sensitive resources of
-// typ out, or nil when the policy withholds nothing.
+// resultTypes are the types whose resources may be results.
+var resultTypes = map[string]bool{"DiagnosticReport": true, "Observation": true, "DocumentReference": true}
+
+// withheldKey tells the cached conditions apart: a type, and which of
+// sensitive labels and unreleased results are withheld.
+type withheldKey struct {
+	typ                  string
+	sensitive, unrelease bool
+}
+
+// withheldByType caches the parsed withheld conditions (fixed queries:
+// parsing them on every request would be wasted work).
+var withheldByType sync.Map // withheldKey → []*fhir.SearchParam
+
+// withheld returns the search conditions that leave out what the policy
+// withholds of typ — sensitive resources for a restricted proxy,
+// unreleased results for any patient-bound token — or nil.
 func (p *Policy) withheld(typ string) []*fhir.SearchParam {
-	if !p.WithholdSensitive {
+	key := withheldKey{typ, p.WithholdSensitive, p.Patient != "" && resultTypes[typ]}
+	if !key.sensitive && !key.unrelease {
 		return nil
 	}
-	if params, ok := withheldByType.Load(typ); ok {
+	if params, ok := withheldByType.Load(key); ok {
 		return params.([]*fhir.SearchParam)
 	}
-	var vals []string
-	for _, l := range sensitiveLabels {
-		vals = append(vals, l.system+"|"+l.code)
+	q := url.Values{}
+	if key.sensitive {
+		var vals []string
+		for _, l := range sensitiveLabels {
+			vals = append(vals, l.system+"|"+l.code)
+		}
+		q.Set("_security:not", strings.Join(vals, ","))
 	}
-	q, err := fhir.ParseSearch(typ, url.Values{"_security:not": {strings.Join(vals, ",")}}, fhir.SearchOptions{Strict: true})
+	if key.unrelease {
+		q.Set("_tag:not", ReleaseSystem+"|"+ReleaseHeld+","+ReleaseSystem+"|"+ReleasePending)
+	}
+	parsed, err := fhir.ParseSearch(typ, q, fhir.SearchOptions{Strict: true})
 	if err != nil {
-		panic(err) // a fixed, valid query
+		panic(err) // fixed, valid queries
 	}
-	withheldByType.Store(typ, q.Params)
-	return q.Params
+	withheldByType.Store(key, parsed.Params)
+	return parsed.Params
 }
