@@ -14,10 +14,10 @@
 package interact
 
 import (
-	"time"
 	"errors"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/hearth-fhir/hearth/fhir"
 	"github.com/hearth-fhir/hearth/interact/audit"

@@ -2,8 +2,8 @@ package interact
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
