@@ -208,19 +208,25 @@ func setRelease(body Body, state string, due time.Time) (Body, error) {
 
 // Release is $release: a clinician (a token bound to no patient) releases
 // a final result to the patient now; a DiagnosticReport's result
-// Observations are released with it.
+// Observations are released with it. Each resource is its own write —
+// the observations first, then the report — so that it works where
+// MongoDB has no multi-document transactions; a $release cut short is
+// completed by running it again.
 func (s *Session) Release(ctx context.Context, typ, id string) (Result, error) {
 	if s.pol != nil && s.pol.Patient != "" {
 		return Result{}, fmt.Errorf("a patient's or proxy's token cannot release results: %w", access.ErrForbidden)
 	}
-	return s.write(ctx, typ, about(releaseEvent, typ, id), func(tx store.Tx) (Result, error) {
-		res, err := releaseOne(ctx, tx, typ, id, true)
-		if err != nil || typ != "DiagnosticReport" {
-			return res, err
-		}
-		report, err := fhir.DecodeResource(res.Resource.JSON)
+	if typ == "DiagnosticReport" {
+		cur, err := s.data.Read(ctx, typ, id)
 		if err != nil {
-			return res, err
+			return Result{}, err
+		}
+		report, err := fhir.DecodeResource(cur.JSON)
+		if err != nil {
+			return Result{}, err
+		}
+		if !finalStatus(typ, report) {
+			return Result{}, problem(Unprocessable, "business-rule", "only a final result can be released; "+typ+"/"+id+" is not final")
 		}
 		for _, r := range asList(report["result"]) {
 			ref, _ := r.(map[string]any)["reference"].(string)
@@ -228,11 +234,16 @@ func (s *Session) Release(ctx context.Context, typ, id string) (Result, error) {
 			if key.Type != "Observation" || key.ID == "" {
 				continue
 			}
-			if _, err := releaseOne(ctx, tx, "Observation", key.ID, false); err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrGone) {
-				return res, err
+			_, err := s.write(ctx, key.Type, about(releaseEvent, key.Type, key.ID), func(tx store.Tx) (Result, error) {
+				return releaseOne(ctx, tx, key.Type, key.ID, false)
+			})
+			if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrGone) {
+				return Result{}, err
 			}
 		}
-		return res, nil
+	}
+	return s.write(ctx, typ, about(releaseEvent, typ, id), func(tx store.Tx) (Result, error) {
+		return releaseOne(ctx, tx, typ, id, true)
 	})
 }
 

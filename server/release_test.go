@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,9 @@ import (
 	"github.com/hearth-fhir/hearth/server"
 	"github.com/hearth-fhir/hearth/smart/access"
 	"github.com/hearth-fhir/hearth/smart/scopes"
+	"github.com/hearth-fhir/hearth/store"
+	"github.com/hearth-fhir/hearth/store/mongo"
+	"github.com/hearth-fhir/hearth/store/mongo/mongotest"
 )
 
 // fixedTokens maps bearer tokens to policies: the token check of a real
@@ -57,10 +61,27 @@ func ids(t *testing.T, r response) string {
 	return strings.Join(out, ",")
 }
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	mongotest.Stop()
+	os.Exit(code)
+}
+
 // Results are seen by the patient only once final and released: by a
-// clinician's $release, or after their category's delay.
+// clinician's $release, or after their category's delay. On both backends.
 func TestResultsReleasedAfterReview(t *testing.T) {
-	st := openStore(t)
+	t.Run("sqlite", func(t *testing.T) { resultsReleased(t, openStore(t)) })
+	t.Run("mongo", func(t *testing.T) {
+		st, err := mongo.Open(context.Background(), mongotest.URI(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		resultsReleased(t, st)
+	})
+}
+
+func resultsReleased(t *testing.T, st store.Store) {
 	clk := &clock{now: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
 	ts := httptest.NewUnstartedServer(nil)
 	ts.Start()
@@ -69,6 +90,7 @@ func TestResultsReleasedAfterReview(t *testing.T) {
 	tokens := fixedTokens{
 		"staff": {Scopes: scopes.ParseSet("system/*.cruds"), ClientID: "lab-system"},
 		"pat":   {Patient: "p1", Scopes: scopes.ParseSet("patient/*.cruds patient/*.rs"), ClientID: "app", Subject: "p1", FHIRUser: "Patient/p1"},
+		"proxy": {Patient: "p1", Scopes: scopes.ParseSet("patient/*.rs"), ClientID: "app", Subject: "mum", FHIRUser: "RelatedPerson/mum"},
 	}
 	ts.Config.Handler = server.New(server.Config{BaseURL: ts.URL + "/fhir", MaxBodyBytes: 1 << 20, Version: "test", Tokens: tokens}, door, slog.New(slog.NewTextHandler(io.Discard, nil)))
 
@@ -94,9 +116,11 @@ func TestResultsReleasedAfterReview(t *testing.T) {
 	// x-ray (imaging: no delay) and the vital sign (not a result) are seen.
 	checks := func(stage string, want map[string]string) {
 		t.Helper()
-		for path, ids_ := range want {
-			if got := ids(t, patient(path)); got != ids_ {
-				t.Errorf("%s: %s gives %q, want %q", stage, path, got, ids_)
+		for _, token := range []string{"pat", "proxy"} {
+			for path, ids_ := range want {
+				if got := ids(t, do(t, ts, "GET", path, "", withToken(token)...)); got != ids_ {
+					t.Errorf("%s, %s token: %s gives %q, want %q", stage, token, path, got, ids_)
+				}
 			}
 		}
 	}
