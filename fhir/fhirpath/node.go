@@ -46,6 +46,11 @@ func (n *Node) Child(name string) (Collection, error) { return n.member(name, ni
 // Children lists the node's child nodes, properties in name order.
 func (n *Node) Children() Collection { return n.children(nil) }
 
+// UnorderedChildren lists the node's child nodes, the values of each
+// property together but the properties in no set order: for walkers that
+// visit every child and need no order (the invariant check).
+func (n *Node) UnorderedChildren() Collection { return n.childrenOf(nil, false) }
+
 // Resource wraps a decoded resource as the root of an evaluation.
 func Resource(res map[string]any) *Node {
 	rt, _ := res["resourceType"].(string)
@@ -245,7 +250,9 @@ func isKnownType(name string) bool {
 }
 
 // children is every child node of n, properties in name order.
-func (n *Node) children(out Collection) Collection {
+func (n *Node) children(out Collection) Collection { return n.childrenOf(out, true) }
+
+func (n *Node) childrenOf(out Collection, sorted bool) Collection {
 	obj, ok := n.object()
 	if !ok {
 		out = appendValues(out, n.Ext, "extension", "Extension", "", "Element.extension")
@@ -264,7 +271,9 @@ func (n *Node) children(out Collection) Collection {
 			keys = append(keys, k[1:])
 		}
 	}
-	slices.Sort(keys)
+	if sorted {
+		slices.Sort(keys)
+	}
 	base := n.typePath()
 	for _, k := range keys {
 		def, typ, ok := fhir.ChildElement(base, k)

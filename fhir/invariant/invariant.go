@@ -5,6 +5,7 @@
 package invariant
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -62,39 +63,66 @@ func Check(res map[string]any) []fhir.Issue {
 	if root.Type == "Bundle" {
 		w.env.Resolve = bundleResolver(res)
 	}
-	w.visit(root, root.Type, root, root)
+	w.visit(root, &step{name: root.Type, index: -1}, root, root)
+	// The walk visits properties in no set order; the answer has one.
+	slices.SortStableFunc(w.issues, func(a, b fhir.Issue) int {
+		return cmp.Or(strings.Compare(a.Expression, b.Expression), strings.Compare(a.Diagnostics, b.Diagnostics))
+	})
 	return w.issues
 }
 
 type walker struct {
 	issues []fhir.Issue
 	env    fhirpath.Env
-	seen   []string // keys checked on the current node
+}
+
+// step is one segment of an instance path (Patient.name[0].period),
+// rendered only when an issue needs it: most nodes have none.
+type step struct {
+	parent *step
+	name   string
+	index  int // -1: not a repeating element
+}
+
+func (s *step) String() string {
+	var b strings.Builder
+	var write func(s *step)
+	write = func(s *step) {
+		if s.parent != nil {
+			write(s.parent)
+			b.WriteByte('.')
+		}
+		b.WriteString(s.name)
+		if s.index >= 0 {
+			fmt.Fprintf(&b, "[%d]", s.index)
+		}
+	}
+	write(s)
+	return b.String()
 }
 
 // visit checks the invariants of n (at instance path at) and then of its
 // children. resource is %resource, root %rootResource.
-func (w *walker) visit(n *fhirpath.Node, at string, resource, root *fhirpath.Node) {
-	w.seen = w.seen[:0]
-	w.check(n, byPath[n.Type], at, resource, root)
-	if elem := n.ElementPath(); elem != "" && elem != n.Type {
-		w.check(n, byPath[elem], at, resource, root)
+func (w *walker) visit(n *fhirpath.Node, at *step, resource, root *fhirpath.Node) {
+	for _, c := range constraintsOf(n.Type, n.ElementPath()) {
+		w.check(n, c, at, resource, root)
 	}
-	children := n.Children()
-	index := map[string]int{}
-	for _, item := range children {
+	lastElem, index := "", 0
+	for _, item := range n.UnorderedChildren() {
 		child := item.(*fhirpath.Node)
 		elem := child.ElementPath()
-		name := elem[strings.LastIndexByte(elem, '.')+1:]
-		name = strings.TrimSuffix(name, "[x]")
-		childAt := at + "." + name
-		if def, ok := fhir.Element(elem); ok && def.Max != 1 || elem == "Element.extension" {
-			childAt = fmt.Sprintf("%s[%d]", childAt, index[elem])
-			index[elem]++
+		if elem != lastElem {
+			lastElem, index = elem, 0
+		}
+		seg := segmentOf(elem)
+		childAt := &step{parent: at, name: seg.name, index: -1}
+		if seg.repeats {
+			childAt.index = index
+			index++
 		}
 		childResource, childRoot := resource, root
 		if fhir.IsResourceType(child.Type) {
-			if strings.HasSuffix(elem, ".contained") {
+			if seg.contained {
 				childResource = child // %rootResource stays the container
 			} else {
 				childResource, childRoot = child, child
@@ -104,22 +132,59 @@ func (w *walker) visit(n *fhirpath.Node, at string, resource, root *fhirpath.Nod
 	}
 }
 
-func (w *walker) check(n *fhirpath.Node, cs []constraint, at string, resource, root *fhirpath.Node) {
-	for _, c := range cs {
-		if slices.Contains(w.seen, c.key) {
-			continue
+// segment is what the walker needs of an element path, worked out once.
+type segment struct {
+	name      string // the FHIRPath name ("value" for value[x])
+	repeats   bool
+	contained bool
+}
+
+var segments sync.Map // element path → segment
+
+func segmentOf(elem string) segment {
+	if s, ok := segments.Load(elem); ok {
+		return s.(segment)
+	}
+	name := strings.TrimSuffix(elem[strings.LastIndexByte(elem, '.')+1:], "[x]")
+	def, ok := fhir.Element(elem)
+	s := segment{name: name, repeats: ok && def.Max != 1 || elem == "Element.extension", contained: strings.HasSuffix(elem, ".contained")}
+	segments.Store(elem, s)
+	return s
+}
+
+// constraintsOf are the invariants of a node of type typ that is a value
+// of element elem: the type's own and the element's, each key once.
+var constraintSets sync.Map // [2]string → []constraint
+
+func constraintsOf(typ, elem string) []constraint {
+	key := [2]string{typ, elem}
+	if cs, ok := constraintSets.Load(key); ok {
+		return cs.([]constraint)
+	}
+	var cs []constraint
+	seen := map[string]bool{}
+	for _, path := range []string{typ, elem} {
+		for _, c := range byPath[path] {
+			if !seen[c.key] {
+				seen[c.key] = true
+				cs = append(cs, c)
+			}
 		}
-		w.seen = append(w.seen, c.key)
-		w.env.Resource, w.env.RootResource = resource, root
-		ok, err := c.expr.Predicate(fhirpath.Collection{n}, &w.env)
-		switch {
-		case err != nil:
-			w.issues = append(w.issues, fhir.Issue{Severity: "error", Code: "invariant", Expression: at,
-				Diagnostics: fmt.Sprintf("%s could not be evaluated: %v", c.key, err)})
-		case !ok:
-			w.issues = append(w.issues, fhir.Issue{Severity: c.severity, Code: "invariant", Expression: at,
-				Diagnostics: c.key + ": " + c.human})
-		}
+	}
+	constraintSets.Store(key, cs)
+	return cs
+}
+
+func (w *walker) check(n *fhirpath.Node, c constraint, at *step, resource, root *fhirpath.Node) {
+	w.env.Resource, w.env.RootResource = resource, root
+	ok, err := c.expr.Predicate(fhirpath.Collection{n}, &w.env)
+	switch {
+	case err != nil:
+		w.issues = append(w.issues, fhir.Issue{Severity: "error", Code: "invariant", Expression: at.String(),
+			Diagnostics: fmt.Sprintf("%s could not be evaluated: %v", c.key, err)})
+	case !ok:
+		w.issues = append(w.issues, fhir.Issue{Severity: c.severity, Code: "invariant", Expression: at.String(),
+			Diagnostics: c.key + ": " + c.human})
 	}
 }
 
