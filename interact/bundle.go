@@ -161,6 +161,11 @@ func (s *Session) Bundle(ctx context.Context, body []byte, keepBodies bool) (str
 	} else {
 		s.batch(ctx, ops, keepBodies)
 	}
+	for _, op := range ops {
+		if op.Err == nil && op.Method != "GET" && op.Method != "HEAD" {
+			s.provenance(ctx, op.Result.Resource, wrote(op.Result))
+		}
+	}
 	return b.Type, ops, nil
 }
 

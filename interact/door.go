@@ -103,7 +103,15 @@ func (d *Door) Session(p *access.Policy, who audit.Agent) *Session {
 	if p == nil {
 		return &Session{door: d, data: closed{}, who: who}
 	}
-	return &Session{door: d, data: access.NewGuard(d.data, p), who: who, pol: p}
+	ss := &Session{door: d, data: access.NewGuard(d.data, p), who: who, pol: p}
+	if p.Patient != "" {
+		user := p.FHIRUser
+		if user == "" {
+			user = "Patient/" + p.Patient
+		}
+		ss.author = &authorship{user: user, patient: p.Patient}
+	}
+	return ss
 }
 
 // Unrestricted returns a session that sees everything: for the importer,
@@ -121,6 +129,9 @@ type Session struct {
 	// pol is the session's policy; unrestricted sessions have none.
 	pol          *access.Policy
 	unrestricted bool
+	// author is who a patient-bound session writes as (patient-authored
+	// data); nil for every other session.
+	author *authorship
 	// recorded: the session's request has an audit record (RecordRefused
 	// adds none then).
 	recorded atomic.Bool

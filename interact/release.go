@@ -169,32 +169,33 @@ func (r *releaser) stamp(typ string, body Body, prev []byte) (Body, error) {
 // setRelease writes the release tag (and due extension) into the body,
 // in its decoded form and in its bytes.
 func setRelease(body Body, state string, due time.Time) (Body, error) {
+	return withMeta(body, func(meta map[string]any) {
+		setTag(meta, access.ReleaseSystem, state)
+		var exts []any
+		for _, e := range asList(meta["extension"]) {
+			if em, _ := e.(map[string]any); em["url"] != releaseDueURL {
+				exts = append(exts, e)
+			}
+		}
+		if !due.IsZero() {
+			exts = append(exts, map[string]any{"url": releaseDueURL, "valueInstant": fhir.FormatInstant(due)})
+		}
+		if len(exts) > 0 {
+			meta["extension"] = exts
+		} else {
+			delete(meta, "extension")
+		}
+	})
+}
+
+// withMeta changes a body's meta with edit, in its decoded form and in
+// its bytes (only the meta member is rewritten).
+func withMeta(body Body, edit func(meta map[string]any)) (Body, error) {
 	meta, _ := body.Parsed["meta"].(map[string]any)
 	if meta == nil {
 		meta = map[string]any{}
 	}
-	var tags []any
-	for _, t := range asList(meta["tag"]) {
-		if tm, _ := t.(map[string]any); tm["system"] != access.ReleaseSystem {
-			tags = append(tags, t)
-		}
-	}
-	tags = append(tags, map[string]any{"system": access.ReleaseSystem, "code": state})
-	meta["tag"] = tags
-	var exts []any
-	for _, e := range asList(meta["extension"]) {
-		if em, _ := e.(map[string]any); em["url"] != releaseDueURL {
-			exts = append(exts, e)
-		}
-	}
-	if !due.IsZero() {
-		exts = append(exts, map[string]any{"url": releaseDueURL, "valueInstant": fhir.FormatInstant(due)})
-	}
-	if len(exts) > 0 {
-		meta["extension"] = exts
-	} else {
-		delete(meta, "extension")
-	}
+	edit(meta)
 	body.Parsed["meta"] = meta
 	raw, err := json.Marshal(meta)
 	if err != nil {
@@ -204,6 +205,17 @@ func setRelease(body Body, state string, due time.Time) (Body, error) {
 		return body, err
 	}
 	return body, nil
+}
+
+// setTag makes code the one tag of system in meta.
+func setTag(meta map[string]any, system, code string) {
+	var tags []any
+	for _, t := range asList(meta["tag"]) {
+		if tm, _ := t.(map[string]any); tm["system"] != system {
+			tags = append(tags, t)
+		}
+	}
+	meta["tag"] = append(tags, map[string]any{"system": system, "code": code})
 }
 
 // Release is $release: a clinician (a token bound to no patient) releases

@@ -52,6 +52,18 @@ type Body struct {
 	// releaser stamps a result's release state when it is written (set
 	// by the session that parsed it; nil writes the body as it is).
 	releaser *releaser
+	// author marks a body a patient or proxy writes (nil: anyone else).
+	author *authorship
+}
+
+// stamped is the body as the door writes it: its release state and its
+// authorship set; prev is the current version (nil for a create).
+func (b Body) stamped(typ string, prev []byte) (Body, error) {
+	b, err := b.releaser.stamp(typ, b, prev)
+	if err != nil {
+		return b, err
+	}
+	return b.author.stamp(b)
 }
 
 // ID is the id the resource carries ("" if none).
@@ -109,6 +121,7 @@ func (s *Session) ParseResource(raw []byte, wantType string) (Body, error) {
 		return body, err
 	}
 	body.releaser = s.door.releaser
+	body.author = s.author
 	if s.door.cfg.Profiles == nil {
 		return body, nil
 	}
@@ -155,7 +168,24 @@ func (s *Session) write(ctx context.Context, typ string, e audit.Event, op func(
 	if err != nil {
 		return res, auditFailed(err, s.record(ctx, e, err))
 	}
+	s.provenance(ctx, res.Resource, wrote(res))
 	return res, nil
+}
+
+// wrote is the data operation a write's result did, "" when it wrote no
+// version (a conditional create that matched, an unchanged update).
+func wrote(res Result) string {
+	switch {
+	case strings.HasPrefix(res.Info, "unchanged"):
+		return ""
+	case res.Outcome == Created:
+		return "CREATE"
+	case res.Outcome == Updated:
+		return "UPDATE"
+	case res.Outcome == Deleted:
+		return "DELETE"
+	}
+	return ""
 }
 
 // writeEvent completes a write's event with what the write did.
@@ -240,7 +270,7 @@ func create(ctx context.Context, tx store.Tx, typ, id string, body Body, cond *f
 			return Result{Outcome: Matched, Resource: res, Info: "matched existing " + typ + "/" + match}, err
 		}
 	}
-	body, err := body.releaser.stamp(typ, body, nil)
+	body, err := body.stamped(typ, nil)
 	if err != nil {
 		return Result{}, err
 	}
@@ -258,7 +288,7 @@ func update(ctx context.Context, tx store.Tx, typ, id string, body Body, ifMatch
 	if err == nil {
 		prev = cur.JSON
 	}
-	if body, err = body.releaser.stamp(typ, body, prev); err != nil {
+	if body, err = body.stamped(typ, prev); err != nil {
 		return Result{}, err
 	}
 	if prev != nil && (ifMatch == 0 || ifMatch == cur.VersionID) && sameContent(cur.JSON, body) {

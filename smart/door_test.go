@@ -195,8 +195,19 @@ func TestPatientWritesOnlyIntoTheirOwnRecord(t *testing.T) {
 	if status, b, _ := e.fhir("PUT", "/Observation/alice-new", alice, obs("alice-new", "alice", "vital-signs", "8867-4")); status != 403 {
 		t.Errorf("update as create by a patient token: %d %v", status, b)
 	}
-	if status, b, _ := e.fhir("PUT", "/Observation/alice-vital", alice, obs("alice-vital", "alice", "vital-signs", "8867-4")); status != 200 {
-		t.Errorf("alice updating her own record: %d %v", status, b)
+	// Her record holds what her care team wrote, which she may not change
+	// (the patient write rules), and what she wrote, which she may.
+	if status, b, _ := e.fhir("PUT", "/Observation/alice-vital", alice, obs("alice-vital", "alice", "vital-signs", "8867-4")); status != 403 {
+		t.Errorf("alice updating her care team's record: %d %v", status, b)
+	}
+	status, b, h := e.fhir("POST", "/Observation", alice, homeReading("alice", "8867-4"))
+	if status != 201 {
+		t.Fatalf("alice recording a reading: %d %v", status, b)
+	}
+	id := strings.Split(strings.SplitN(h.Get("Location"), "/Observation/", 2)[1], "/")[0]
+	mine := strings.Replace(homeReading("alice", "8867-4"), `"resourceType":"Observation",`, `"resourceType":"Observation","id":"`+id+`",`, 1)
+	if status, b, _ := e.fhir("PUT", "/Observation/"+id, alice, mine); status != 200 {
+		t.Errorf("alice updating her own reading: %d %v", status, b)
 	}
 }
 

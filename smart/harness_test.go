@@ -124,6 +124,12 @@ func obs(id, patient, category, code string) string {
 	return fmt.Sprintf(`{"resourceType":"Observation",%s"status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":%q}]}],"code":{"coding":[{"system":"http://loinc.org","code":%q}]},"subject":{"reference":"Patient/%s"},"performer":[{"reference":"Practitioner/dr"}],"effectiveDateTime":"2024-01-01"}`, idField, category, code, patient)
 }
 
+// homeReading is an Observation a patient records: a vital sign they
+// performed themselves, as the patient write rules require.
+func homeReading(patient, code string) string {
+	return fmt.Sprintf(`{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],"code":{"coding":[{"system":"http://loinc.org","code":%q}]},"subject":{"reference":"Patient/%s"},"performer":[{"reference":"Patient/%s"}],"effectiveDateTime":"2024-01-01"}`, code, patient, patient)
+}
+
 func (e *env) put(typ, id, body string) {
 	e.t.Helper()
 	err := e.st.Transact(context.Background(), func(tx store.Tx) error {

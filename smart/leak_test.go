@@ -115,7 +115,7 @@ func TestPatientTokenCannotReachAnotherPatient(t *testing.T) {
 	if status, body, _ := e.fhir("DELETE", "/Observation?patient=kid1", tok, ""); status >= 300 {
 		t.Errorf("conditional delete: %d %v", status, body)
 	}
-	if status, body, _ := e.fhir("PUT", "/Observation?_id=kid1-lab", tok, obs("", "alice", "laboratory", "1-8")); status != 201 {
+	if status, body, _ := e.fhir("PUT", "/Observation?_id=kid1-lab", tok, homeReading("alice", "8867-4")); status != 201 {
 		t.Errorf("conditional update matching another patient's resource: %d %v", status, body)
 	}
 	// A batch reading kid1's data gets per-entry refusals.
@@ -146,7 +146,7 @@ func TestPatientTokenCannotReachAnotherPatient(t *testing.T) {
 		t.Errorf("a patient token wrote directory data: %v", ids(body))
 	}
 	// And writes inside alice's own compartment work.
-	if status, body, _ := e.fhir("POST", "/Observation", tok, obs("", "alice", "vital-signs", "8867-4")); status != 201 {
+	if status, body, _ := e.fhir("POST", "/Observation", tok, homeReading("alice", "8867-4")); status != 201 {
 		t.Errorf("own write: %d %v", status, body)
 	}
 }

@@ -607,7 +607,19 @@ func (t *guardTx) Create(ctx context.Context, w store.Write) (store.Resource, er
 	if err := t.writable(w, scopes.Create); err != nil {
 		return store.Resource{}, err
 	}
+	if err := t.patientRule(w.Type, scopes.Create, w.Body, nil); err != nil {
+		return store.Resource{}, err
+	}
 	return t.tx.Create(ctx, w)
+}
+
+// patientRule applies the patient write table (patientwrite.go) to a
+// write of a patient-bound token into a patient's record.
+func (t *guardTx) patientRule(typ string, perm scopes.Perm, body, cur []byte) error {
+	if !t.g.bound(typ) {
+		return nil
+	}
+	return t.g.p.patientMayWrite(typ, perm, body, cur)
 }
 
 func (t *guardTx) Update(ctx context.Context, w store.Write) (store.Resource, bool, error) {
@@ -620,6 +632,9 @@ func (t *guardTx) Update(ctx context.Context, w store.Write) (store.Resource, bo
 		if t.g.bound(w.Type) && !t.ownsOnly(cur.Type, cur.ID, cur.JSON) {
 			return store.Resource{}, false, fmt.Errorf("%s/%s belongs to another patient's record too: %w", w.Type, w.ID, ErrForbidden)
 		}
+		if err := t.patientRule(w.Type, scopes.Update, w.Body, cur.JSON); err != nil {
+			return store.Resource{}, false, err
+		}
 	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone):
 		// Update as create: the token must be allowed to create too, and
 		// to see every resource of the type (see ErrCreateWithID).
@@ -628,6 +643,9 @@ func (t *guardTx) Update(ctx context.Context, w store.Write) (store.Resource, bo
 		}
 		if t.g.hidesExistence(w.Type) {
 			return store.Resource{}, false, ErrCreateWithID
+		}
+		if err := t.patientRule(w.Type, scopes.Create, w.Body, nil); err != nil {
+			return store.Resource{}, false, err
 		}
 	default:
 		return store.Resource{}, false, err
@@ -646,6 +664,9 @@ func (t *guardTx) Delete(ctx context.Context, typ, id string, ifMatch int64) (st
 		}
 		if t.g.bound(typ) && !t.ownsOnly(typ, id, cur.JSON) {
 			return store.Resource{}, fmt.Errorf("%s/%s belongs to another patient's record too: %w", typ, id, ErrForbidden)
+		}
+		if err := t.patientRule(typ, scopes.Delete, nil, cur.JSON); err != nil {
+			return store.Resource{}, err
 		}
 	}
 	return t.tx.Delete(ctx, typ, id, ifMatch)

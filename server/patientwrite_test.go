@@ -1,0 +1,116 @@
+package server_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/hearth-fhir/hearth/interact"
+	"github.com/hearth-fhir/hearth/server"
+	"github.com/hearth-fhir/hearth/smart/access"
+	"github.com/hearth-fhir/hearth/smart/scopes"
+	"github.com/hearth-fhir/hearth/store"
+	"github.com/hearth-fhir/hearth/store/mongo"
+	"github.com/hearth-fhir/hearth/store/mongo/mongotest"
+)
+
+// What a patient may write: the table of smart/access, over HTTP, with
+// patient, proxy and staff tokens, on both backends.
+func TestPatientWriteRules(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { patientWriteRules(t, openStore(t)) })
+	t.Run("mongo", func(t *testing.T) {
+		st, err := mongo.Open(context.Background(), mongotest.URI(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		patientWriteRules(t, st)
+	})
+}
+
+func patientWriteRules(t *testing.T, st store.Store) {
+	ts := httptest.NewUnstartedServer(nil)
+	ts.Start()
+	t.Cleanup(ts.Close)
+	door := interact.New(st, interact.Config{BaseURL: ts.URL + "/fhir"})
+	tokens := fixedTokens{
+		"staff": {Scopes: scopes.ParseSet("system/*.cruds"), ClientID: "ehr"},
+		"pat":   {Patient: "p1", Scopes: scopes.ParseSet("patient/*.cruds"), ClientID: "app", Subject: "p1", FHIRUser: "Patient/p1"},
+		"proxy": {Patient: "p1", Scopes: scopes.ParseSet("patient/*.cruds"), ClientID: "app", Subject: "mum", FHIRUser: "RelatedPerson/mum"},
+	}
+	ts.Config.Handler = server.New(server.Config{BaseURL: ts.URL + "/fhir", MaxBodyBytes: 1 << 20, Version: "test", Tokens: tokens}, door, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	as := func(token, method, path, body string) response {
+		return do(t, ts, method, path, body, withToken(token)...)
+	}
+	for _, r := range []struct{ path, body string }{
+		{"/fhir/Patient/p1", `{"resourceType":"Patient","id":"p1"}`},
+		{"/fhir/Observation/lab1", `{"resourceType":"Observation","id":"lab1","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],"code":{"text":"pulse"},"subject":{"reference":"Patient/p1"},"performer":[{"reference":"Practitioner/dr"}]}`},
+		{"/fhir/MedicationRequest/mr1", `{"resourceType":"MedicationRequest","id":"mr1","status":"active","intent":"order","medicationCodeableConcept":{"text":"metformin"},"subject":{"reference":"Patient/p1"}}`},
+	} {
+		if got := as("staff", "PUT", r.path, r.body); got.status != 201 {
+			t.Fatalf("staff PUT %s: %d %s", r.path, got.status, got.body)
+		}
+	}
+	reading := func(performer string) string {
+		return `{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],` +
+			`"code":{"coding":[{"system":"http://loinc.org","code":"2339-0"}]},"subject":{"reference":"Patient/p1"},"performer":[{"reference":"` + performer + `"}],` +
+			`"valueQuantity":{"value":104,"unit":"mg/dL","system":"http://unitsofmeasure.org","code":"mg/dL"}}`
+	}
+	// Allowed: own readings, messages, renewal requests — each tagged and
+	// with a Provenance naming the user (and the patient a proxy acts for).
+	allowed := []struct{ token, typ, body, provenance string }{
+		{"pat", "Observation", reading("Patient/p1"), `"who":{"reference":"Patient/p1"}`},
+		{"proxy", "Observation", reading("RelatedPerson/mum"), `"onBehalfOf":{"reference":"Patient/p1"}`},
+		{"pat", "Communication", `{"resourceType":"Communication","status":"completed","subject":{"reference":"Patient/p1"},"sender":{"reference":"Patient/p1"},"recipient":[{"reference":"Practitioner/dr"}],"payload":[{"contentString":"question"}]}`, `"who":{"reference":"Patient/p1"}`},
+		{"pat", "MedicationRequest", `{"resourceType":"MedicationRequest","status":"active","intent":"proposal","medicationCodeableConcept":{"text":"metformin"},"subject":{"reference":"Patient/p1"},"requester":{"reference":"Patient/p1"},"basedOn":[{"reference":"MedicationRequest/mr1"}]}`, `"code":"CREATE"`},
+	}
+	var mine string
+	for _, a := range allowed {
+		r := as(a.token, "POST", "/fhir/"+a.typ, a.body)
+		if r.status != 201 || !strings.Contains(string(r.body), `"code":"patient","system":"`+access.AuthoredSystem+`"`) {
+			t.Fatalf("%s creating a %s: %d %s", a.token, a.typ, r.status, r.body)
+		}
+		id := r.json(t)["id"].(string)
+		if mine == "" {
+			mine = id
+		}
+		prov := as("staff", "GET", "/fhir/Provenance?target="+a.typ+"/"+id, "")
+		if !strings.Contains(string(prov.body), a.provenance) || !strings.Contains(string(prov.body), a.typ+"/"+id+"/_history/1") {
+			t.Errorf("Provenance of %s/%s: %s", a.typ, id, prov.body)
+		}
+	}
+	// Refused, each with a 403 saying why; nothing is written.
+	refused := []struct{ token, method, path, body, why string }{
+		{"pat", "POST", "/fhir/Observation", strings.Replace(reading("Patient/p1"), "vital-signs", "laboratory", 1), "home reading"},
+		{"pat", "POST", "/fhir/Observation", reading("Practitioner/dr"), "Observation.performer must be the token's user"},
+		{"proxy", "POST", "/fhir/Observation", reading("Patient/p1"), "RelatedPerson/mum"},
+		{"pat", "POST", "/fhir/MedicationRequest", `{"resourceType":"MedicationRequest","status":"active","intent":"order","medicationCodeableConcept":{"text":"x"},"subject":{"reference":"Patient/p1"},"requester":{"reference":"Patient/p1"}}`, "intent proposal"},
+		{"pat", "POST", "/fhir/Condition", `{"resourceType":"Condition","subject":{"reference":"Patient/p1"},"code":{"text":"x"}}`, "may not write Condition"},
+		{"pat", "PUT", "/fhir/Observation/lab1", strings.Replace(reading("Patient/p1"), `{"resourceType":"Observation",`, `{"resourceType":"Observation","id":"lab1",`, 1), "written by the care team"},
+		{"pat", "DELETE", "/fhir/Observation/lab1", "", "written by the care team"},
+		{"pat", "PUT", "/fhir/Patient/p1", `{"resourceType":"Patient","id":"p1","gender":"male"}`, "may not write Patient"},
+	}
+	for _, r := range refused {
+		got := as(r.token, r.method, r.path, r.body)
+		if got.status != 403 || !strings.Contains(string(got.body), r.why) {
+			t.Errorf("%s %s %s: %d %s, want 403 saying %q", r.token, r.method, r.path, got.status, got.body, r.why)
+		}
+	}
+	if r := as("staff", "GET", "/fhir/Observation/lab1", ""); !strings.Contains(r.header.Get("ETag"), `"1"`) {
+		t.Errorf("the care team's observation changed: %s", r.header.Get("ETag"))
+	}
+	// The patient changes and deletes what they wrote.
+	if r := as("pat", "PUT", "/fhir/Observation/"+mine, strings.Replace(reading("Patient/p1"), `{"resourceType":"Observation",`, `{"resourceType":"Observation","id":"`+mine+`",`, 1)); r.status != 200 {
+		t.Errorf("updating their own reading: %d %s", r.status, r.body)
+	}
+	if r := as("pat", "DELETE", "/fhir/Observation/"+mine, ""); r.status != 200 && r.status != 204 {
+		t.Errorf("deleting their own reading: %d %s", r.status, r.body)
+	}
+	// Staff write what they like.
+	if r := as("staff", "POST", "/fhir/Condition", `{"resourceType":"Condition","subject":{"reference":"Patient/p1"},"code":{"text":"x"}}`); r.status != 201 {
+		t.Errorf("staff writing a Condition: %d %s", r.status, r.body)
+	}
+}

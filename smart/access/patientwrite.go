@@ -1,0 +1,208 @@
+package access
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/smart/scopes"
+)
+
+// What a patient's or proxy's token may write: one table, enforced here
+// for every write path (the guard's transaction writes) and printed in
+// the README. The resource must belong to the token's patient's record
+// alone (checked before, in writable). Everything a patient writes is
+// marked as patient-authored (the door stamps AuthoredSystem|patient and
+// records a Provenance); a patient never updates or deletes what a
+// clinician wrote: only patient-authored resources.
+//
+// A type not in the table is refused for create, update and delete.
+
+// AuthoredSystem tags what a patient or proxy wrote.
+const (
+	AuthoredSystem = "http://hearth-fhir.org/CodeSystem/authored-by"
+	AuthoredPatient = "patient"
+)
+
+type patientWrite struct {
+	create, update, delete bool
+	// author is the element that must name the token's user (fhirUser),
+	// as a reference; "" when none does.
+	author string
+	// check is the type's own rule on the body, "" when it holds.
+	check func(res map[string]any) string
+}
+
+// PatientWriteRule is one row of the table, as the README and the
+// CapabilityStatement describe it.
+type PatientWriteRule struct {
+	Type                   string
+	Create, Update, Delete bool
+	Author                 string // the element that must name the user
+	Rule                   string // the type's own rule, in words
+}
+
+var patientWrites = map[string]patientWrite{
+	"Observation": {create: true, update: true, delete: true, author: "performer",
+		check: func(res map[string]any) string {
+			if !hasCoding(res["category"], "vital-signs", "survey") {
+				return "a patient's Observation is a home reading: category vital-signs (or survey)"
+			}
+			if !slices.Contains([]string{"preliminary", "final", "amended", "entered-in-error"}, str(res, "status")) {
+				return "a patient's Observation has status preliminary, final, amended or entered-in-error"
+			}
+			return ""
+		}},
+	"Communication": {create: true, update: true, author: "sender",
+		check: func(res map[string]any) string {
+			for _, r := range list(res["recipient"]) {
+				ref, _ := r.(map[string]any)["reference"].(string)
+				t := fhir.ParseReference(ref).Type
+				if !slices.Contains([]string{"Practitioner", "PractitionerRole", "Organization", "CareTeam"}, t) {
+					return "a patient's message goes to a Practitioner, PractitionerRole, Organization or CareTeam"
+				}
+			}
+			return ""
+		}},
+	"QuestionnaireResponse": {create: true, update: true, delete: true, author: "author"},
+	"Appointment": {create: true, update: true,
+		check: func(res map[string]any) string {
+			if !slices.Contains([]string{"proposed", "pending", "booked", "cancelled"}, str(res, "status")) {
+				return "a patient's Appointment is proposed, pending, booked or cancelled"
+			}
+			return ""
+		}},
+	"MedicationRequest": {create: true, author: "requester",
+		check: func(res map[string]any) string {
+			if str(res, "intent") != "proposal" {
+				return "a patient's MedicationRequest is a renewal request: intent proposal"
+			}
+			if len(list(res["basedOn"])) == 0 {
+				return "a renewal request is basedOn the MedicationRequest it renews"
+			}
+			return ""
+		}},
+	"Task": {create: true, update: true, author: "requester"},
+	"Consent": {create: true, update: true},
+}
+
+// PatientWriteRules lists the table, by type.
+func PatientWriteRules() []PatientWriteRule {
+	var out []PatientWriteRule
+	for typ, w := range patientWrites {
+		out = append(out, PatientWriteRule{Type: typ, Create: w.create, Update: w.update, Delete: w.delete, Author: w.author, Rule: ruleText[typ]})
+	}
+	slices.SortFunc(out, func(a, b PatientWriteRule) int { return strings.Compare(a.Type, b.Type) })
+	return out
+}
+
+var ruleText = map[string]string{
+	"Observation":           "home readings: category vital-signs or survey; status preliminary, final, amended or entered-in-error",
+	"Communication":         "messages to a Practitioner, PractitionerRole, Organization or CareTeam",
+	"QuestionnaireResponse": "",
+	"Appointment":           "status proposed, pending, booked or cancelled",
+	"MedicationRequest":     "renewal requests only: intent proposal, basedOn the MedicationRequest renewed",
+	"Task":                  "",
+	"Consent":               "preferences, such as paperless billing",
+}
+
+// patientMayWrite applies the table to a write of a patient-bound token:
+// body is what is to be stored (nil for a delete), cur the current version
+// (nil for a create).
+func (p *Policy) patientMayWrite(typ string, perm scopes.Perm, body, cur []byte) error {
+	rule, ok := patientWrites[typ]
+	switch {
+	case !ok:
+		return fmt.Errorf("a patient's or proxy's token may not write %s resources: %w", typ, ErrForbidden)
+	case perm&scopes.Create != 0 && cur == nil && !rule.create,
+		perm&scopes.Update != 0 && cur != nil && !rule.update,
+		perm&scopes.Delete != 0 && !rule.delete:
+		return fmt.Errorf("a patient's or proxy's token may not %s %s resources: %w", verb(perm, cur), typ, ErrForbidden)
+	}
+	if cur != nil {
+		old, err := fhir.DecodeResource(cur)
+		if err != nil || !PatientAuthored(old) {
+			return fmt.Errorf("%s/%s was written by the care team; a patient's or proxy's token changes only what a patient wrote: %w", typ, str(old, "id"), ErrForbidden)
+		}
+	}
+	if body == nil {
+		return nil
+	}
+	res, err := fhir.DecodeResource(body)
+	if err != nil {
+		return err
+	}
+	if rule.author != "" && !names(res[rule.author], p.FHIRUser) {
+		return fmt.Errorf("%s.%s must be the token's user, %s: %w", typ, rule.author, p.FHIRUser, ErrForbidden)
+	}
+	if rule.check != nil {
+		if why := rule.check(res); why != "" {
+			return fmt.Errorf("%s: %w", why, ErrForbidden)
+		}
+	}
+	return nil
+}
+
+func verb(perm scopes.Perm, cur []byte) string {
+	switch {
+	case perm&scopes.Delete != 0:
+		return "delete"
+	case cur != nil:
+		return "update"
+	}
+	return "create"
+}
+
+// PatientAuthored reports whether a resource carries the patient-authored
+// tag.
+func PatientAuthored(res map[string]any) bool {
+	meta, _ := res["meta"].(map[string]any)
+	for _, t := range list(meta["tag"]) {
+		tm, _ := t.(map[string]any)
+		if tm["system"] == AuthoredSystem && tm["code"] == AuthoredPatient {
+			return true
+		}
+	}
+	return false
+}
+
+// names reports whether a Reference (or a list of them) names user.
+func names(v any, user string) bool {
+	if user == "" {
+		return false
+	}
+	for _, r := range list(v) {
+		m, _ := r.(map[string]any)
+		ref, _ := m["reference"].(string)
+		if ref == user || strings.HasSuffix(ref, "/"+user) {
+			return true
+		}
+	}
+	return false
+}
+
+func hasCoding(v any, codes ...string) bool {
+	for _, cc := range list(v) {
+		m, _ := cc.(map[string]any)
+		for _, c := range list(m["coding"]) {
+			cm, _ := c.(map[string]any)
+			if slices.Contains(codes, str(cm, "code")) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func list(v any) []any {
+	if l, ok := v.([]any); ok {
+		return l
+	}
+	if v != nil {
+		return []any{v}
+	}
+	return nil
+}
+
+func str(m map[string]any, k string) string { s, _ := m[k].(string); return s }
