@@ -21,7 +21,7 @@ import (
 
 // AuthoredSystem tags what a patient or proxy wrote.
 const (
-	AuthoredSystem = "http://hearth-fhir.org/CodeSystem/authored-by"
+	AuthoredSystem  = "http://hearth-fhir.org/CodeSystem/authored-by"
 	AuthoredPatient = "patient"
 )
 
@@ -83,7 +83,7 @@ var patientWrites = map[string]patientWrite{
 			}
 			return ""
 		}},
-	"Task": {create: true, update: true, author: "requester"},
+	"Task":    {create: true, update: true, author: "requester"},
 	"Consent": {create: true, update: true},
 }
 
