@@ -3,13 +3,16 @@
 package conformance
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/hearth-fhir/hearth/conformance/profile"
 	hfhir "github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/smart/access"
 )
 
 // Options describes the deployment the statement is for.
@@ -48,6 +51,23 @@ func security(o *OAuthURIs) *fhir.CapabilityStatementRestSecurity {
 			Extension: exts,
 		}},
 	}
+}
+
+// restDocumentation describes, in markdown, the rules a patient's token
+// writes under and when results are released: the same table the guard
+// enforces (access.PatientWriteRules).
+func restDocumentation() string {
+	var b strings.Builder
+	b.WriteString("A token bound to a patient (the patient's own or a proxy's) writes only into that patient's record, only what this table allows, ")
+	b.WriteString("and never changes what the care team wrote; what it writes is tagged http://hearth-fhir.org/CodeSystem/authored-by|patient and gets a Provenance.\n\n")
+	b.WriteString("| type | create | update | delete | must name the token's user | rule |\n|---|---|---|---|---|---|\n")
+	yes := map[bool]string{true: "yes", false: "no"}
+	for _, r := range access.PatientWriteRules() {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", r.Type, yes[r.Create], yes[r.Update], yes[r.Delete], r.Author, r.Rule)
+	}
+	b.WriteString("\nResults (DiagnosticReport, laboratory and imaging Observations, clinical-note and imaging DocumentReferences) are seen by patient and proxy tokens ")
+	b.WriteString("only once final and released: by $release, or after their category's delay (hearth serve --release-delay).")
+	return b.String()
 }
 
 // supportedProfiles are the profiles $validate (and, with
@@ -159,9 +179,10 @@ func CapabilityStatement(o Options) []byte {
 		Format:      []string{"json", "application/fhir+json"},
 		PatchFormat: []string{"application/json-patch+json", "application/fhir+json"},
 		Rest: []fhir.CapabilityStatementRest{{
-			Mode:     fhir.RestfulCapabilityModeServer,
-			Security: security(o.OAuth),
-			Resource: resources,
+			Mode:          fhir.RestfulCapabilityModeServer,
+			Documentation: ptr(restDocumentation()),
+			Security:      security(o.OAuth),
+			Resource:      resources,
 			Interaction: []fhir.CapabilityStatementRestInteraction{
 				{Code: fhir.SystemRestfulInteractionHistorySystem},
 				{Code: fhir.SystemRestfulInteractionBatch},
