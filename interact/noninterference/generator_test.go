@@ -238,6 +238,12 @@ func (g *generator) ownObservation(id string) string {
 	if id == "" {
 		delete(r.body, "id")
 	}
+	// Mostly a home reading by the token's user, which the patient write
+	// rules let it write; otherwise a lab result, which they refuse.
+	if user := g.sc.policy.FHIRUser; user != "" && g.chance(0.7) {
+		r.body["category"] = []any{coding(obsCat, "vital-signs")}
+		r.body["performer"] = []any{ref(user)}
+	}
 	if g.chance(0.2) {
 		r.body["identifier"] = []any{map[string]any{"system": obsIDs, "value": g.idOf("Observation")}}
 	}

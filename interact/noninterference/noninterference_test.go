@@ -6,7 +6,9 @@
 // type with modifiers, chains, nested _has, includes, counts, totals,
 // sorting and paging; reads, vreads and history; $everything; compartment
 // searches; batches and transactions; conditional creates, updates,
-// patches (JSON Patch and FHIRPath Patch) and deletes; $validate of an
+// patches (JSON Patch and FHIRPath Patch) and deletes, under the patient
+// write rules (home readings the token's user performed, lab results it
+// may not write); results not yet released; $validate of an
 // update or delete, which reads what it names; the audit trail's AuditEvents, of which world B
 // holds more, about other patients. It runs on the embedded store and on
 // FerretDB.
