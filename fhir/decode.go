@@ -98,3 +98,16 @@ func jsonErrorText(err error) string {
 	}
 	return "malformed JSON"
 }
+
+// AsList is a decoded JSON value as a list: an array as it is, one value
+// as a list of one, nothing as none. FHIR JSON code reads repeating and
+// single elements alike with it.
+func AsList(v any) []any {
+	if l, ok := v.([]any); ok {
+		return l
+	}
+	if v != nil {
+		return []any{v}
+	}
+	return nil
+}

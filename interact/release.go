@@ -50,9 +50,9 @@ type releaser struct {
 // resource that is not one (a vital sign, a patient's own reading).
 func ReleaseCategory(typ string, res map[string]any) string {
 	codes := map[string]bool{}
-	for _, cc := range asList(res["category"]) {
+	for _, cc := range fhir.AsList(res["category"]) {
 		m, _ := cc.(map[string]any)
-		for _, c := range asList(m["coding"]) {
+		for _, c := range fhir.AsList(m["coding"]) {
 			cm, _ := c.(map[string]any)
 			if code, _ := cm["code"].(string); code != "" {
 				codes[code] = true
@@ -86,16 +86,6 @@ func ReleaseCategory(typ string, res map[string]any) string {
 	return ""
 }
 
-func asList(v any) []any {
-	if l, ok := v.([]any); ok {
-		return l
-	}
-	if v != nil {
-		return []any{v}
-	}
-	return nil
-}
-
 // finalStatus: a result is ready to be seen once final or later.
 func finalStatus(typ string, res map[string]any) bool {
 	status, _ := res["status"].(string)
@@ -109,13 +99,13 @@ func finalStatus(typ string, res map[string]any) bool {
 // releaseState reads a resource's release tag and due instant.
 func releaseState(res map[string]any) (state string, due time.Time) {
 	meta, _ := res["meta"].(map[string]any)
-	for _, t := range asList(meta["tag"]) {
+	for _, t := range fhir.AsList(meta["tag"]) {
 		tm, _ := t.(map[string]any)
 		if tm["system"] == access.ReleaseSystem {
 			state, _ = tm["code"].(string)
 		}
 	}
-	for _, e := range asList(meta["extension"]) {
+	for _, e := range fhir.AsList(meta["extension"]) {
 		em, _ := e.(map[string]any)
 		if em["url"] == releaseDueURL {
 			s, _ := em["valueInstant"].(string)
@@ -172,7 +162,7 @@ func setRelease(body Body, state string, due time.Time) (Body, error) {
 	return withMeta(body, func(meta map[string]any) {
 		setTag(meta, access.ReleaseSystem, state)
 		var exts []any
-		for _, e := range asList(meta["extension"]) {
+		for _, e := range fhir.AsList(meta["extension"]) {
 			if em, _ := e.(map[string]any); em["url"] != releaseDueURL {
 				exts = append(exts, e)
 			}
@@ -210,7 +200,7 @@ func withMeta(body Body, edit func(meta map[string]any)) (Body, error) {
 // setTag makes code the one tag of system in meta.
 func setTag(meta map[string]any, system, code string) {
 	var tags []any
-	for _, t := range asList(meta["tag"]) {
+	for _, t := range fhir.AsList(meta["tag"]) {
 		if tm, _ := t.(map[string]any); tm["system"] != system {
 			tags = append(tags, t)
 		}
@@ -240,7 +230,7 @@ func (s *Session) Release(ctx context.Context, typ, id string) (Result, error) {
 		if !finalStatus(typ, report) {
 			return Result{}, problem(Unprocessable, "business-rule", "only a final result can be released; "+typ+"/"+id+" is not final")
 		}
-		for _, r := range asList(report["result"]) {
+		for _, r := range fhir.AsList(report["result"]) {
 			ref, _ := r.(map[string]any)["reference"].(string)
 			key := fhir.ParseReference(ref)
 			if key.Type != "Observation" || key.ID == "" {

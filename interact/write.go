@@ -274,6 +274,11 @@ func create(ctx context.Context, tx store.Tx, typ, id string, body Body, cond *f
 	if err != nil {
 		return Result{}, err
 	}
+	if typ == "QuestionnaireResponse" {
+		if err := checkResponse(ctx, tx, body); err != nil {
+			return Result{}, err
+		}
+	}
 	res, err := tx.Create(ctx, store.Write{Type: typ, ID: id, Body: body.Raw, Parsed: body.Parsed})
 	return Result{Outcome: Created, Resource: res, Info: "created " + typ + "/" + res.ID}, err
 }
@@ -290,6 +295,11 @@ func update(ctx context.Context, tx store.Tx, typ, id string, body Body, ifMatch
 	}
 	if body, err = body.stamped(typ, prev); err != nil {
 		return Result{}, err
+	}
+	if typ == "QuestionnaireResponse" {
+		if err := checkResponse(ctx, tx, body); err != nil {
+			return Result{}, err
+		}
 	}
 	if prev != nil && (ifMatch == 0 || ifMatch == cur.VersionID) && sameContent(cur.JSON, body) {
 		return Result{Outcome: Updated, Resource: cur, Info: "unchanged: " + typ + "/" + id + " already has this content"}, nil

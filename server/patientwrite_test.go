@@ -2,20 +2,24 @@ package server_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/hearth-fhir/hearth/interact"
-	"github.com/hearth-fhir/hearth/server"
 	"github.com/hearth-fhir/hearth/smart/access"
 	"github.com/hearth-fhir/hearth/smart/scopes"
 	"github.com/hearth-fhir/hearth/store"
 	"github.com/hearth-fhir/hearth/store/mongo"
 	"github.com/hearth-fhir/hearth/store/mongo/mongotest"
 )
+
+// staffPatientProxy are a clinic system's, patient p1's and p1's
+// mother's tokens.
+var staffPatientProxy = fixedTokens{
+	"staff": {Scopes: scopes.ParseSet("system/*.cruds"), ClientID: "ehr"},
+	"pat":   {Patient: "p1", Scopes: scopes.ParseSet("patient/*.cruds"), ClientID: "app", Subject: "p1", FHIRUser: "Patient/p1"},
+	"proxy": {Patient: "p1", Scopes: scopes.ParseSet("patient/*.cruds"), ClientID: "app", Subject: "mum", FHIRUser: "RelatedPerson/mum"},
+}
 
 // What a patient may write: the table of smart/access, over HTTP, with
 // patient, proxy and staff tokens, on both backends.
@@ -32,16 +36,7 @@ func TestPatientWriteRules(t *testing.T) {
 }
 
 func patientWriteRules(t *testing.T, st store.Store) {
-	ts := httptest.NewUnstartedServer(nil)
-	ts.Start()
-	t.Cleanup(ts.Close)
-	door := interact.New(st, interact.Config{BaseURL: ts.URL + "/fhir"})
-	tokens := fixedTokens{
-		"staff": {Scopes: scopes.ParseSet("system/*.cruds"), ClientID: "ehr"},
-		"pat":   {Patient: "p1", Scopes: scopes.ParseSet("patient/*.cruds"), ClientID: "app", Subject: "p1", FHIRUser: "Patient/p1"},
-		"proxy": {Patient: "p1", Scopes: scopes.ParseSet("patient/*.cruds"), ClientID: "app", Subject: "mum", FHIRUser: "RelatedPerson/mum"},
-	}
-	ts.Config.Handler = server.New(server.Config{BaseURL: ts.URL + "/fhir", MaxBodyBytes: 1 << 20, Version: "test", Tokens: tokens}, door, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ts, _ := tokenServer(t, st, interact.Config{}, staffPatientProxy)
 	as := func(token, method, path, body string) response {
 		return do(t, ts, method, path, body, withToken(token)...)
 	}
@@ -112,5 +107,34 @@ func patientWriteRules(t *testing.T, st store.Store) {
 	// Staff write what they like.
 	if r := as("staff", "POST", "/fhir/Condition", `{"resourceType":"Condition","subject":{"reference":"Patient/p1"},"code":{"text":"x"}}`); r.status != 201 {
 		t.Errorf("staff writing a Condition: %d %s", r.status, r.body)
+	}
+}
+
+// A patient's QuestionnaireResponse is checked against the questionnaire
+// the clinic published: a mismatch is a 400 naming the item's linkId.
+func TestQuestionnaireResponsesAreChecked(t *testing.T) {
+	ts, _ := tokenServer(t, openStore(t), interact.Config{}, staffPatientProxy)
+	do(t, ts, "PUT", "/fhir/Patient/p1", `{"resourceType":"Patient","id":"p1"}`, withToken("staff")...)
+	if r := do(t, ts, "PUT", "/fhir/Questionnaire/intake", `{"resourceType":"Questionnaire","id":"intake","url":"http://clinic.example/q/intake","status":"active","item":[
+		{"linkId":"smoke","type":"boolean","required":true},{"linkId":"packs","type":"integer","enableWhen":[{"question":"smoke","operator":"=","answerBoolean":true}]}]}`, withToken("staff")...); r.status != 201 {
+		t.Fatalf("questionnaire: %d %s", r.status, r.body)
+	}
+	qr := func(ref, items string) string {
+		if items != "" {
+			items = `,"item":[` + items + `]`
+		}
+		return `{"resourceType":"QuestionnaireResponse","questionnaire":"` + ref + `","status":"completed","subject":{"reference":"Patient/p1"},"author":{"reference":"Patient/p1"}` + items + `}`
+	}
+	for _, c := range []struct{ name, body, says string }{
+		{"required missing", qr("http://clinic.example/q/intake", ""), `item \"smoke\": is required`},
+		{"disabled item answered", qr("http://clinic.example/q/intake", `{"linkId":"smoke","answer":[{"valueBoolean":false}]},{"linkId":"packs","answer":[{"valueInteger":3}]}`), `item \"packs\": is not enabled`},
+		{"wrong type, by local reference", qr("Questionnaire/intake", `{"linkId":"smoke","answer":[{"valueInteger":1}]}`), `item \"smoke\": is a boolean question`},
+	} {
+		if r := do(t, ts, "POST", "/fhir/QuestionnaireResponse", c.body, withToken("pat")...); r.status != 400 || !strings.Contains(string(r.body), c.says) {
+			t.Errorf("%s: %d %s", c.name, r.status, r.body)
+		}
+	}
+	if r := do(t, ts, "POST", "/fhir/QuestionnaireResponse", qr("http://clinic.example/q/intake|", `{"linkId":"smoke","answer":[{"valueBoolean":true}]},{"linkId":"packs","answer":[{"valueInteger":1}]}`), withToken("pat")...); r.status != 201 {
+		t.Errorf("a valid response: %d %s", r.status, r.body)
 	}
 }

@@ -45,6 +45,19 @@ func (c *clock) advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
+// tokenServer serves Hearth over st with the door's cfg, its token check
+// answering from tokens.
+func tokenServer(t *testing.T, st store.Store, cfg interact.Config, tokens fixedTokens) (*httptest.Server, *interact.Door) {
+	t.Helper()
+	ts := httptest.NewUnstartedServer(nil)
+	ts.Start()
+	t.Cleanup(ts.Close)
+	cfg.BaseURL = ts.URL + "/fhir"
+	door := interact.New(st, cfg)
+	ts.Config.Handler = server.New(server.Config{BaseURL: cfg.BaseURL, MaxBodyBytes: 1 << 20, Version: "test", Tokens: tokens}, door, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return ts, door
+}
+
 func withToken(token string, headers ...string) []string {
 	return append([]string{"Authorization", "Bearer " + token}, headers...)
 }
@@ -83,16 +96,12 @@ func TestResultsReleasedAfterReview(t *testing.T) {
 
 func resultsReleased(t *testing.T, st store.Store) {
 	clk := &clock{now: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
-	ts := httptest.NewUnstartedServer(nil)
-	ts.Start()
-	t.Cleanup(ts.Close)
-	door := interact.New(st, interact.Config{BaseURL: ts.URL + "/fhir", ReleaseDelays: map[string]time.Duration{interact.ReleaseLaboratory: 72 * time.Hour}, Now: clk.Now})
 	tokens := fixedTokens{
 		"staff": {Scopes: scopes.ParseSet("system/*.cruds"), ClientID: "lab-system"},
 		"pat":   {Patient: "p1", Scopes: scopes.ParseSet("patient/*.cruds patient/*.rs"), ClientID: "app", Subject: "p1", FHIRUser: "Patient/p1"},
 		"proxy": {Patient: "p1", Scopes: scopes.ParseSet("patient/*.rs"), ClientID: "app", Subject: "mum", FHIRUser: "RelatedPerson/mum"},
 	}
-	ts.Config.Handler = server.New(server.Config{BaseURL: ts.URL + "/fhir", MaxBodyBytes: 1 << 20, Version: "test", Tokens: tokens}, door, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ts, door := tokenServer(t, st, interact.Config{ReleaseDelays: map[string]time.Duration{interact.ReleaseLaboratory: 72 * time.Hour}, Now: clk.Now}, tokens)
 
 	staff := func(method, path, body string, headers ...string) response {
 		return do(t, ts, method, path, body, withToken("staff", headers...)...)

@@ -56,7 +56,7 @@ var patientWrites = map[string]patientWrite{
 		}},
 	"Communication": {create: true, update: true, author: "sender",
 		check: func(res map[string]any) string {
-			for _, r := range list(res["recipient"]) {
+			for _, r := range fhir.AsList(res["recipient"]) {
 				ref, _ := r.(map[string]any)["reference"].(string)
 				t := fhir.ParseReference(ref).Type
 				if !slices.Contains([]string{"Practitioner", "PractitionerRole", "Organization", "CareTeam"}, t) {
@@ -78,7 +78,7 @@ var patientWrites = map[string]patientWrite{
 			if str(res, "intent") != "proposal" {
 				return "a patient's MedicationRequest is a renewal request: intent proposal"
 			}
-			if len(list(res["basedOn"])) == 0 {
+			if len(fhir.AsList(res["basedOn"])) == 0 {
 				return "a renewal request is basedOn the MedicationRequest it renews"
 			}
 			return ""
@@ -158,7 +158,7 @@ func verb(perm scopes.Perm, cur []byte) string {
 // tag.
 func PatientAuthored(res map[string]any) bool {
 	meta, _ := res["meta"].(map[string]any)
-	for _, t := range list(meta["tag"]) {
+	for _, t := range fhir.AsList(meta["tag"]) {
 		tm, _ := t.(map[string]any)
 		if tm["system"] == AuthoredSystem && tm["code"] == AuthoredPatient {
 			return true
@@ -172,7 +172,7 @@ func names(v any, user string) bool {
 	if user == "" {
 		return false
 	}
-	for _, r := range list(v) {
+	for _, r := range fhir.AsList(v) {
 		m, _ := r.(map[string]any)
 		ref, _ := m["reference"].(string)
 		if ref == user || strings.HasSuffix(ref, "/"+user) {
@@ -183,9 +183,9 @@ func names(v any, user string) bool {
 }
 
 func hasCoding(v any, codes ...string) bool {
-	for _, cc := range list(v) {
+	for _, cc := range fhir.AsList(v) {
 		m, _ := cc.(map[string]any)
-		for _, c := range list(m["coding"]) {
+		for _, c := range fhir.AsList(m["coding"]) {
 			cm, _ := c.(map[string]any)
 			if slices.Contains(codes, str(cm, "code")) {
 				return true
@@ -193,16 +193,6 @@ func hasCoding(v any, codes ...string) bool {
 		}
 	}
 	return false
-}
-
-func list(v any) []any {
-	if l, ok := v.([]any); ok {
-		return l
-	}
-	if v != nil {
-		return []any{v}
-	}
-	return nil
 }
 
 func str(m map[string]any, k string) string { s, _ := m[k].(string); return s }
