@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -19,6 +20,18 @@ var staffPatientProxy = fixedTokens{
 	"staff": {Scopes: scopes.ParseSet("system/*.cruds"), ClientID: "ehr"},
 	"pat":   {Patient: "p1", Scopes: scopes.ParseSet("patient/*.cruds"), ClientID: "app", Subject: "p1", FHIRUser: "Patient/p1"},
 	"proxy": {Patient: "p1", Scopes: scopes.ParseSet("patient/*.cruds"), ClientID: "app", Subject: "mum", FHIRUser: "RelatedPerson/mum"},
+}
+
+// bloodPressure is a home blood pressure reading, with or without its
+// diastolic component.
+func bloodPressure(performer string, diastolic bool) string {
+	comps := `{"code":{"coding":[{"system":"http://loinc.org","code":"8480-6"}]},"valueQuantity":{"value":121,"unit":"mmHg","system":"http://unitsofmeasure.org","code":"mm[Hg]"}}`
+	if diastolic {
+		comps += `,{"code":{"coding":[{"system":"http://loinc.org","code":"8462-4"}]},"valueQuantity":{"value":79,"unit":"mmHg","system":"http://unitsofmeasure.org","code":"mm[Hg]"}}`
+	}
+	return `{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],` +
+		`"code":{"coding":[{"system":"http://loinc.org","code":"85354-9"}]},"subject":{"reference":"Patient/p1"},"performer":[{"reference":"` + performer + `"}],` +
+		`"effectiveDateTime":"2026-11-30T07:30:00Z","component":[` + comps + `]}`
 }
 
 // What a patient may write: the table of smart/access, over HTTP, with
@@ -51,13 +64,14 @@ func patientWriteRules(t *testing.T, st store.Store) {
 	}
 	reading := func(performer string) string {
 		return `{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],` +
-			`"code":{"coding":[{"system":"http://loinc.org","code":"2339-0"}]},"subject":{"reference":"Patient/p1"},"performer":[{"reference":"` + performer + `"}],` +
+			`"code":{"coding":[{"system":"http://loinc.org","code":"2339-0"}]},"subject":{"reference":"Patient/p1"},"performer":[{"reference":"` + performer + `"}],"effectiveDateTime":"2026-11-30T07:30:00Z",` +
 			`"valueQuantity":{"value":104,"unit":"mg/dL","system":"http://unitsofmeasure.org","code":"mg/dL"}}`
 	}
 	// Allowed: own readings, messages, renewal requests — each tagged and
 	// with a Provenance naming the user (and the patient a proxy acts for).
 	allowed := []struct{ token, typ, body, provenance string }{
 		{"pat", "Observation", reading("Patient/p1"), `"who":{"reference":"Patient/p1"}`},
+		{"pat", "Observation", bloodPressure("Patient/p1", true), `"who":{"reference":"Patient/p1"}`},
 		{"proxy", "Observation", reading("RelatedPerson/mum"), `"onBehalfOf":{"reference":"Patient/p1"}`},
 		{"pat", "Communication", `{"resourceType":"Communication","status":"completed","subject":{"reference":"Patient/p1"},"sender":{"reference":"Patient/p1"},"recipient":[{"reference":"Practitioner/dr"}],"payload":[{"contentString":"question"}]}`, `"who":{"reference":"Patient/p1"}`},
 		{"pat", "MedicationRequest", `{"resourceType":"MedicationRequest","status":"active","intent":"proposal","medicationCodeableConcept":{"text":"metformin"},"subject":{"reference":"Patient/p1"},"requester":{"reference":"Patient/p1"},"basedOn":[{"reference":"MedicationRequest/mr1"}]}`, `"code":"CREATE"`},
@@ -83,6 +97,10 @@ func patientWriteRules(t *testing.T, st store.Store) {
 		{"pat", "POST", "/fhir/Observation", reading("Practitioner/dr"), "Observation.performer must be the token's user"},
 		{"proxy", "POST", "/fhir/Observation", reading("Patient/p1"), "RelatedPerson/mum"},
 		{"pat", "POST", "/fhir/MedicationRequest", `{"resourceType":"MedicationRequest","status":"active","intent":"order","medicationCodeableConcept":{"text":"x"},"subject":{"reference":"Patient/p1"},"requester":{"reference":"Patient/p1"}}`, "intent proposal"},
+		{"pat", "POST", "/fhir/Observation", strings.Replace(reading("Patient/p1"), `"code":"mg/dL"`, `"code":"mmol/L"`, 1), "valueQuantity in UCUM (mg/dL)"},
+		{"pat", "POST", "/fhir/Observation", strings.Replace(reading("Patient/p1"), `"effectiveDateTime":"2026-11-30T07:30:00Z",`, "", 1), "says when it was taken"},
+		{"pat", "POST", "/fhir/Observation", strings.Replace(reading("Patient/p1"), "2339-0", "2345-7", 1), "a vital sign coded in LOINC"},
+		{"pat", "POST", "/fhir/Observation", bloodPressure("Patient/p1", false), "systolic (8480-6) and diastolic (8462-4)"},
 		{"pat", "POST", "/fhir/Condition", `{"resourceType":"Condition","subject":{"reference":"Patient/p1"},"code":{"text":"x"}}`, "may not write Condition"},
 		{"pat", "PUT", "/fhir/Observation/lab1", strings.Replace(reading("Patient/p1"), `{"resourceType":"Observation",`, `{"resourceType":"Observation","id":"lab1",`, 1), "written by the care team"},
 		{"pat", "DELETE", "/fhir/Observation/lab1", "", "written by the care team"},
@@ -103,6 +121,19 @@ func patientWriteRules(t *testing.T, st store.Store) {
 	}
 	if r := as("pat", "DELETE", "/fhir/Observation/"+mine, ""); r.status != 200 && r.status != 204 {
 		t.Errorf("deleting their own reading: %d %s", r.status, r.body)
+	}
+	// Many readings in one batch; the clinician finds them as any other
+	// vital signs.
+	entries := make([]string, 50)
+	for i := range entries {
+		entries[i] = `{"resource":` + strings.Replace(reading("Patient/p1"), "104", fmt.Sprint(80+i), 1) + `,"request":{"method":"POST","url":"Observation"}}`
+	}
+	batch := as("pat", "POST", "/fhir", `{"resourceType":"Bundle","type":"batch","entry":[`+strings.Join(entries, ",")+`]}`)
+	if batch.status != 200 || strings.Count(string(batch.body), `"status":"201 Created"`) != 50 {
+		t.Errorf("a batch of 50 readings: %d %.300s", batch.status, batch.body)
+	}
+	if r := as("staff", "GET", "/fhir/Observation?patient=p1&category=vital-signs&_tag="+access.AuthoredSystem+"|patient&_summary=count", ""); !strings.Contains(string(r.body), `"total":52`) { // 3 readings, one deleted, and 50
+		t.Errorf("the clinician's search of patient-reported vital signs: %s", r.body)
 	}
 	// Staff write what they like.
 	if r := as("staff", "POST", "/fhir/Condition", `{"resourceType":"Condition","subject":{"reference":"Patient/p1"},"code":{"text":"x"}}`); r.status != 201 {

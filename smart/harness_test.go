@@ -127,7 +127,7 @@ func obs(id, patient, category, code string) string {
 // homeReading is an Observation a patient records: a vital sign they
 // performed themselves, as the patient write rules require.
 func homeReading(patient, code string) string {
-	return fmt.Sprintf(`{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],"code":{"coding":[{"system":"http://loinc.org","code":%q}]},"subject":{"reference":"Patient/%s"},"performer":[{"reference":"Patient/%s"}],"effectiveDateTime":"2024-01-01"}`, code, patient, patient)
+	return fmt.Sprintf(`{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],"code":{"coding":[{"system":"http://loinc.org","code":%q}]},"subject":{"reference":"Patient/%s"},"performer":[{"reference":"Patient/%s"}],"effectiveDateTime":"2024-01-01","valueQuantity":{"value":72,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}}`, code, patient, patient)
 }
 
 func (e *env) put(typ, id, body string) {

@@ -52,6 +52,9 @@ var patientWrites = map[string]patientWrite{
 			if !slices.Contains([]string{"preliminary", "final", "amended", "entered-in-error"}, str(res, "status")) {
 				return "a patient's Observation has status preliminary, final, amended or entered-in-error"
 			}
+			if hasCoding(res["category"], "vital-signs") {
+				return vitalSignShape(res)
+			}
 			return ""
 		}},
 	"Communication": {create: true, update: true, author: "sender",
@@ -98,7 +101,7 @@ func PatientWriteRules() []PatientWriteRule {
 }
 
 var ruleText = map[string]string{
-	"Observation":           "home readings: category vital-signs or survey; status preliminary, final, amended or entered-in-error",
+	"Observation":           "home readings: category vital-signs (a LOINC vital sign in its UCUM units, when taken) or survey; status preliminary, final, amended or entered-in-error",
 	"Communication":         "messages to a Practitioner, PractitionerRole, Organization or CareTeam",
 	"QuestionnaireResponse": "",
 	"Appointment":           "status proposed, pending, booked or cancelled",
@@ -196,3 +199,77 @@ func hasCoding(v any, codes ...string) bool {
 }
 
 func str(m map[string]any, k string) string { s, _ := m[k].(string); return s }
+
+// vitalSigns are the home readings a patient records, by LOINC code,
+// with the UCUM units each is measured in: US Core's vital signs.
+var vitalSigns = map[string][]string{
+	"2339-0":  {"mg/dL"},              // glucose in blood
+	"15074-8": {"mmol/L"},             // glucose in blood, molar
+	"29463-7": {"kg", "g", "[lb_av]"}, // body weight
+	"8302-2":  {"cm", "m", "[in_i]"},  // body height
+	"39156-5": {"kg/m2"},              // body mass index
+	"8867-4":  {"/min"},               // heart rate
+	"9279-1":  {"/min"},               // respiratory rate
+	"2708-6":  {"%"},                  // oxygen saturation in arterial blood
+	"59408-5": {"%"},                  // oxygen saturation by pulse oximetry
+	"8310-5":  {"Cel", "[degF]"},      // body temperature
+	"85354-9": nil,                    // blood pressure panel: its components
+}
+
+// bloodPressure are the components of a blood pressure panel.
+var bloodPressure = map[string]bool{"8480-6": true, "8462-4": true}
+
+const loinc, ucum = "http://loinc.org", "http://unitsofmeasure.org"
+
+// vitalSignShape checks a home reading the way US Core's vital signs
+// shape them: a LOINC vital sign, measured when (effective[x]), a value in
+// one of its UCUM units — or, for blood pressure, systolic and diastolic
+// components in mm[Hg].
+func vitalSignShape(res map[string]any) string {
+	code, ok := loincCode(res["code"])
+	units, known := vitalSigns[code]
+	if !ok || !known {
+		return "a home reading is a vital sign coded in LOINC (glucose, blood pressure, weight, height, BMI, heart or respiratory rate, SpO₂, temperature)"
+	}
+	if res["effectiveDateTime"] == nil && res["effectivePeriod"] == nil && res["effectiveInstant"] == nil {
+		return "a home reading says when it was taken (effectiveDateTime)"
+	}
+	if code == "85354-9" {
+		seen := map[string]bool{}
+		for _, c := range fhir.AsList(res["component"]) {
+			cm, _ := c.(map[string]any)
+			cc, _ := loincCode(cm["code"])
+			if !bloodPressure[cc] || !quantityIn(cm["valueQuantity"], "mm[Hg]") {
+				return "a blood pressure reading has systolic (8480-6) and diastolic (8462-4) components in mm[Hg]"
+			}
+			seen[cc] = true
+		}
+		if len(seen) != 2 {
+			return "a blood pressure reading has systolic (8480-6) and diastolic (8462-4) components in mm[Hg]"
+		}
+		return ""
+	}
+	if res["dataAbsentReason"] != nil {
+		return ""
+	}
+	if !quantityIn(res["valueQuantity"], units...) {
+		return fmt.Sprintf("a %s reading is a valueQuantity in UCUM (%s)", code, strings.Join(units, ", "))
+	}
+	return ""
+}
+
+func loincCode(cc any) (string, bool) {
+	m, _ := cc.(map[string]any)
+	for _, c := range fhir.AsList(m["coding"]) {
+		cm, _ := c.(map[string]any)
+		if str(cm, "system") == loinc {
+			return str(cm, "code"), true
+		}
+	}
+	return "", false
+}
+
+func quantityIn(q any, units ...string) bool {
+	m, _ := q.(map[string]any)
+	return m != nil && m["value"] != nil && str(m, "system") == ucum && slices.Contains(units, str(m, "code"))
+}
