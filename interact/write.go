@@ -56,6 +56,20 @@ type Body struct {
 	author *authorship
 }
 
+// checkContent applies the checks a resource's content needs against
+// other resources, in the write's transaction: a QuestionnaireResponse
+// against its Questionnaire; a patient's renewal request against the
+// prescription it renews.
+func checkContent(ctx context.Context, tx store.Tx, typ string, body Body) error {
+	switch {
+	case typ == "QuestionnaireResponse":
+		return checkResponse(ctx, tx, body)
+	case typ == "MedicationRequest" && body.author != nil:
+		return checkRenewal(ctx, tx, body)
+	}
+	return nil
+}
+
 // stamped is the body as the door writes it: its release state and its
 // authorship set; prev is the current version (nil for a create).
 func (b Body) stamped(typ string, prev []byte) (Body, error) {
@@ -274,10 +288,8 @@ func create(ctx context.Context, tx store.Tx, typ, id string, body Body, cond *f
 	if err != nil {
 		return Result{}, err
 	}
-	if typ == "QuestionnaireResponse" {
-		if err := checkResponse(ctx, tx, body); err != nil {
-			return Result{}, err
-		}
+	if err := checkContent(ctx, tx, typ, body); err != nil {
+		return Result{}, err
 	}
 	res, err := tx.Create(ctx, store.Write{Type: typ, ID: id, Body: body.Raw, Parsed: body.Parsed})
 	return Result{Outcome: Created, Resource: res, Info: "created " + typ + "/" + res.ID}, err
@@ -296,10 +308,8 @@ func update(ctx context.Context, tx store.Tx, typ, id string, body Body, ifMatch
 	if body, err = body.stamped(typ, prev); err != nil {
 		return Result{}, err
 	}
-	if typ == "QuestionnaireResponse" {
-		if err := checkResponse(ctx, tx, body); err != nil {
-			return Result{}, err
-		}
+	if err := checkContent(ctx, tx, typ, body); err != nil {
+		return Result{}, err
 	}
 	if prev != nil && (ifMatch == 0 || ifMatch == cur.VersionID) && sameContent(cur.JSON, body) {
 		return Result{Outcome: Updated, Resource: cur, Info: "unchanged: " + typ + "/" + id + " already has this content"}, nil

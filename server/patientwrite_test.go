@@ -112,6 +112,10 @@ func patientWriteRules(t *testing.T, st store.Store) {
 			t.Errorf("%s %s %s: %d %s, want 403 saying %q", r.token, r.method, r.path, got.status, got.body, r.why)
 		}
 	}
+	// A renewal of a prescription that is not the patient's is a 400.
+	if r := as("pat", "POST", "/fhir/MedicationRequest", `{"resourceType":"MedicationRequest","status":"active","intent":"proposal","medicationCodeableConcept":{"text":"x"},"subject":{"reference":"Patient/p1"},"requester":{"reference":"Patient/p1"},"basedOn":[{"reference":"MedicationRequest/nope"}]}`); r.status != 400 || !strings.Contains(string(r.body), "is not one of this patient's") {
+		t.Errorf("renewing an unknown prescription: %d %s", r.status, r.body)
+	}
 	if r := as("staff", "GET", "/fhir/Observation/lab1", ""); !strings.Contains(r.header.Get("ETag"), `"1"`) {
 		t.Errorf("the care team's observation changed: %s", r.header.Get("ETag"))
 	}
