@@ -235,6 +235,9 @@ func seedAccounts(st store.Store, door *interact.Door) error {
 			return err
 		}
 	}
+	if err := seedClinic(ctx, records, ids[0]); err != nil {
+		return err
+	}
 	// The demo app is a SMART app served at http://localhost:8000 (any:
 	// the fhirclient examples use launch.html and the root as redirect),
 	// so that the README's portal launch has somewhere to go.
@@ -244,6 +247,36 @@ func seedAccounts(st store.Store, door *interact.Door) error {
 	}
 	return addClient(st, &smart.Client{ID: demoBackend, Name: "Hearth demo backend", GrantTypes: []string{"client_credentials"},
 		Scope: "system/*.cruds system/*.rs system/*.read system/*.write", AuthMethod: "client_secret_basic"}, demoBackendSecret)
+}
+
+// seedClinic gives the demo patient what a portal shows besides the
+// record: a lab report still held for review and one released, a
+// prescription to ask a renewal of, a questionnaire the clinic assigned,
+// and a message from the care team. Fixed ids ("demo-…") let the README
+// name them.
+func seedClinic(ctx context.Context, records *interact.Session, patient string) error {
+	subject := `{"reference":"Patient/` + patient + `"}`
+	lab := `[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0074","code":"LAB"}]}]`
+	resources := []struct{ typ, body string }{
+		{"Practitioner", `{"resourceType":"Practitioner","id":"demo-dr","name":[{"family":"Okafor","given":["Ada"],"prefix":["Dr."]}]}`},
+		{"DiagnosticReport", `{"resourceType":"DiagnosticReport","id":"demo-lipids","status":"preliminary","category":` + lab + `,"code":{"coding":[{"system":"http://loinc.org","code":"57698-3","display":"Lipid panel"}]},"subject":` + subject + `,"performer":[{"reference":"Practitioner/demo-dr"}]}`},
+		{"DiagnosticReport", `{"resourceType":"DiagnosticReport","id":"demo-cbc","status":"final","category":` + lab + `,"code":{"coding":[{"system":"http://loinc.org","code":"58410-2","display":"CBC panel"}]},"subject":` + subject + `,"performer":[{"reference":"Practitioner/demo-dr"}],"conclusion":"Within normal limits"}`},
+		{"MedicationRequest", `{"resourceType":"MedicationRequest","id":"demo-rx","status":"active","intent":"order","medicationCodeableConcept":{"coding":[{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"860975","display":"metformin 500 MG Oral Tablet"}]},"subject":` + subject + `,"requester":{"reference":"Practitioner/demo-dr"},"dosageInstruction":[{"text":"1 tablet twice a day"}]}`},
+		{"Questionnaire", `{"resourceType":"Questionnaire","id":"demo-intake","url":"http://hearth.example/Questionnaire/intake","status":"active","title":"Before your visit","item":[{"linkId":"smoke","type":"boolean","text":"Do you smoke?","required":true},{"linkId":"packs","type":"integer","text":"Packs a day","enableWhen":[{"question":"smoke","operator":"=","answerBoolean":true}],"required":true},{"linkId":"concern","type":"text","text":"What would you like to talk about?"}]}`},
+		{"Task", `{"resourceType":"Task","id":"demo-intake-task","status":"requested","intent":"order","code":{"text":"Complete the questionnaire"},"focus":{"reference":"Questionnaire/demo-intake"},"for":` + subject + `,"requester":{"reference":"Practitioner/demo-dr"}}`},
+		{"Communication", `{"resourceType":"Communication","id":"demo-message","status":"completed","subject":` + subject + `,"sender":{"reference":"Practitioner/demo-dr"},"recipient":[` + subject + `],"sent":"2026-11-30T09:00:00Z","payload":[{"contentString":"Your CBC results are in and look good. Your lipid panel is still being reviewed."}]}`},
+	}
+	for _, r := range resources {
+		body, err := records.ParseResource([]byte(r.body), r.typ) // the session's: results get their release state
+		if err != nil {
+			return fmt.Errorf("demo %s: %w", r.typ, err)
+		}
+		id := body.ID()
+		if _, err := records.Update(ctx, r.typ, id, body, 0); err != nil {
+			return fmt.Errorf("demo %s/%s: %w", r.typ, id, err)
+		}
+	}
+	return nil
 }
 
 func printDemoAccounts(st store.Store) {
