@@ -173,3 +173,39 @@ func TestQuestionnaireResponsesAreChecked(t *testing.T) {
 		t.Errorf("a valid response: %d %s", r.status, r.body)
 	}
 }
+
+// Billing: the patient reads their own accounts, statements and claims;
+// the paperless-billing preference is a Consent they write.
+func TestBillingAndPaperlessPreference(t *testing.T) {
+	ts, _ := tokenServer(t, openStore(t), interact.Config{}, staffPatientProxy)
+	staff := func(method, path, body string) response { return do(t, ts, method, path, body, withToken("staff")...) }
+	for _, r := range []struct{ path, body string }{
+		{"/fhir/Patient/p1", `{"resourceType":"Patient","id":"p1"}`},
+		{"/fhir/Patient/p2", `{"resourceType":"Patient","id":"p2"}`},
+		{"/fhir/Account/acct1", `{"resourceType":"Account","id":"acct1","status":"active","subject":[{"reference":"Patient/p1"}],"name":"Guarantor account"}`},
+		{"/fhir/Account/acct2", `{"resourceType":"Account","id":"acct2","status":"active","subject":[{"reference":"Patient/p2"}]}`},
+		{"/fhir/Invoice/inv1", `{"resourceType":"Invoice","id":"inv1","status":"issued","subject":{"reference":"Patient/p1"},"account":{"reference":"Account/acct1"},"totalGross":{"value":120.5,"currency":"USD"}}`},
+		{"/fhir/DocumentReference/stmt1", `{"resourceType":"DocumentReference","id":"stmt1","status":"current","type":{"text":"Billing statement"},"subject":{"reference":"Patient/p1"},"content":[{"attachment":{"contentType":"application/pdf","data":"JVBERi0xLjQK","title":"Statement November 2026"}}]}`},
+	} {
+		if got := staff("PUT", r.path, r.body); got.status != 201 {
+			t.Fatalf("PUT %s: %d %s", r.path, got.status, got.body)
+		}
+	}
+	for path, want := range map[string]int{"/fhir/Account/acct1": 200, "/fhir/Invoice/inv1": 200, "/fhir/DocumentReference/stmt1": 200, "/fhir/Account/acct2": 404} {
+		if r := do(t, ts, "GET", path, "", withToken("pat")...); r.status != want {
+			t.Errorf("patient reading %s: %d, want %d", path, r.status, want)
+		}
+	}
+	paperless := `{"resourceType":"Consent","status":"active","scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},` +
+		`"category":[{"coding":[{"system":"http://hearth-fhir.org/CodeSystem/preference","code":"paperless-billing"}]}],"patient":{"reference":"Patient/p1"},` +
+		`"policyRule":{"text":"Statements by e-mail only"},"provision":{"type":"permit"}}`
+	if r := do(t, ts, "POST", "/fhir/Consent", paperless, withToken("pat")...); r.status != 201 {
+		t.Fatalf("the paperless preference: %d %s", r.status, r.body)
+	}
+	if r := staff("GET", "/fhir/Consent?patient=p1&category=http://hearth-fhir.org/CodeSystem/preference|paperless-billing&status=active", ""); !strings.Contains(string(r.body), `"total":1`) {
+		t.Errorf("billing's search of paperless patients: %s", r.body)
+	}
+	if r := do(t, ts, "POST", "/fhir/Consent", strings.Replace(paperless, "Patient/p1", "Patient/p2", 1), withToken("pat")...); r.status != 403 {
+		t.Errorf("a preference for another patient: %d %s", r.status, r.body)
+	}
+}
