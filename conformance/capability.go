@@ -66,7 +66,9 @@ func restDocumentation() string {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", r.Type, yes[r.Create], yes[r.Update], yes[r.Delete], r.Author, r.Rule)
 	}
 	b.WriteString("\nResults (DiagnosticReport, laboratory and imaging Observations, clinical-note and imaging DocumentReferences) are seen by patient and proxy tokens ")
-	b.WriteString("only once final and released: by $release, or after their category's delay (hearth serve --release-delay).")
+	b.WriteString("only once final and released: by $release, or after their category's delay (hearth serve --release-delay).\n\n")
+	b.WriteString("Schedule and Slot are directory data. POST or PUT of a booked, pending or proposed Appointment claims its free Slots (busy); ")
+	b.WriteString("a slot another booking holds is a 409; cancelling or rescheduling frees them.")
 	return b.String()
 }
 

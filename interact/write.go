@@ -54,14 +54,22 @@ type Body struct {
 	releaser *releaser
 	// author marks a body a patient or proxy writes (nil: anyone else).
 	author *authorship
+	// slotsClaimed: an Appointment whose slots book() has claimed.
+	slotsClaimed bool
 }
 
 // checkContent applies the checks a resource's content needs against
 // other resources, in the write's transaction: a QuestionnaireResponse
 // against its Questionnaire; a patient's renewal request against the
 // prescription it renews.
-func checkContent(ctx context.Context, tx store.Tx, typ string, body Body) error {
+func checkContent(ctx context.Context, tx store.Tx, typ, id string, body Body) error {
 	switch {
+	case typ == "Appointment" && !body.slotsClaimed:
+		changes, err := changesSlots(ctx, tx, id, body)
+		if err != nil || !changes {
+			return err
+		}
+		return problem(Invalid, "business-rule", "an appointment's slots are booked and freed by POST or PUT of the Appointment, not in a bundle or a patch")
 	case typ == "QuestionnaireResponse":
 		return checkResponse(ctx, tx, body)
 	case typ == "MedicationRequest" && body.author != nil:
@@ -228,12 +236,24 @@ func about(e audit.Event, typ, id string) audit.Event {
 
 // Create is POST [type]; with ifNoneExist, a conditional create.
 func (s *Session) Create(ctx context.Context, typ string, body Body, ifNoneExist *fhir.SearchQuery) (Result, error) {
-	return s.write(ctx, typ, createEvent, func(tx store.Tx) (Result, error) { return create(ctx, tx, typ, "", body, ifNoneExist) })
+	write := func(body Body) (Result, error) {
+		return s.write(ctx, typ, createEvent, func(tx store.Tx) (Result, error) { return create(ctx, tx, typ, "", body, ifNoneExist) })
+	}
+	if typ == "Appointment" && ifNoneExist == nil {
+		return s.book(ctx, "", body, write)
+	}
+	return write(body)
 }
 
 // Update is PUT [type]/[id]: an update, or a create with the client's id.
 func (s *Session) Update(ctx context.Context, typ, id string, body Body, ifMatch int64) (Result, error) {
-	return s.write(ctx, typ, about(updateEvent, typ, id), func(tx store.Tx) (Result, error) { return update(ctx, tx, typ, id, body, ifMatch) })
+	write := func(body Body) (Result, error) {
+		return s.write(ctx, typ, about(updateEvent, typ, id), func(tx store.Tx) (Result, error) { return update(ctx, tx, typ, id, body, ifMatch) })
+	}
+	if typ == "Appointment" {
+		return s.book(ctx, id, body, write)
+	}
+	return write(body)
 }
 
 // ConditionalUpdate is PUT [type]?search.
@@ -288,7 +308,7 @@ func create(ctx context.Context, tx store.Tx, typ, id string, body Body, cond *f
 	if err != nil {
 		return Result{}, err
 	}
-	if err := checkContent(ctx, tx, typ, body); err != nil {
+	if err := checkContent(ctx, tx, typ, id, body); err != nil {
 		return Result{}, err
 	}
 	res, err := tx.Create(ctx, store.Write{Type: typ, ID: id, Body: body.Raw, Parsed: body.Parsed})
@@ -308,7 +328,7 @@ func update(ctx context.Context, tx store.Tx, typ, id string, body Body, ifMatch
 	if body, err = body.stamped(typ, prev); err != nil {
 		return Result{}, err
 	}
-	if err := checkContent(ctx, tx, typ, body); err != nil {
+	if err := checkContent(ctx, tx, typ, id, body); err != nil {
 		return Result{}, err
 	}
 	if prev != nil && (ifMatch == 0 || ifMatch == cur.VersionID) && sameContent(cur.JSON, body) {

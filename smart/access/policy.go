@@ -50,6 +50,7 @@ var shared = map[string]bool{
 	"ConceptMap": true, "NamingSystem": true, "StructureDefinition": true, "SearchParameter": true,
 	"OperationDefinition": true, "CapabilityStatement": true, "ImplementationGuide": true,
 	"Questionnaire": true, "Library": true, "PlanDefinition": true, "ActivityDefinition": true,
+	"Schedule": true, "Slot": true, // the clinic's calendar: which times are free, never whose they are
 	"ObservationDefinition": true, "SpecimenDefinition": true,
 }
 

@@ -1,0 +1,153 @@
+package interact
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/store"
+)
+
+// Appointments book the clinic's free Slots. An Appointment that is booked,
+// pending or proposed holds its slots busy; one cancelled, or no longer
+// naming a slot, frees it. Of concurrent bookings of one slot exactly one
+// wins: a slot is claimed by updating it from free to busy on the version
+// read (compare-and-set, which SQLite and MongoDB alike settle by
+// versionId, across processes too), before the Appointment is written; an
+// Appointment that then fails frees what it claimed. The claim is the
+// door's own write, not the token's: a patient may not write Slots.
+//
+// Booking takes POST or PUT of the Appointment; a bundle or patch that
+// would change an Appointment's slots is refused, so that no path books
+// without the claim.
+
+// holdsSlots: the statuses in which an Appointment keeps its slots.
+var holdsSlots = []string{"proposed", "pending", "booked", "arrived", "fulfilled", "checked-in", "waitlist"}
+
+// slotsOf lists the Slot ids an Appointment body holds busy.
+func slotsOf(res map[string]any) []string {
+	status, _ := res["status"].(string)
+	if !slices.Contains(holdsSlots, status) {
+		return nil
+	}
+	var ids []string
+	for _, s := range fhir.AsList(res["slot"]) {
+		ref, _ := s.(map[string]any)["reference"].(string)
+		if k := fhir.ParseReference(ref); k.Type == "Slot" && k.ID != "" {
+			ids = append(ids, k.ID)
+		}
+	}
+	return ids
+}
+
+// ErrSlotTaken: the slot is not free (another booking has it): a 409.
+var ErrSlotTaken = fmt.Errorf("the slot is not free: %w", store.ErrConflict)
+
+// setSlot moves one slot between free and busy on the version read; a
+// slot not in the state expected is ErrSlotTaken (or, releasing, left).
+func (d *Door) setSlot(ctx context.Context, id, from, to string) error {
+	return d.data.Transact(ctx, func(tx store.Tx) error {
+		cur, err := tx.Read(ctx, "Slot", id)
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) {
+			return problem(Invalid, "not-found", "Slot/"+fhir.QuoteSafe(id)+" does not exist")
+		}
+		if err != nil {
+			return err
+		}
+		slot, err := fhir.DecodeResource(cur.JSON)
+		if err != nil {
+			return err
+		}
+		if slot["status"] != from {
+			return fmt.Errorf("Slot/%s: %w", id, ErrSlotTaken)
+		}
+		body, err := withStatus(Body{Raw: cur.JSON, Parsed: slot}, to)
+		if err != nil {
+			return err
+		}
+		_, _, err = tx.Update(ctx, store.Write{Type: "Slot", ID: id, Body: body.Raw, Parsed: body.Parsed, IfMatch: cur.VersionID})
+		if errors.Is(err, store.ErrVersionMismatch) {
+			return fmt.Errorf("Slot/%s: %w", id, ErrSlotTaken)
+		}
+		return err
+	})
+}
+
+func withStatus(body Body, status string) (Body, error) {
+	body.Parsed["status"] = status
+	raw, err := fhir.SetMember(body.Raw, "status", []byte(`"`+status+`"`))
+	body.Raw = raw
+	return body, err
+}
+
+// book writes an Appointment with its slot claims: it claims the slots the
+// new version holds that the current one does not, writes, and then frees
+// the slots the current version held that the new one does not. A failed
+// write frees what it claimed.
+func (s *Session) book(ctx context.Context, id string, body Body, write func(Body) (Result, error)) (Result, error) {
+	want := slotsOf(body.Parsed)
+	var had []string
+	if id != "" {
+		if cur, err := s.data.Read(ctx, "Appointment", id); err == nil {
+			if old, err := fhir.DecodeResource(cur.JSON); err == nil {
+				had = slotsOf(old)
+			}
+		}
+	}
+	var claimed []string
+	release := func(ids []string) {
+		for _, sid := range ids {
+			_ = s.door.setSlot(context.WithoutCancel(ctx), sid, "busy", "free")
+		}
+	}
+	for _, sid := range want {
+		if slices.Contains(had, sid) {
+			continue
+		}
+		if err := s.door.setSlot(ctx, sid, "free", "busy"); err != nil {
+			release(claimed)
+			return Result{}, err
+		}
+		claimed = append(claimed, sid)
+	}
+	body.slotsClaimed = true
+	res, err := write(body)
+	if err != nil {
+		release(claimed)
+		return res, err
+	}
+	release(slices.DeleteFunc(slices.Clone(had), func(sid string) bool { return slices.Contains(want, sid) }))
+	return res, nil
+}
+
+// changesSlots reports whether writing body over the current Appointment
+// would change the slots it holds: bundles and patches may not.
+func changesSlots(ctx context.Context, tx store.Tx, id string, body Body) (bool, error) {
+	res := body.Parsed
+	if res == nil {
+		var err error
+		if res, err = fhir.DecodeResource(body.Raw); err != nil {
+			return false, err
+		}
+	}
+	want := slotsOf(res)
+	var had []string
+	if id != "" {
+		cur, err := tx.Read(ctx, "Appointment", id)
+		if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrGone) {
+			return false, err
+		}
+		if err == nil {
+			old, err := fhir.DecodeResource(cur.JSON)
+			if err != nil {
+				return false, err
+			}
+			had = slotsOf(old)
+		}
+	}
+	slices.Sort(want)
+	slices.Sort(had)
+	return !slices.Equal(want, had), nil
+}
