@@ -209,3 +209,53 @@ func TestBillingAndPaperlessPreference(t *testing.T) {
 		t.Errorf("a preference for another patient: %d %s", r.status, r.body)
 	}
 }
+
+// Messages: the patient writes to the care team with an attachment, the
+// clinician replies, the reply is in the patient's inbox and unread until
+// the patient marks it read — the one change they may make to it.
+func TestMessages(t *testing.T) {
+	ts, _ := tokenServer(t, openStore(t), interact.Config{}, staffPatientProxy)
+	pat := func(method, path, body string) response { return do(t, ts, method, path, body, withToken("pat")...) }
+	do(t, ts, "PUT", "/fhir/Patient/p1", `{"resourceType":"Patient","id":"p1"}`, withToken("staff")...)
+	msg := func(attachment string) string {
+		return `{"resourceType":"Communication","status":"completed","subject":{"reference":"Patient/p1"},"sender":{"reference":"Patient/p1"},"recipient":[{"reference":"Practitioner/dr"}],` +
+			`"sent":"2026-12-01T08:00:00Z","payload":[{"contentString":"My rash is back"}` + attachment + `]}`
+	}
+	photo := `,{"contentAttachment":{"contentType":"image/jpeg","data":"/9j/4AAQSkZJRg==","title":"rash.jpg"}}`
+	r := pat("POST", "/fhir/Communication", msg(photo))
+	if r.status != 201 {
+		t.Fatalf("the patient's message: %d %s", r.status, r.body)
+	}
+	question := r.json(t)["id"].(string)
+	for name, body := range map[string]string{
+		"an executable": msg(`,{"contentAttachment":{"contentType":"application/x-msdownload","data":"TVo="}}`),
+		"a link":        msg(`,{"contentAttachment":{"contentType":"image/jpeg","url":"http://elsewhere.example/x.jpg"}}`),
+		"6 MB":          msg(`,{"contentAttachment":{"contentType":"application/pdf","data":"` + strings.Repeat("A", 8<<20) + `"}}`),
+	} {
+		if r := pat("POST", "/fhir/Communication", body); r.status != 403 {
+			t.Errorf("an attachment that is %s: %d %.200s", name, r.status, r.body)
+		}
+	}
+	reply := `{"resourceType":"Communication","status":"completed","subject":{"reference":"Patient/p1"},"sender":{"reference":"Practitioner/dr"},"recipient":[{"reference":"Patient/p1"}],` +
+		`"inResponseTo":[{"reference":"Communication/` + question + `"}],"sent":"2026-12-01T10:00:00Z","payload":[{"contentString":"Please come in tomorrow"}]}`
+	r = do(t, ts, "POST", "/fhir/Communication", reply, withToken("staff")...)
+	if r.status != 201 {
+		t.Fatalf("the reply: %d %s", r.status, r.body)
+	}
+	answer := r.json(t)["id"].(string)
+	if got := ids(t, pat("GET", "/fhir/Communication?recipient=Patient/p1&received:missing=true", "")); got != "Communication/"+answer {
+		t.Errorf("unread in the inbox: %q", got)
+	}
+	current := pat("GET", "/fhir/Communication/"+answer, "")
+	edited := strings.Replace(string(current.body), "Please come in tomorrow", "Never mind", 1)
+	if r := pat("PUT", "/fhir/Communication/"+answer, edited); r.status != 403 {
+		t.Errorf("the patient editing the clinician's message: %d %s", r.status, r.body)
+	}
+	read := strings.Replace(string(current.body), `"sent":"2026-12-01T10:00:00Z"`, `"sent":"2026-12-01T10:00:00Z","received":"2026-12-01T12:00:00Z"`, 1)
+	if r := pat("PUT", "/fhir/Communication/"+answer, read); r.status != 200 {
+		t.Fatalf("marking the reply read: %d %s", r.status, r.body)
+	}
+	if got := ids(t, pat("GET", "/fhir/Communication?recipient=Patient/p1&received:missing=true", "")); got != "" {
+		t.Errorf("unread after reading: %q", got)
+	}
+}

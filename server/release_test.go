@@ -54,7 +54,7 @@ func tokenServer(t *testing.T, st store.Store, cfg interact.Config, tokens fixed
 	t.Cleanup(ts.Close)
 	cfg.BaseURL = ts.URL + "/fhir"
 	door := interact.New(st, cfg)
-	ts.Config.Handler = server.New(server.Config{BaseURL: cfg.BaseURL, MaxBodyBytes: 1 << 20, Version: "test", Tokens: tokens}, door, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ts.Config.Handler = server.New(server.Config{BaseURL: cfg.BaseURL, MaxBodyBytes: 16 << 20, Version: "test", Tokens: tokens}, door, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	return ts, door
 }
 

@@ -1,7 +1,9 @@
 package access
 
 import (
+	"encoding/base64"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -66,7 +68,7 @@ var patientWrites = map[string]patientWrite{
 					return "a patient's message goes to a Practitioner, PractitionerRole, Organization or CareTeam"
 				}
 			}
-			return ""
+			return attachmentsAllowed(res)
 		}},
 	"QuestionnaireResponse": {create: true, update: true, delete: true, author: "author"},
 	"Appointment": {create: true, update: true,
@@ -102,7 +104,7 @@ func PatientWriteRules() []PatientWriteRule {
 
 var ruleText = map[string]string{
 	"Observation":           "home readings: category vital-signs (a LOINC vital sign in its UCUM units, when taken) or survey; status preliminary, final, amended or entered-in-error",
-	"Communication":         "messages to a Practitioner, PractitionerRole, Organization or CareTeam",
+	"Communication":         "messages to a Practitioner, PractitionerRole, Organization or CareTeam, attachments (PDF, image, text) at most 5 MB; the recipient may mark the care team's message read (received)",
 	"QuestionnaireResponse": "",
 	"Appointment":           "status proposed, pending, booked or cancelled",
 	"MedicationRequest":     "renewal requests only: intent proposal, basedOn the MedicationRequest renewed",
@@ -125,7 +127,13 @@ func (p *Policy) patientMayWrite(typ string, perm scopes.Perm, body, cur []byte)
 	}
 	if cur != nil {
 		old, err := fhir.DecodeResource(cur)
-		if err != nil || !PatientAuthored(old) {
+		if err != nil {
+			return err
+		}
+		if !PatientAuthored(old) {
+			if typ == "Communication" && body != nil && p.marksRead(old, body) {
+				return nil // the recipient saying a message was read
+			}
 			return fmt.Errorf("%s/%s was written by the care team; a patient's or proxy's token changes only what a patient wrote: %w", typ, str(old, "id"), ErrForbidden)
 		}
 	}
@@ -272,4 +280,49 @@ func loincCode(cc any) (string, bool) {
 func quantityIn(q any, units ...string) bool {
 	m, _ := q.(map[string]any)
 	return m != nil && m["value"] != nil && str(m, "system") == ucum && slices.Contains(units, str(m, "code"))
+}
+
+// marksRead reports whether body is the care team's message old, sent to
+// the token's patient or user, with only its received time added: how a
+// patient marks a message read.
+func (p *Policy) marksRead(old map[string]any, body []byte) bool {
+	res, err := fhir.DecodeResource(body)
+	if err != nil || res["received"] == nil || old["received"] != nil {
+		return false
+	}
+	if !names(old["recipient"], "Patient/"+p.Patient) && !names(old["recipient"], p.FHIRUser) {
+		return false
+	}
+	for _, m := range []map[string]any{old, res} {
+		delete(m, "meta")
+		delete(m, "received")
+	}
+	return reflect.DeepEqual(old, res)
+}
+
+// Attachments of a patient's message: what a portal accepts.
+const maxAttachmentBytes = 5 << 20
+
+var attachmentTypes = []string{"application/pdf", "image/jpeg", "image/png", "image/heic", "text/plain"}
+
+// attachmentsAllowed: a message's attachments carry their data (no
+// links elsewhere), of a type a portal accepts, at most 5 MB each.
+func attachmentsAllowed(res map[string]any) string {
+	for _, pl := range fhir.AsList(res["payload"]) {
+		m, _ := pl.(map[string]any)
+		a, ok := m["contentAttachment"].(map[string]any)
+		if !ok {
+			continue
+		}
+		data, _ := a["data"].(string)
+		switch {
+		case data == "":
+			return "an attachment a patient sends carries its data"
+		case !slices.Contains(attachmentTypes, str(a, "contentType")):
+			return "an attachment is a PDF, a JPEG, PNG or HEIC image, or plain text"
+		case base64.StdEncoding.DecodedLen(len(data)) > maxAttachmentBytes:
+			return fmt.Sprintf("an attachment is at most %d MB", maxAttachmentBytes>>20)
+		}
+	}
+	return ""
 }
