@@ -264,7 +264,25 @@ func seedClinic(ctx context.Context, records *interact.Session, patient string) 
 		{"MedicationRequest", `{"resourceType":"MedicationRequest","id":"demo-rx","status":"active","intent":"order","medicationCodeableConcept":{"coding":[{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"860975","display":"metformin 500 MG Oral Tablet"}]},"subject":` + subject + `,"requester":{"reference":"Practitioner/demo-dr"},"dosageInstruction":[{"text":"1 tablet twice a day"}]}`},
 		{"Questionnaire", `{"resourceType":"Questionnaire","id":"demo-intake","url":"http://hearth.example/Questionnaire/intake","status":"active","title":"Before your visit","item":[{"linkId":"smoke","type":"boolean","text":"Do you smoke?","required":true},{"linkId":"packs","type":"integer","text":"Packs a day","enableWhen":[{"question":"smoke","operator":"=","answerBoolean":true}],"required":true},{"linkId":"concern","type":"text","text":"What would you like to talk about?"}]}`},
 		{"Task", `{"resourceType":"Task","id":"demo-intake-task","status":"requested","intent":"order","code":{"text":"Complete the questionnaire"},"focus":{"reference":"Questionnaire/demo-intake"},"for":` + subject + `,"requester":{"reference":"Practitioner/demo-dr"}}`},
+		{"CareTeam", `{"resourceType":"CareTeam","id":"demo-careteam","status":"active","name":"Primary care","subject":` + subject + `,"participant":[{"member":{"reference":"Practitioner/demo-dr"}}]}`},
+		{"Schedule", `{"resourceType":"Schedule","id":"demo-schedule","active":true,"actor":[{"reference":"Practitioner/demo-dr"}],"comment":"Dr. Okafor's clinic hours"}`},
+		{"Account", `{"resourceType":"Account","id":"demo-account","status":"active","name":"Guarantor account","subject":[` + subject + `]}`},
+		{"DocumentReference", `{"resourceType":"DocumentReference","id":"demo-statement","status":"current","type":{"text":"Billing statement"},"subject":` + subject + `,"content":[{"attachment":{"contentType":"application/pdf","data":"JVBERi0xLjQKJcTl8uXrp/Og0MTGCg==","title":"Statement, November 2026"}}]}`},
 		{"Communication", `{"resourceType":"Communication","id":"demo-message","status":"completed","subject":` + subject + `,"sender":{"reference":"Practitioner/demo-dr"},"recipient":[` + subject + `],"sent":"2026-11-30T09:00:00Z","payload":[{"contentString":"Your CBC results are in and look good. Your lipid panel is still being reviewed."}]}`},
+	}
+	// Free 20-minute slots on the coming weekdays' mornings.
+	day := time.Now().UTC().Truncate(24 * time.Hour)
+	for n := 0; n < 10; {
+		day = day.Add(24 * time.Hour)
+		if day.Weekday() == time.Saturday || day.Weekday() == time.Sunday {
+			continue
+		}
+		n++
+		for k := range 3 {
+			start := day.Add(9*time.Hour + time.Duration(k)*20*time.Minute)
+			resources = append(resources, struct{ typ, body string }{"Slot", fmt.Sprintf(`{"resourceType":"Slot","id":"demo-slot-%s-%d","schedule":{"reference":"Schedule/demo-schedule"},"status":"free","start":%q,"end":%q}`,
+				day.Format("20060102"), k, fhir.FormatInstant(start), fhir.FormatInstant(start.Add(20*time.Minute)))})
+		}
 	}
 	for _, r := range resources {
 		body, err := records.ParseResource([]byte(r.body), r.typ) // the session's: results get their release state

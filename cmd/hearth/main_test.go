@@ -97,8 +97,8 @@ func TestServeSeedsDemoPatients(t *testing.T) {
 		t.Fatalf("seeded patient: %d %.200s", status, body)
 	}
 	status, body = request(t, "GET", base+"/_history?_count=1", "")
-	if status != 200 || !strings.Contains(body, `"total":11641`) {
-		t.Errorf("system history after seeding (7,160 NDJSON + 4,472 bundle resources + the demo proxy's 2 RelatedPersons + the demo clinic's 7): %d %.200s", status, body)
+	if status != 200 || !strings.Contains(body, `"total":11675`) {
+		t.Errorf("system history after seeding (7,160 NDJSON + 4,472 bundle resources + the demo proxy's 2 RelatedPersons + the demo clinic's 41: 11 records and 30 free slots): %d %.200s", status, body)
 	}
 	// The Synthea NDJSON's conditional references were resolved on import.
 	status, body = request(t, "GET", base+"/Encounter?participant:missing=false&_count=1&_include=Encounter:participant", "")
@@ -286,8 +286,8 @@ func TestInterruptedFirstStartSeedsAgain(t *testing.T) {
 	}
 	_, base := startServer(t, nil, "--data", data, "--seed-dir", "testdata/synthea-10")
 	status, body := request(t, "GET", base+"/_history?_count=0", "")
-	if status != 200 || !strings.Contains(body, `"total":7169`) {
-		t.Errorf("after the second start (7,160 resources + the demo proxy's 2 RelatedPersons + the demo clinic's 7): %d %.200s", status, body)
+	if status != 200 || !strings.Contains(body, `"total":7203`) {
+		t.Errorf("after the second start (7,160 resources + the demo proxy's 2 RelatedPersons + the demo clinic's 41: 11 records and 30 free slots): %d %.200s", status, body)
 	}
 }
 
