@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -9,23 +8,11 @@ import (
 
 	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/store"
-	"github.com/hearth-fhir/hearth/store/mongo"
-	"github.com/hearth-fhir/hearth/store/mongo/mongotest"
 )
 
 // Twenty patients' apps book one slot at once: exactly one appointment
 // is made, the others are told the slot is taken; cancelling frees it.
-func TestOneSlotOneAppointment(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) { oneSlotOneAppointment(t, openStore(t)) })
-	t.Run("mongo", func(t *testing.T) {
-		st, err := mongo.Open(context.Background(), mongotest.URI(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		oneSlotOneAppointment(t, st)
-	})
-}
+func TestOneSlotOneAppointment(t *testing.T) { onEachBackend(t, oneSlotOneAppointment) }
 
 func appointment(slot, patient string) string {
 	return `{"resourceType":"Appointment","status":"booked","slot":[{"reference":"Slot/` + slot + `"}],"start":"2026-12-10T09:00:00Z","end":"2026-12-10T09:20:00Z",` +

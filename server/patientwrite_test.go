@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,8 +9,6 @@ import (
 	"github.com/hearth-fhir/hearth/smart/access"
 	"github.com/hearth-fhir/hearth/smart/scopes"
 	"github.com/hearth-fhir/hearth/store"
-	"github.com/hearth-fhir/hearth/store/mongo"
-	"github.com/hearth-fhir/hearth/store/mongo/mongotest"
 )
 
 // staffPatientProxy are a clinic system's, patient p1's and p1's
@@ -36,17 +33,7 @@ func bloodPressure(performer string, diastolic bool) string {
 
 // What a patient may write: the table of smart/access, over HTTP, with
 // patient, proxy and staff tokens, on both backends.
-func TestPatientWriteRules(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) { patientWriteRules(t, openStore(t)) })
-	t.Run("mongo", func(t *testing.T) {
-		st, err := mongo.Open(context.Background(), mongotest.URI(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		patientWriteRules(t, st)
-	})
-}
+func TestPatientWriteRules(t *testing.T) { onEachBackend(t, patientWriteRules) }
 
 func patientWriteRules(t *testing.T, st store.Store) {
 	ts, _ := tokenServer(t, st, interact.Config{}, staffPatientProxy)
@@ -147,8 +134,10 @@ func patientWriteRules(t *testing.T, st store.Store) {
 
 // A patient's QuestionnaireResponse is checked against the questionnaire
 // the clinic published: a mismatch is a 400 naming the item's linkId.
-func TestQuestionnaireResponsesAreChecked(t *testing.T) {
-	ts, _ := tokenServer(t, openStore(t), interact.Config{}, staffPatientProxy)
+func TestQuestionnaireResponsesAreChecked(t *testing.T) { onEachBackend(t, questionnaireResponses) }
+
+func questionnaireResponses(t *testing.T, st store.Store) {
+	ts, _ := tokenServer(t, st, interact.Config{}, staffPatientProxy)
 	do(t, ts, "PUT", "/fhir/Patient/p1", `{"resourceType":"Patient","id":"p1"}`, withToken("staff")...)
 	if r := do(t, ts, "PUT", "/fhir/Questionnaire/intake", `{"resourceType":"Questionnaire","id":"intake","url":"http://clinic.example/q/intake","status":"active","item":[
 		{"linkId":"smoke","type":"boolean","required":true},{"linkId":"packs","type":"integer","enableWhen":[{"question":"smoke","operator":"=","answerBoolean":true}]}]}`, withToken("staff")...); r.status != 201 {
@@ -176,8 +165,10 @@ func TestQuestionnaireResponsesAreChecked(t *testing.T) {
 
 // Billing: the patient reads their own accounts, statements and claims;
 // the paperless-billing preference is a Consent they write.
-func TestBillingAndPaperlessPreference(t *testing.T) {
-	ts, _ := tokenServer(t, openStore(t), interact.Config{}, staffPatientProxy)
+func TestBillingAndPaperlessPreference(t *testing.T) { onEachBackend(t, billing) }
+
+func billing(t *testing.T, st store.Store) {
+	ts, _ := tokenServer(t, st, interact.Config{}, staffPatientProxy)
 	staff := func(method, path, body string) response { return do(t, ts, method, path, body, withToken("staff")...) }
 	for _, r := range []struct{ path, body string }{
 		{"/fhir/Patient/p1", `{"resourceType":"Patient","id":"p1"}`},
@@ -213,8 +204,10 @@ func TestBillingAndPaperlessPreference(t *testing.T) {
 // Messages: the patient writes to the care team with an attachment, the
 // clinician replies, the reply is in the patient's inbox and unread until
 // the patient marks it read — the one change they may make to it.
-func TestMessages(t *testing.T) {
-	ts, _ := tokenServer(t, openStore(t), interact.Config{}, staffPatientProxy)
+func TestMessages(t *testing.T) { onEachBackend(t, messages) }
+
+func messages(t *testing.T, st store.Store) {
+	ts, _ := tokenServer(t, st, interact.Config{}, staffPatientProxy)
 	pat := func(method, path, body string) response { return do(t, ts, method, path, body, withToken("pat")...) }
 	do(t, ts, "PUT", "/fhir/Patient/p1", `{"resourceType":"Patient","id":"p1"}`, withToken("staff")...)
 	msg := func(attachment string) string {

@@ -80,19 +80,23 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// Results are seen by the patient only once final and released: by a
-// clinician's $release, or after their category's delay. On both backends.
-func TestResultsReleasedAfterReview(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) { resultsReleased(t, openStore(t)) })
+// onEachBackend runs a test on a fresh SQLite store and a fresh MongoDB
+// database (FerretDB).
+func onEachBackend(t *testing.T, test func(t *testing.T, st store.Store)) {
+	t.Run("sqlite", func(t *testing.T) { test(t, openStore(t)) })
 	t.Run("mongo", func(t *testing.T) {
 		st, err := mongo.Open(context.Background(), mongotest.URI(t))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
-		resultsReleased(t, st)
+		test(t, st)
 	})
 }
+
+// Results are seen by the patient only once final and released: by a
+// clinician's $release, or after their category's delay. On both backends.
+func TestResultsReleasedAfterReview(t *testing.T) { onEachBackend(t, resultsReleased) }
 
 func resultsReleased(t *testing.T, st store.Store) {
 	clk := &clock{now: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
