@@ -30,9 +30,9 @@ var (
 	security    = []string{actCode + "|HIV", actCode + "|PSY", confCode + "|V", confCode + "|R", confCode + "|N", actCode + "|"}
 	practs      = []string{"dr-1", "dr-2", "dr-3", "dr-9"}
 	orgs        = []string{"org-1", "org-2", "org-9"}
-	suffixes    = []string{"-obs-0", "-obs-1", "-obs-2", "-obs-3", "-enc-0", "-cond-0", "-mr-0", "-list", "-comm", "-prov", "-hiv", "-senc", "-mr-arv", "-obs-psy", "-obs-r", "-obs-new", "-obs-extra", "-prov-x", "-list-x", "-obs-prelim", "-dr-final", "-dr-prelim", "-dr-img", "-doc-prelim"}
+	suffixes    = []string{"-obs-0", "-obs-1", "-obs-2", "-obs-3", "-enc-0", "-cond-0", "-mr-0", "-list", "-comm", "-prov", "-hiv", "-senc", "-mr-arv", "-obs-psy", "-obs-r", "-obs-new", "-obs-extra", "-prov-x", "-list-x", "-obs-prelim", "-dr-final", "-dr-prelim", "-dr-img", "-doc-prelim", "-appt", "-renewal"}
 	releaseTags = []string{access.ReleaseSystem + "|held", access.ReleaseSystem + "|pending", access.ReleaseSystem + "|released"}
-	types       = []string{"Observation", "Patient", "Condition", "Encounter", "Practitioner", "Organization", "MedicationRequest", "Medication", "List", "Communication", "Provenance", "Group", "DiagnosticReport", "DocumentReference"}
+	types       = []string{"Observation", "Patient", "Condition", "Encounter", "Practitioner", "Organization", "MedicationRequest", "Medication", "List", "Communication", "Provenance", "Group", "DiagnosticReport", "DocumentReference", "Appointment"}
 )
 
 func (g *generator) pick(xs []string) string { return xs[g.rng.IntN(len(xs))] }
@@ -62,8 +62,8 @@ func (g *generator) idOf(typ string) string {
 	}
 	want := map[string][]string{
 		"Observation": {"-obs-0", "-obs-1", "-obs-3", "-obs-psy", "-obs-r", "-obs-new", "-obs-extra", "-obs-prelim"}, "Condition": {"-cond-0", "-hiv"},
-		"DiagnosticReport": {"-dr-final", "-dr-prelim", "-dr-img"}, "DocumentReference": {"-doc-prelim"},
-		"Encounter": {"-enc-0", "-senc"}, "MedicationRequest": {"-mr-0", "-mr-arv"}, "List": {"-list", "-list-x"},
+		"DiagnosticReport": {"-dr-final", "-dr-prelim", "-dr-img"}, "DocumentReference": {"-doc-prelim"}, "Appointment": {"-appt"},
+		"Encounter": {"-enc-0", "-senc"}, "MedicationRequest": {"-mr-0", "-mr-arv", "-renewal"}, "List": {"-list", "-list-x"},
 		"Communication": {"-comm"}, "Provenance": {"-prov", "-prov-x"},
 	}[typ]
 	if len(want) == 0 {
@@ -135,6 +135,7 @@ func (g *generator) param(typ string) (string, string) {
 		return g.pickParam([][2]string{
 			{"medication", "Medication/" + g.idOf("Medication")}, {"patient", p}, {"_security", g.pick(security)},
 			{"requester", "Practitioner/" + g.pick(practs)}, {"medication.code", "1999563"},
+			{"intent", g.pick([]string{"order", "proposal"})}, {"requester", "Patient/" + p},
 		})
 	case "Medication":
 		return g.pickParam([][2]string{
@@ -155,6 +156,11 @@ func (g *generator) param(typ string) (string, string) {
 			{"category", g.pick([]string{"LAB", "RAD"})}, {"result", "Observation/" + g.idOf("Observation")},
 			{"result.code", g.pick(codes)}, {"result.status", g.pick([]string{"final", "preliminary"})},
 			{"_tag", g.pick(releaseTags)}, {"_tag:not", g.pick(releaseTags)}, {"_id", g.idOf("DiagnosticReport")},
+		})
+	case "Appointment":
+		return g.pickParam([][2]string{
+			{"patient", p}, {"actor", "Patient/" + p}, {"status", g.pick([]string{"booked", "cancelled"})},
+			{"practitioner", "Practitioner/" + g.pick(practs)}, {"date", g.pick(dates)},
 		})
 	case "DocumentReference":
 		return g.pickParam([][2]string{

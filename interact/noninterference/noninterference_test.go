@@ -8,7 +8,8 @@
 // searches; batches and transactions; conditional creates, updates,
 // patches (JSON Patch and FHIRPath Patch) and deletes, under the patient
 // write rules (home readings the token's user performed, lab results it
-// may not write); results not yet released; $validate of an
+// may not write); results not yet released; other patients' messages,
+// appointments and renewal requests; $validate of an
 // update or delete, which reads what it names; the audit trail's AuditEvents, of which world B
 // holds more, about other patients. It runs on the embedded store and on
 // FerretDB.

@@ -155,6 +155,15 @@ func record(p person) []res {
 			"status": "completed", "subject": ref("Patient/" + pid), "sender": ref("Patient/" + pid),
 			"recipient": []any{ref("Practitioner/dr-1")}, "payload": []any{map[string]any{"contentString": "question"}},
 		}),
+		// An appointment and a renewal request of the patient's own.
+		newRes("Appointment", pid+"-appt", map[string]any{
+			"status": "booked", "start": "2026-12-10T09:00:00Z", "end": "2026-12-10T09:20:00Z",
+			"participant": []any{map[string]any{"actor": ref("Patient/" + pid), "status": "accepted"}, map[string]any{"actor": ref("Practitioner/dr-1"), "status": "accepted"}},
+		}),
+		newRes("MedicationRequest", pid+"-renewal", map[string]any{
+			"status": "active", "intent": "proposal", "subject": ref("Patient/" + pid), "medicationReference": ref("Medication/med-1"),
+			"requester": ref("Patient/" + pid), "basedOn": []any{ref("MedicationRequest/" + pid + "-mr-0")},
+		}),
 		newRes("Provenance", pid+"-prov", map[string]any{
 			"target": []any{ref("Observation/" + pid + "-obs-0")}, "recorded": "2020-03-01T10:00:00Z",
 			"agent": []any{map[string]any{"who": ref("Practitioner/dr-1")}},
