@@ -63,7 +63,7 @@ func patientWriteRules(t *testing.T, st store.Store) {
 		{"pat", "Communication", `{"resourceType":"Communication","status":"completed","subject":{"reference":"Patient/p1"},"sender":{"reference":"Patient/p1"},"recipient":[{"reference":"Practitioner/dr"}],"payload":[{"contentString":"question"}]}`, `"who":{"reference":"Patient/p1"}`},
 		{"pat", "MedicationRequest", `{"resourceType":"MedicationRequest","status":"active","intent":"proposal","medicationCodeableConcept":{"text":"metformin"},"subject":{"reference":"Patient/p1"},"requester":{"reference":"Patient/p1"},"basedOn":[{"reference":"MedicationRequest/mr1"}]}`, `"code":"CREATE"`},
 	}
-	var mine string
+	var mine, renewal string
 	for _, a := range allowed {
 		r := as(a.token, "POST", "/fhir/"+a.typ, a.body)
 		if r.status != 201 || !strings.Contains(string(r.body), `"code":"patient","system":"`+access.AuthoredSystem+`"`) {
@@ -72,6 +72,9 @@ func patientWriteRules(t *testing.T, st store.Store) {
 		id := r.json(t)["id"].(string)
 		if mine == "" {
 			mine = id
+		}
+		if a.typ == "MedicationRequest" {
+			renewal = id
 		}
 		prov := as("staff", "GET", "/fhir/Provenance?target="+a.typ+"/"+id, "")
 		if !strings.Contains(string(prov.body), a.provenance) || !strings.Contains(string(prov.body), a.typ+"/"+id+"/_history/1") {
@@ -98,6 +101,15 @@ func patientWriteRules(t *testing.T, st store.Store) {
 		if got.status != 403 || !strings.Contains(string(got.body), r.why) {
 			t.Errorf("%s %s %s: %d %s, want 403 saying %q", r.token, r.method, r.path, got.status, got.body, r.why)
 		}
+	}
+	// Staff deny the renewal request; the patient sees the answer.
+	denied := as("staff", "GET", "/fhir/MedicationRequest/"+renewal, "")
+	body := strings.Replace(string(denied.body), `"status":"active"`, `"status":"cancelled","statusReason":{"text":"Please book a visit first"}`, 1)
+	if r := as("staff", "PUT", "/fhir/MedicationRequest/"+renewal, body); r.status != 200 {
+		t.Fatalf("staff answering the renewal request: %d %s", r.status, r.body)
+	}
+	if r := as("pat", "GET", "/fhir/MedicationRequest?intent=proposal", ""); !strings.Contains(string(r.body), `"status":"cancelled"`) || !strings.Contains(string(r.body), "book a visit") {
+		t.Errorf("the patient's view of the answer: %s", r.body)
 	}
 	// A renewal of a prescription that is not the patient's is a 400.
 	if r := as("pat", "POST", "/fhir/MedicationRequest", `{"resourceType":"MedicationRequest","status":"active","intent":"proposal","medicationCodeableConcept":{"text":"x"},"subject":{"reference":"Patient/p1"},"requester":{"reference":"Patient/p1"},"basedOn":[{"reference":"MedicationRequest/nope"}]}`); r.status != 400 || !strings.Contains(string(r.body), "is not one of this patient's") {
