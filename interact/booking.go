@@ -47,32 +47,35 @@ var ErrSlotTaken = fmt.Errorf("the slot is not free: %w", store.ErrConflict)
 
 // setSlot moves one slot between free and busy on the version read; a
 // slot not in the state expected is ErrSlotTaken (or, releasing, left).
-func (d *Door) setSlot(ctx context.Context, id, from, to string) error {
-	return d.data.Transact(ctx, func(tx store.Tx) error {
+// It is the door's own write, recorded in the audit trail as done for the
+// session's user.
+func (s *Session) setSlot(ctx context.Context, id, from, to string) error {
+	_, err := s.door.Unrestricted(s.who).write(ctx, "Slot", about(updateEvent, "Slot", id), func(tx store.Tx) (Result, error) {
 		cur, err := tx.Read(ctx, "Slot", id)
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) {
-			return problem(Invalid, "not-found", "Slot/"+fhir.QuoteSafe(id)+" does not exist")
+			return Result{}, problem(Invalid, "not-found", "Slot/"+fhir.QuoteSafe(id)+" does not exist")
 		}
 		if err != nil {
-			return err
+			return Result{}, err
 		}
 		slot, err := fhir.DecodeResource(cur.JSON)
 		if err != nil {
-			return err
+			return Result{}, err
 		}
 		if slot["status"] != from {
-			return fmt.Errorf("Slot/%s: %w", id, ErrSlotTaken)
+			return Result{}, fmt.Errorf("Slot/%s: %w", id, ErrSlotTaken)
 		}
 		body, err := withStatus(Body{Raw: cur.JSON, Parsed: slot}, to)
 		if err != nil {
-			return err
+			return Result{}, err
 		}
-		_, _, err = tx.Update(ctx, store.Write{Type: "Slot", ID: id, Body: body.Raw, Parsed: body.Parsed, IfMatch: cur.VersionID})
+		res, _, err := tx.Update(ctx, store.Write{Type: "Slot", ID: id, Body: body.Raw, Parsed: body.Parsed, IfMatch: cur.VersionID})
 		if errors.Is(err, store.ErrVersionMismatch) {
-			return fmt.Errorf("Slot/%s: %w", id, ErrSlotTaken)
+			return Result{}, fmt.Errorf("Slot/%s: %w", id, ErrSlotTaken)
 		}
-		return err
+		return Result{Outcome: Updated, Resource: res, Info: "Slot/" + id + " " + to}, err
 	})
+	return err
 }
 
 func withStatus(body Body, status string) (Body, error) {
@@ -99,14 +102,14 @@ func (s *Session) book(ctx context.Context, id string, body Body, write func(Bod
 	var claimed []string
 	release := func(ids []string) {
 		for _, sid := range ids {
-			_ = s.door.setSlot(context.WithoutCancel(ctx), sid, "busy", "free")
+			_ = s.setSlot(context.WithoutCancel(ctx), sid, "busy", "free")
 		}
 	}
 	for _, sid := range want {
 		if slices.Contains(had, sid) {
 			continue
 		}
-		if err := s.door.setSlot(ctx, sid, "free", "busy"); err != nil {
+		if err := s.setSlot(ctx, sid, "free", "busy"); err != nil {
 			release(claimed)
 			return Result{}, err
 		}
