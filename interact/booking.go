@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/store"
 )
 
@@ -16,8 +20,10 @@ import (
 // wins: a slot is claimed by updating it from free to busy on the version
 // read (compare-and-set, which SQLite and MongoDB alike settle by
 // versionId, across processes too), before the Appointment is written; an
-// Appointment that then fails frees what it claimed. The claim is the
-// door's own write, not the token's: a patient may not write Slots.
+// Appointment that then fails frees what it claimed, and a claim no
+// appointment came to hold (a process stopped between the two) is freed
+// after five minutes (FreeOrphanSlots). The claim is the door's own
+// write, not the token's: a patient may not write Slots.
 //
 // Booking takes POST or PUT of the Appointment; a bundle or patch that
 // would change an Appointment's slots is refused, so that no path books
@@ -153,4 +159,46 @@ func changesSlots(ctx context.Context, tx store.Tx, id string, body Body) (bool,
 	slices.Sort(want)
 	slices.Sort(had)
 	return !slices.Equal(want, had), nil
+}
+
+// orphanAge is how long a busy slot may go without an appointment holding
+// it before it is freed: longer than any booking takes between its claim
+// and its appointment's write.
+const orphanAge = 5 * time.Minute
+
+// FreeOrphanSlots frees the slots a booking claimed and then never held:
+// a process that stopped between a claim and its appointment's write.
+// `hearth serve` runs it every minute, beside ReleaseDue. It returns how
+// many it freed.
+func (d *Door) FreeOrphanSlots(ctx context.Context) (int, error) {
+	s := d.Unrestricted(audit.Agent{User: "hearth-slots"})
+	before := d.cfg.Now().Add(-orphanAge)
+	q, err := fhir.ParseSearch("Slot", url.Values{"status": {"busy"}, "_lastUpdated": {"lt" + fhir.FormatInstant(before)}, "_count": {"500"}},
+		fhir.SearchOptions{DefaultCount: 500, MaxCount: 500})
+	if err != nil {
+		return 0, err
+	}
+	busy, err := s.data.SearchIDs(ctx, q, "", 500)
+	if err != nil {
+		return 0, err
+	}
+	freed := 0
+	for _, id := range busy {
+		held, err := fhir.ParseSearch("Appointment", url.Values{"slot": {"Slot/" + id}, "status": {strings.Join(holdsSlots, ",")}, "_count": {"1"}},
+			fhir.SearchOptions{DefaultCount: 1, MaxCount: 1})
+		if err != nil {
+			return freed, err
+		}
+		holders, err := s.data.SearchIDs(ctx, held, "", 1)
+		if err != nil {
+			return freed, err
+		}
+		if len(holders) > 0 {
+			continue
+		}
+		if err := s.setSlot(ctx, id, "busy", "free"); err == nil {
+			freed++
+		}
+	}
+	return freed, nil
 }

@@ -1,10 +1,12 @@
 package server_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/store"
@@ -20,7 +22,8 @@ func appointment(slot, patient string) string {
 }
 
 func oneSlotOneAppointment(t *testing.T, st store.Store) {
-	ts, _ := tokenServer(t, st, interact.Config{}, staffPatientProxy)
+	clk := &clock{now: time.Now()}
+	ts, door := tokenServer(t, st, interact.Config{Now: clk.Now}, staffPatientProxy)
 	staff := func(method, path, body string) response { return do(t, ts, method, path, body, withToken("staff")...) }
 	for _, r := range []struct{ path, body string }{
 		{"/fhir/Patient/p1", `{"resourceType":"Patient","id":"p1"}`},
@@ -85,6 +88,24 @@ func oneSlotOneAppointment(t *testing.T, st store.Store) {
 	}
 	if r := staff("GET", "/fhir/Slot/s2", ""); !strings.Contains(string(r.body), `"status":"free"`) {
 		t.Errorf("after cancelling, Slot/s2: %s", r.body)
+	}
+	// A claim no appointment came to hold (a process stopped between the
+	// two) is freed after five minutes; a held one is not.
+	staff("PUT", "/fhir/Slot/s3", `{"resourceType":"Slot","id":"s3","schedule":{"reference":"Schedule/dr"},"status":"busy","start":"2026-12-10T10:00:00Z","end":"2026-12-10T10:20:00Z"}`)
+	if r := do(t, ts, "POST", "/fhir/Appointment", appointment("s1", "p1"), withToken("pat")...); r.status != 201 {
+		t.Fatalf("booking s1 again: %d %s", r.status, r.body)
+	}
+	if n, err := door.FreeOrphanSlots(context.Background()); err != nil || n != 0 {
+		t.Errorf("orphans at once: %d %v", n, err)
+	}
+	clk.advance(6 * time.Minute)
+	if n, err := door.FreeOrphanSlots(context.Background()); err != nil || n != 1 {
+		t.Errorf("orphans after five minutes: %d %v", n, err)
+	}
+	for slot, want := range map[string]string{"s1": "busy", "s3": "free"} {
+		if r := staff("GET", "/fhir/Slot/"+slot, ""); !strings.Contains(string(r.body), fmt.Sprintf(`"status":%q`, want)) {
+			t.Errorf("after freeing orphans, Slot/%s: %s", slot, r.body)
+		}
 	}
 	// A bundle cannot book around the claim.
 	tx := `{"resourceType":"Bundle","type":"batch","entry":[{"resource":` + appointment("s1", "p1") + `,"request":{"method":"POST","url":"Appointment"}}]}`

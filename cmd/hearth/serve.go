@@ -361,7 +361,8 @@ func parseReleaseDelays(v string) (map[string]time.Duration, error) {
 }
 
 // releaseDueResults releases, every minute, the pending results whose
-// delay has passed, until ctx ends.
+// delay has passed, and frees the slots bookings claimed and never held,
+// until ctx ends.
 func releaseDueResults(ctx context.Context, door *interact.Door, log *slog.Logger) {
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
@@ -370,6 +371,11 @@ func releaseDueResults(ctx context.Context, door *interact.Door, log *slog.Logge
 			log.Warn("releasing due results failed", slog.String("error", err.Error()))
 		} else if n > 0 {
 			log.Info("released results whose delay passed", slog.Int("count", n))
+		}
+		if n, err := door.FreeOrphanSlots(ctx); err != nil {
+			log.Warn("freeing orphan slots failed", slog.String("error", err.Error()))
+		} else if n > 0 {
+			log.Info("freed slots a booking claimed and never held", slog.Int("count", n))
 		}
 		select {
 		case <-ctx.Done():
