@@ -21,6 +21,19 @@ type Issue struct {
 	Diagnostics string
 }
 
+// SplitIssues separates the issues that make a resource invalid (error,
+// fatal) from the others (warnings, information).
+func SplitIssues(issues []Issue) (errs, others []Issue) {
+	for _, is := range issues {
+		if is.Severity == "error" || is.Severity == "fatal" {
+			errs = append(errs, is)
+		} else {
+			others = append(others, is)
+		}
+	}
+	return errs, others
+}
+
 func (i Issue) Error() string {
 	if i.Expression == "" {
 		return i.Diagnostics

@@ -97,14 +97,9 @@ func withStatus(body Body, status string) (Body, error) {
 // write frees what it claimed.
 func (s *Session) book(ctx context.Context, id string, body Body, write func(Body) (Result, error)) (Result, error) {
 	want := slotsOf(body.Parsed)
-	var had []string
-	if id != "" {
-		if cur, err := s.data.Read(ctx, "Appointment", id); err == nil {
-			if old, err := fhir.DecodeResource(cur.JSON); err == nil {
-				had = slotsOf(old)
-			}
-		}
-	}
+	// What the token cannot read it holds nothing of: the write itself
+	// then answers for the refusal.
+	had, _ := heldSlots(ctx, s.data, id)
 	var claimed []string
 	release := func(ids []string) {
 		for _, sid := range ids {
@@ -131,30 +126,39 @@ func (s *Session) book(ctx context.Context, id string, body Body, write func(Bod
 	return res, nil
 }
 
+// heldSlots lists the slots Appointment/id holds now: none when there is
+// no such appointment (yet), or none the reader may see.
+func heldSlots(ctx context.Context, r interface {
+	Read(ctx context.Context, typ, id string) (store.Resource, error)
+}, id string) ([]string, error) {
+	if id == "" {
+		return nil, nil
+	}
+	cur, err := r.Read(ctx, "Appointment", id)
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	old, err := fhir.DecodeResource(cur.JSON)
+	if err != nil {
+		return nil, err
+	}
+	return slotsOf(old), nil
+}
+
 // changesSlots reports whether writing body over the current Appointment
 // would change the slots it holds: bundles and patches may not.
 func changesSlots(ctx context.Context, tx store.Tx, id string, body Body) (bool, error) {
-	res := body.Parsed
-	if res == nil {
-		var err error
-		if res, err = fhir.DecodeResource(body.Raw); err != nil {
-			return false, err
-		}
+	res, err := body.decoded()
+	if err != nil {
+		return false, err
 	}
 	want := slotsOf(res)
-	var had []string
-	if id != "" {
-		cur, err := tx.Read(ctx, "Appointment", id)
-		if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrGone) {
-			return false, err
-		}
-		if err == nil {
-			old, err := fhir.DecodeResource(cur.JSON)
-			if err != nil {
-				return false, err
-			}
-			had = slotsOf(old)
-		}
+	had, err := heldSlots(ctx, tx, id)
+	if err != nil {
+		return false, err
 	}
 	slices.Sort(want)
 	slices.Sort(had)

@@ -17,12 +17,9 @@ import (
 // questionnaire the server does not hold cannot be checked; the response
 // is taken as R4 validates it.
 func checkResponse(ctx context.Context, tx store.Tx, body Body) error {
-	res := body.Parsed
-	if res == nil {
-		var err error
-		if res, err = fhir.DecodeResource(body.Raw); err != nil {
-			return err
-		}
+	res, err := body.decoded()
+	if err != nil {
+		return err
 	}
 	ref, _ := res["questionnaire"].(string)
 	if ref == "" {

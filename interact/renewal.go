@@ -20,12 +20,9 @@ import (
 // checkRenewal: the prescription a patient's renewal request is based on
 // must be one of theirs that they may see, active, and an order or plan.
 func checkRenewal(ctx context.Context, tx store.Tx, body Body) error {
-	res := body.Parsed
-	if res == nil {
-		var err error
-		if res, err = fhir.DecodeResource(body.Raw); err != nil {
-			return err
-		}
+	res, err := body.decoded()
+	if err != nil {
+		return err
 	}
 	if res["intent"] != "proposal" {
 		return nil

@@ -88,6 +88,15 @@ func (b Body) stamped(typ string, prev []byte) (Body, error) {
 	return b.author.stamp(b)
 }
 
+// decoded is the resource decoded: Parsed, or the bytes decoded again
+// where a large bundle let Parsed go.
+func (b Body) decoded() (map[string]any, error) {
+	if b.Parsed != nil {
+		return b.Parsed, nil
+	}
+	return fhir.DecodeResource(b.Raw)
+}
+
 // ID is the id the resource carries ("" if none).
 func (b Body) ID() string {
 	if b.Parsed != nil {
@@ -114,24 +123,11 @@ func ParseResource(raw []byte, wantType string) (Body, error) {
 	if len(issues) > 0 {
 		return Body{}, &Problem{Kind: Invalid, Issues: issues}
 	}
-	errs, warnings := splitSeverity(invariant.Check(parsed))
+	errs, warnings := fhir.SplitIssues(invariant.Check(parsed))
 	if len(errs) > 0 {
 		return Body{}, &Problem{Kind: Invalid, Issues: errs}
 	}
 	return Body{Raw: raw, Parsed: parsed, Warnings: warnings}, nil
-}
-
-// splitSeverity separates the issues that make a resource invalid from
-// the warnings.
-func splitSeverity(issues []fhir.Issue) (errs, warnings []fhir.Issue) {
-	for _, is := range issues {
-		if is.Severity == "error" || is.Severity == "fatal" {
-			errs = append(errs, is)
-		} else {
-			warnings = append(warnings, is)
-		}
-	}
-	return errs, warnings
 }
 
 // ParseResource is the package's ParseResource and, where the door checks
@@ -147,7 +143,7 @@ func (s *Session) ParseResource(raw []byte, wantType string) (Body, error) {
 	if s.door.cfg.Profiles == nil {
 		return body, nil
 	}
-	errs, warnings := splitSeverity(s.door.cfg.Profiles.ValidateClaims(body.Parsed))
+	errs, warnings := fhir.SplitIssues(s.door.cfg.Profiles.ValidateClaims(body.Parsed))
 	if len(errs) > 0 {
 		return Body{}, &Problem{Kind: Invalid, Issues: errs}
 	}

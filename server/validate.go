@@ -108,20 +108,6 @@ func validateParameters(raw []byte, mode string, profiles []string) ([]byte, str
 	return resource, mode, profiles, nil
 }
 
-// release handles POST DiagnosticReport|Observation|DocumentReference/[id]/$release:
-// a clinician releases a final result to the patient now.
-func (s *Server) release(w http.ResponseWriter, r *http.Request) {
-	typ, id := chi.URLParam(r, "type"), chi.URLParam(r, "id")
-	switch typ {
-	case "DiagnosticReport", "Observation", "DocumentReference":
-	default:
-		s.writeError(w, r, errorf(http.StatusNotFound, "not-supported", "$release is defined on DiagnosticReport, Observation and DocumentReference"))
-		return
-	}
-	res, err := s.session(r).Release(r.Context(), typ, id)
-	s.respondResult(w, r, res, nil, err)
-}
-
 // validationProfiles is the registry $validate checks profiles against.
 func validationProfiles() *profile.Registry {
 	reg, err := profile.USCore()

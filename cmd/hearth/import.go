@@ -194,18 +194,6 @@ func (im *importer) add(file string, line int, raw []byte) error {
 	return nil
 }
 
-// invariantErrors keeps the issues that make a resource invalid; an
-// import has no one to show warnings to.
-func invariantErrors(issues []fhir.Issue) []fhir.Issue {
-	var errs []fhir.Issue
-	for _, is := range issues {
-		if is.Severity == "error" {
-			errs = append(errs, is)
-		}
-	}
-	return errs
-}
-
 // validate validates the queued resources in parallel and moves the valid
 // ones to the batch.
 func (im *importer) validate() {
@@ -216,7 +204,7 @@ func (im *importer) validate() {
 		p.typ, p.parsed, issues[i], errs[i] = fhir.ValidateDecoded(p.body)
 		p.id, _ = p.parsed["id"].(string)
 		if errs[i] == nil && len(issues[i]) == 0 {
-			issues[i] = invariantErrors(invariant.Check(p.parsed))
+			issues[i], _ = fhir.SplitIssues(invariant.Check(p.parsed)) // an import has no one to show warnings to
 		}
 	})
 	for i, p := range im.raw {

@@ -64,7 +64,8 @@ func (k *kit) usCoreSuite() {
 					continue
 				}
 				checked++
-				for _, is := range errorIssues(p.Validate(res, reg.Lookup)) {
+				errs, _ := fhir.SplitIssues(p.Validate(res, reg.Lookup))
+				for _, is := range errs {
 					bad[is.Expression+": "+is.Diagnostics]++
 				}
 			}
@@ -115,22 +116,12 @@ func (k *kit) usCoreSuite() {
 			if err := r.expect("read back", 200); err != nil {
 				return err
 			}
-			if errs := errorIssues(p.Validate(r.json, reg.Lookup)); len(errs) > 0 {
+			if errs, _ := fhir.SplitIssues(p.Validate(r.json, reg.Lookup)); len(errs) > 0 {
 				return fmt.Errorf("%d profile errors, first: %s", len(errs), errs[0].Error())
 			}
 			return nil
 		})
 	}
-}
-
-func errorIssues(issues []fhir.Issue) []fhir.Issue {
-	var out []fhir.Issue
-	for _, is := range issues {
-		if is.Severity == "error" {
-			out = append(out, is)
-		}
-	}
-	return out
 }
 
 // topIssues lists the most frequent issues with their counts.

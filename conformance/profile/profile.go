@@ -64,7 +64,7 @@ type structureDefinition struct {
 	Name         string `json:"name"`
 	Type         string `json:"type"`
 	Snapshot     struct {
-		Element []map[string]json.RawMessage `json:"element"`
+		Element []json.RawMessage `json:"element"`
 	} `json:"snapshot"`
 }
 
@@ -106,7 +106,7 @@ func Compile(raw []byte) (*Profile, error) {
 	return p, nil
 }
 
-func compileElement(raw map[string]json.RawMessage, base map[string]bool) (*element, error) {
+func compileElement(raw json.RawMessage, base map[string]bool) (*element, error) {
 	var e struct {
 		ID          string `json:"id"`
 		Path        string `json:"path"`
@@ -136,8 +136,13 @@ func compileElement(raw map[string]json.RawMessage, base map[string]bool) (*elem
 			Expression string `json:"expression"`
 		} `json:"constraint"`
 	}
-	b, _ := json.Marshal(raw)
-	if err := json.Unmarshal(b, &e); err != nil {
+	// The element's known members, and all of them by name for the
+	// fixed[x] and pattern[x] whose type is in the name.
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(raw, &members); err != nil {
 		return nil, err
 	}
 	el := &element{id: e.ID, path: e.Path, sliceName: e.SliceName, min: e.Min, max: -1, mustSupport: e.MustSupport}
@@ -158,7 +163,7 @@ func compileElement(raw map[string]json.RawMessage, base map[string]bool) (*elem
 	if e.Binding != nil && e.Binding.ValueSet != "" {
 		el.binding = &binding{e.Binding.Strength, strings.SplitN(e.Binding.ValueSet, "|", 2)[0]}
 	}
-	for k, v := range raw {
+	for k, v := range members {
 		var target *any
 		switch {
 		case strings.HasPrefix(k, "fixed"):

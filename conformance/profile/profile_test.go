@@ -37,16 +37,6 @@ func example(t *testing.T, name string) map[string]any {
 	return m
 }
 
-func errorsOf(issues []fhir.Issue) []fhir.Issue {
-	var out []fhir.Issue
-	for _, is := range issues {
-		if is.Severity == "error" {
-			out = append(out, is)
-		}
-	}
-	return out
-}
-
 var examples = []struct{ file, profile string }{
 	{"patient.json", "us-core-patient"},
 	{"blood-pressure.json", "us-core-blood-pressure"},
@@ -63,14 +53,14 @@ func TestUSCoreExamplesConform(t *testing.T) {
 		if _, issues, err := fhir.Validate(raw); err != nil || len(issues) > 0 {
 			t.Errorf("%s is not valid R4: %v %v", ex.file, err, issues)
 		}
-		if errs := errorsOf(invariant.Check(res)); len(errs) > 0 {
+		if errs, _ := fhir.SplitIssues(invariant.Check(res)); len(errs) > 0 {
 			t.Errorf("%s breaks R4 invariants: %v", ex.file, errs)
 		}
 		p := reg.Lookup(usCore + ex.profile)
 		if p == nil {
 			t.Fatalf("no profile %s", ex.profile)
 		}
-		if errs := errorsOf(p.Validate(res, reg.Lookup)); len(errs) > 0 {
+		if errs, _ := fhir.SplitIssues(p.Validate(res, reg.Lookup)); len(errs) > 0 {
 			t.Errorf("%s does not conform to %s: %v", ex.file, ex.profile, errs)
 		}
 	}
@@ -133,7 +123,7 @@ func TestUSCoreMutationsFail(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			res := example(t, tc.file)
 			tc.mutate(res)
-			issues := errorsOf(reg.Lookup(usCore+tc.profile).Validate(res, reg.Lookup))
+			issues, _ := fhir.SplitIssues(reg.Lookup(usCore+tc.profile).Validate(res, reg.Lookup))
 			for _, is := range issues {
 				if is.Expression == tc.path && strings.Contains(is.Diagnostics, tc.says) {
 					return

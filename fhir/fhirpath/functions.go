@@ -1291,36 +1291,15 @@ func unescapeJSON(s string) (string, bool) {
 			b.WriteByte(s[i])
 			continue
 		}
-		i++
-		if i >= len(s) {
+		if i++; i >= len(s) {
 			return "", false
 		}
-		switch s[i] {
-		case '"', '\\', '/':
-			b.WriteByte(s[i])
-		case 'b':
-			b.WriteByte('\b')
-		case 'f':
-			b.WriteByte('\f')
-		case 'n':
-			b.WriteByte('\n')
-		case 'r':
-			b.WriteByte('\r')
-		case 't':
-			b.WriteByte('\t')
-		case 'u':
-			if i+4 >= len(s) {
-				return "", false
-			}
-			r, err := strconv.ParseUint(s[i+1:i+5], 16, 32)
-			if err != nil {
-				return "", false
-			}
-			b.WriteRune(rune(r))
-			i += 4
-		default:
+		text, end, ok := escaped(s, i, `"\/`, "bfnrt")
+		if !ok {
 			return "", false
 		}
+		b.WriteString(text)
+		i = end
 	}
 	return b.String(), true
 }

@@ -189,30 +189,37 @@ func quoted(s string, q byte) (string, int, error) {
 		if i >= len(s) {
 			break
 		}
-		switch s[i] {
-		case '\'', '"', '`', '\\', '/':
-			b.WriteByte(s[i])
-		case 'f':
-			b.WriteByte('\f')
-		case 'n':
-			b.WriteByte('\n')
-		case 'r':
-			b.WriteByte('\r')
-		case 't':
-			b.WriteByte('\t')
-		case 'u':
-			if i+4 >= len(s) {
-				return "", 0, fmt.Errorf("bad \\u escape")
-			}
-			r, err := strconv.ParseUint(s[i+1:i+5], 16, 32)
-			if err != nil {
-				return "", 0, fmt.Errorf("bad \\u escape")
-			}
-			b.WriteRune(rune(r))
-			i += 4
-		default:
-			return "", 0, fmt.Errorf("unknown escape \\%c", s[i])
+		text, end, ok := escaped(s, i, "'\"`\\/", "fnrt")
+		if !ok {
+			return "", 0, fmt.Errorf("bad escape \\%c", s[i])
 		}
+		b.WriteString(text)
+		i = end
 	}
 	return "", 0, fmt.Errorf("literal is not closed")
+}
+
+// controlEscapes are the escapes of control characters, by letter.
+var controlEscapes = map[byte]string{'b': "\b", 'f': "\f", 'n': "\n", 'r': "\r", 't': "\t"}
+
+// escaped decodes the escape sequence whose letter is s[i] (the byte
+// after a backslash): one of literals standing for itself, one of
+// controls (\n …), or \uXXXX. It returns the text and the index of the
+// sequence's last byte. FHIRPath literals and JSON strings share it, each
+// with its own letters.
+func escaped(s string, i int, literals, controls string) (string, int, bool) {
+	c := s[i]
+	switch {
+	case strings.IndexByte(literals, c) >= 0:
+		return s[i : i+1], i, true
+	case strings.IndexByte(controls, c) >= 0:
+		return controlEscapes[c], i, true
+	case c == 'u' && i+4 < len(s):
+		r, err := strconv.ParseUint(s[i+1:i+5], 16, 32)
+		if err != nil {
+			return "", i, false
+		}
+		return string(rune(r)), i + 4, true
+	}
+	return "", i, false
 }

@@ -1,6 +1,7 @@
 package fhirpath
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"strings"
@@ -262,7 +263,7 @@ func compareTemporal(a, b Temporal) (c int, ok bool) {
 			x, y = av[i]*1000+av[i+1], bv[i]*1000+bv[i+1]
 		}
 		if x != y {
-			return cmpInt(x, y), true
+			return cmp.Compare(x, y), true
 		}
 	}
 	if pa != pb {
@@ -273,16 +274,6 @@ func compareTemporal(a, b Temporal) (c int, ok bool) {
 
 func (t Temporal) components() [7]int {
 	return [7]int{t.Year, t.Month, t.Day, t.Hour, t.Minute, t.Second, t.Milli}
-}
-
-func cmpInt(a, b int) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // boundary is lowBoundary/highBoundary of a temporal to the given

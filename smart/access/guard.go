@@ -607,19 +607,30 @@ func (t *guardTx) Create(ctx context.Context, w store.Write) (store.Resource, er
 	if err := t.writable(w, scopes.Create); err != nil {
 		return store.Resource{}, err
 	}
-	if err := t.patientRule(w.Type, scopes.Create, w.Body, nil); err != nil {
+	if err := t.patientRule(w.Type, scopes.Create, &w, nil); err != nil {
 		return store.Resource{}, err
 	}
 	return t.tx.Create(ctx, w)
 }
 
 // patientRule applies the patient write table (patientwrite.go) to a
-// write of a patient-bound token into a patient's record.
-func (t *guardTx) patientRule(typ string, perm scopes.Perm, body, cur []byte) error {
+// write of a patient-bound token into a patient's record: w is what is to
+// be stored (nil for a delete), cur the current version (nil for a create).
+func (t *guardTx) patientRule(typ string, perm scopes.Perm, w *store.Write, cur []byte) error {
 	if !t.g.bound(typ) {
 		return nil
 	}
-	return t.g.p.patientMayWrite(typ, perm, body, cur)
+	var res map[string]any
+	if w != nil {
+		res = w.Parsed
+		if res == nil {
+			var err error
+			if res, err = fhir.DecodeResource(w.Body); err != nil {
+				return err
+			}
+		}
+	}
+	return t.g.p.patientMayWrite(typ, perm, res, cur)
 }
 
 func (t *guardTx) Update(ctx context.Context, w store.Write) (store.Resource, bool, error) {
@@ -632,7 +643,7 @@ func (t *guardTx) Update(ctx context.Context, w store.Write) (store.Resource, bo
 		if t.g.bound(w.Type) && !t.ownsOnly(cur.Type, cur.ID, cur.JSON) {
 			return store.Resource{}, false, fmt.Errorf("%s/%s belongs to another patient's record too: %w", w.Type, w.ID, ErrForbidden)
 		}
-		if err := t.patientRule(w.Type, scopes.Update, w.Body, cur.JSON); err != nil {
+		if err := t.patientRule(w.Type, scopes.Update, &w, cur.JSON); err != nil {
 			return store.Resource{}, false, err
 		}
 	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone):
@@ -644,7 +655,7 @@ func (t *guardTx) Update(ctx context.Context, w store.Write) (store.Resource, bo
 		if t.g.hidesExistence(w.Type) {
 			return store.Resource{}, false, ErrCreateWithID
 		}
-		if err := t.patientRule(w.Type, scopes.Create, w.Body, nil); err != nil {
+		if err := t.patientRule(w.Type, scopes.Create, &w, nil); err != nil {
 			return store.Resource{}, false, err
 		}
 	default:

@@ -3,6 +3,7 @@ package access
 import (
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -113,9 +114,9 @@ var ruleText = map[string]string{
 }
 
 // patientMayWrite applies the table to a write of a patient-bound token:
-// body is what is to be stored (nil for a delete), cur the current version
-// (nil for a create).
-func (p *Policy) patientMayWrite(typ string, perm scopes.Perm, body, cur []byte) error {
+// res is what is to be stored, decoded (nil for a delete), cur the current
+// version (nil for a create).
+func (p *Policy) patientMayWrite(typ string, perm scopes.Perm, res map[string]any, cur []byte) error {
 	rule, ok := patientWrites[typ]
 	switch {
 	case !ok:
@@ -131,18 +132,14 @@ func (p *Policy) patientMayWrite(typ string, perm scopes.Perm, body, cur []byte)
 			return err
 		}
 		if !PatientAuthored(old) {
-			if typ == "Communication" && body != nil && p.marksRead(old, body) {
+			if typ == "Communication" && res != nil && p.marksRead(old, res) {
 				return nil // the recipient saying a message was read
 			}
 			return fmt.Errorf("%s/%s was written by the care team; a patient's or proxy's token changes only what a patient wrote: %w", typ, str(old, "id"), ErrForbidden)
 		}
 	}
-	if body == nil {
+	if res == nil {
 		return nil
-	}
-	res, err := fhir.DecodeResource(body)
-	if err != nil {
-		return err
 	}
 	if rule.author != "" && !names(res[rule.author], p.FHIRUser) {
 		return fmt.Errorf("%s.%s must be the token's user, %s: %w", typ, rule.author, p.FHIRUser, ErrForbidden)
@@ -285,19 +282,22 @@ func quantityIn(q any, units ...string) bool {
 // marksRead reports whether body is the care team's message old, sent to
 // the token's patient or user, with only its received time added: how a
 // patient marks a message read.
-func (p *Policy) marksRead(old map[string]any, body []byte) bool {
-	res, err := fhir.DecodeResource(body)
-	if err != nil || res["received"] == nil || old["received"] != nil {
+func (p *Policy) marksRead(old, res map[string]any) bool {
+	if res["received"] == nil || old["received"] != nil {
 		return false
 	}
 	if !names(old["recipient"], "Patient/"+p.Patient) && !names(old["recipient"], p.FHIRUser) {
 		return false
 	}
-	for _, m := range []map[string]any{old, res} {
-		delete(m, "meta")
-		delete(m, "received")
+	// Compared without meta and received; res is the body about to be
+	// stored, so it is not changed: copies of the top level are.
+	strip := func(m map[string]any) map[string]any {
+		c := maps.Clone(m)
+		delete(c, "meta")
+		delete(c, "received")
+		return c
 	}
-	return reflect.DeepEqual(old, res)
+	return reflect.DeepEqual(strip(old), strip(res))
 }
 
 // Attachments of a patient's message: what a portal accepts.
