@@ -107,6 +107,7 @@ func New(cfg Config, door *interact.Door, log *slog.Logger) *Server {
 	}
 	if cfg.Auth != nil {
 		r.Mount("/oauth2", cfg.Auth.Routes())
+		r.Mount("/account", cfg.Auth.AccountRoutes())
 	}
 	r.Route("/fhir", func(r chi.Router) {
 		r.Use(noStore)

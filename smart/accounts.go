@@ -5,11 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/hearth-fhir/hearth/smart/password"
 	"github.com/hearth-fhir/hearth/store"
 )
 
@@ -19,41 +23,70 @@ import (
 type User struct {
 	Username     string `json:"username"`
 	PasswordHash []byte `json:"passwordHash"`
+	// PasswordChanged is when the password was last set; past
+	// Config.PasswordMaxAge the user must choose a new one at sign-in.
+	// Zero (accounts from before it was kept) is never too old.
+	PasswordChanged time.Time `json:"passwordChanged,omitzero"`
 	// Patient is the user's own Patient id, if the user is a patient.
 	Patient string `json:"patient,omitempty"`
 	// Links are the patients the user may act for as a proxy.
 	Links []Link `json:"links,omitempty"`
-	// FailedLogins counts consecutive failures; at maxFailedLogins the
-	// account is locked until LockedUntil.
-	FailedLogins int       `json:"failedLogins,omitempty"`
-	LockedUntil  time.Time `json:"lockedUntil,omitempty"`
+	// Email is where account mail goes (confirmation, reset, invitations).
+	// Unconfirmed is set until its owner opens the link mailed to it; an
+	// account with an unconfirmed address cannot sign in.
+	Email       string `json:"email,omitempty"`
+	Unconfirmed bool   `json:"unconfirmed,omitempty"`
+	// Disabled is set by an operator (hearth user disable); Deactivated
+	// by the user (closing the account). Neither signs in nor holds a
+	// working token; the records stay.
+	Disabled    bool      `json:"disabled,omitempty"`
+	Deactivated time.Time `json:"deactivated,omitzero"`
+	// TOTP is the secret of the user's authenticator app (RFC 6238), if
+	// two-step sign-in is on.
+	TOTP string `json:"totp,omitempty"`
+	// TOTPStep is the time step of the last code accepted: a code is
+	// good once.
+	TOTPStep int64 `json:"totpStep,omitempty"`
+	Created time.Time `json:"created,omitzero"`
 }
 
 // Link is one proxy relationship.
 type Link struct {
 	Patient       string `json:"patient"`       // Patient id
 	RelatedPerson string `json:"relatedPerson"` // RelatedPerson id
+	// Relationship is the v3 RoleCode (PRN parent, GUARD guardian …).
+	Relationship string `json:"relationship,omitempty"`
+	// Ends is when the link stops working (zero: it does not). A link to
+	// a minor ends on their 18th birthday unless they renew it.
+	Ends time.Time `json:"ends,omitzero"`
 }
 
-const (
-	maxFailedLogins = 5
-	lockout         = 15 * time.Minute
-)
+// Live reports whether the link works at t.
+func (l Link) Live(t time.Time) bool { return l.Ends.IsZero() || t.Before(l.Ends) }
+
+// CanSignIn reports whether the account may sign in and hold tokens.
+func (u *User) CanSignIn() bool { return !u.Disabled && u.Deactivated.IsZero() && !u.Unconfirmed }
 
 // Actor is one identity a user can act as for one patient.
 type Actor struct {
 	Patient  string // the patient in context
 	FHIRUser string // Patient/… for self access, RelatedPerson/… for a proxy
+	// Relationship is a proxy link's v3 RoleCode; empty for self.
+	Relationship string
 }
 
-// Actors lists whom the user may act for, self first.
+// Actors lists whom the user may act for now, self first. An ended link
+// is not one.
 func (u *User) Actors() []Actor {
 	var out []Actor
 	if u.Patient != "" {
 		out = append(out, Actor{Patient: u.Patient, FHIRUser: "Patient/" + u.Patient})
 	}
+	now := time.Now()
 	for _, l := range u.Links {
-		out = append(out, Actor{Patient: l.Patient, FHIRUser: "RelatedPerson/" + l.RelatedPerson})
+		if l.Live(now) {
+			out = append(out, Actor{Patient: l.Patient, FHIRUser: "RelatedPerson/" + l.RelatedPerson, Relationship: l.Relationship})
+		}
 	}
 	return out
 }
@@ -74,16 +107,9 @@ type Accounts struct{ st store.AuthStore }
 // NewAccounts returns the account manager over st.
 func NewAccounts(st store.AuthStore) *Accounts { return &Accounts{st: st} }
 
-// ErrBadLogin is the one answer to a wrong username, a wrong password or a
-// locked account, so that none can be told apart.
+// ErrBadLogin is the one answer to a wrong username, a wrong password or
+// a disabled account, so that none can be told apart.
 var ErrBadLogin = errors.New("unknown username or wrong password")
-
-// What the audit trail is told of a failed sign-in, never the user: the
-// account is locked (errLocked), or this failure locked it (errLockedNow).
-var (
-	errLocked    = fmt.Errorf("%w: the account is locked", ErrBadLogin)
-	errLockedNow = fmt.Errorf("%w: the account locked after repeated failures", ErrBadLogin)
-)
 
 // Get returns a user.
 func (a *Accounts) Get(ctx context.Context, username string) (*User, error) {
@@ -107,73 +133,116 @@ func (a *Accounts) Put(ctx context.Context, u *User) error {
 	return a.st.PutAuth(ctx, store.AuthRecord{Kind: kindUser, Key: u.Username, Subject: u.Username, Active: true, Data: data})
 }
 
-// SetPassword hashes and sets a password.
+// SetPassword checks a new password against the policy and sets it.
 func (u *User) SetPassword(pw string) error {
-	if len(pw) < 8 {
-		return errors.New("the password must have at least 8 characters")
+	if err := password.Check(pw, u.Username, u.Email); err != nil {
+		return err
 	}
 	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
 	if err != nil {
 		return err
 	}
 	u.PasswordHash = h
+	u.PasswordChanged = time.Now().UTC()
 	return nil
 }
 
-// Login checks a password, counting failures and locking the account after
-// maxFailedLogins in a row.
-func (a *Accounts) Login(ctx context.Context, username, password string) (*User, error) {
-	u, err := a.Get(ctx, username)
-	if errors.Is(err, store.ErrNotFound) {
-		// Spend the time a hash comparison takes, so timing does not tell
-		// which usernames exist.
-		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
-		return nil, ErrBadLogin
-	}
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	if now.Before(u.LockedUntil) {
-		return nil, errLocked
-	}
-	if bcrypt.CompareHashAndPassword(u.PasswordHash, []byte(password)) != nil {
-		failure := ErrBadLogin
-		u.FailedLogins++
-		if u.FailedLogins >= maxFailedLogins {
-			u.LockedUntil = now.Add(lockout)
-			u.FailedLogins = 0
-			failure = errLockedNow
-		}
-		if err := a.Put(ctx, u); err != nil {
-			return nil, err
-		}
-		return nil, failure
-	}
-	if u.FailedLogins != 0 {
-		u.FailedLogins = 0
-		if err := a.Put(ctx, u); err != nil {
-			return nil, err
-		}
-	}
-	return u, nil
+// passwordMatches compares in constant time for a given hash cost.
+func (u *User) passwordMatches(pw string) bool {
+	return bcrypt.CompareHashAndPassword(u.PasswordHash, []byte(pw)) == nil
 }
 
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.DefaultCost)
 
+// usernameRE is what a username may be: what a person can type and a log
+// line can hold without escaping.
+var usernameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{2,63}$`)
+
+// ErrUsernameTaken is the answer to a username already in use.
+var ErrUsernameTaken = errors.New("this username cannot be used; choose another")
+
+// CheckUsername tells whether a username is well formed.
+func CheckUsername(name string) error {
+	if !usernameRE.MatchString(name) {
+		return errors.New("a username has 3 to 64 letters, digits, dots, dashes, underscores or @, and starts with a letter or digit")
+	}
+	return nil
+}
+
 // AddUser creates a user; patient may be empty for a proxy-only account.
 func (a *Accounts) AddUser(ctx context.Context, username, password, patient string) (*User, error) {
-	if username == "" {
-		return nil, errors.New("a username is required")
+	return a.Create(ctx, &User{Username: username, Patient: patient}, password)
+}
+
+// Create stores a new account with its password; ErrUsernameTaken if the
+// username is in use.
+func (a *Accounts) Create(ctx context.Context, u *User, password string) (*User, error) {
+	if err := CheckUsername(u.Username); err != nil {
+		return nil, err
 	}
-	if _, err := a.Get(ctx, username); err == nil {
-		return nil, fmt.Errorf("user %q exists", username)
-	}
-	u := &User{Username: username, Patient: patient}
 	if err := u.SetPassword(password); err != nil {
 		return nil, err
 	}
-	return u, a.Put(ctx, u)
+	u.Created = time.Now().UTC()
+	data, err := json.Marshal(u)
+	if err != nil {
+		return nil, err
+	}
+	// CreateAuth, not Put: two sign-ups racing for one name get one each.
+	err = a.st.CreateAuth(ctx, store.AuthRecord{Kind: kindUser, Key: u.Username, Subject: u.Username, Active: true, Data: data})
+	if errors.Is(err, store.ErrConflict) {
+		return nil, ErrUsernameTaken
+	}
+	if err != nil {
+		return nil, err
+	}
+	return u, a.indexEmail(ctx, u, "")
+}
+
+// indexEmail keeps the lookup from an e-mail address to the accounts that
+// use it (forgotten usernames), dropping the one for old.
+func (a *Accounts) indexEmail(ctx context.Context, u *User, old string) error {
+	if old != "" && !strings.EqualFold(old, u.Email) {
+		if err := a.st.DeleteAuth(ctx, kindEmail, emailKey(old, u.Username)); err != nil {
+			return err
+		}
+	}
+	if u.Email == "" {
+		return nil
+	}
+	return a.st.PutAuth(ctx, store.AuthRecord{Kind: kindEmail, Key: emailKey(u.Email, u.Username), Subject: strings.ToLower(u.Email), Active: true, Data: []byte(`"` + u.Username + `"`)})
+}
+
+func emailKey(email, username string) string { return strings.ToLower(email) + "\n" + username }
+
+// ByEmail lists the accounts whose address is email.
+func (a *Accounts) ByEmail(ctx context.Context, email string) ([]*User, error) {
+	recs, err := a.st.ListAuth(ctx, kindEmail, strings.ToLower(email))
+	if err != nil {
+		return nil, err
+	}
+	var out []*User
+	for _, r := range recs {
+		var name string
+		if json.Unmarshal(r.Data, &name) != nil {
+			continue
+		}
+		u, err := a.Get(ctx, name)
+		if err == nil && strings.EqualFold(u.Email, email) {
+			out = append(out, u)
+		}
+	}
+	return out, nil
+}
+
+// SetEmail changes the address and keeps the index.
+func (a *Accounts) SetEmail(ctx context.Context, u *User, email string) error {
+	old := u.Email
+	u.Email = email
+	if err := a.Put(ctx, u); err != nil {
+		return err
+	}
+	return a.indexEmail(ctx, u, old)
 }
 
 // ProxyRecords is what linking a proxy reads and writes of the FHIR data:
@@ -184,9 +253,14 @@ type ProxyRecords interface {
 	Put(ctx context.Context, typ string, body []byte) (string, error)
 }
 
+// adulthood is the age at which a proxy link to a minor ends unless the
+// patient renews it.
+const adulthood = 18
+
 // LinkProxy makes username a proxy for patient: it writes a RelatedPerson
 // for the link (the proxy's FHIR identity for that patient) and records
 // the link. relationship is a v3 RoleCode such as PRN (parent) or CHILD.
+// A link to a minor ends on their 18th birthday.
 func LinkProxy(ctx context.Context, st store.AuthStore, records ProxyRecords, username, patient, relationship string) (*Link, error) {
 	a := NewAccounts(st)
 	u, err := a.Get(ctx, username)
@@ -196,27 +270,92 @@ func LinkProxy(ctx context.Context, st store.AuthStore, records ProxyRecords, us
 	if _, ok := u.ActorFor(patient); ok {
 		return nil, fmt.Errorf("user %q already acts for Patient/%s", username, patient)
 	}
-	if _, err := records.Read(ctx, "Patient", patient); err != nil {
+	pt, err := records.Read(ctx, "Patient", patient)
+	if err != nil {
 		return nil, fmt.Errorf("Patient/%s: %w", patient, err)
 	}
 	if relationship == "" {
 		relationship = "PRN"
 	}
-	body, _ := json.Marshal(map[string]any{
+	if _, ok := Relationships[relationship]; !ok {
+		return nil, fmt.Errorf("relationship %q: want one of %s", relationship, strings.Join(slices.Sorted(maps.Keys(Relationships)), ", "))
+	}
+	l := Link{Patient: patient, Relationship: relationship}
+	if born, ok := birthDate(pt.JSON); ok {
+		if grown := born.AddDate(adulthood, 0, 0); time.Now().Before(grown) {
+			l.Ends = grown
+		}
+	}
+	rp := map[string]any{
 		"resourceType": "RelatedPerson",
 		"active":       true,
 		"patient":      map[string]string{"reference": "Patient/" + patient},
 		"relationship": []any{map[string]any{"coding": []any{map[string]string{
 			"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": relationship}}}},
 		"name": []any{map[string]string{"text": username}},
-	})
-	rp, err := records.Put(ctx, "RelatedPerson", body)
+	}
+	if !l.Ends.IsZero() {
+		rp["period"] = map[string]string{"end": l.Ends.Format("2006-01-02")}
+	}
+	body, _ := json.Marshal(rp)
+	if l.RelatedPerson, err = records.Put(ctx, "RelatedPerson", body); err != nil {
+		return nil, err
+	}
+	// Drop an ended link to the same patient: the new one replaces it.
+	u.Links = slices.DeleteFunc(u.Links, func(old Link) bool { return old.Patient == patient })
+	u.Links = append(u.Links, l)
+	if err := a.Put(ctx, u); err != nil {
+		return nil, err
+	}
+	return &l, a.indexProxy(ctx, username, patient, true)
+}
+
+// Relationships are the v3 RoleCodes a proxy link may carry, with the words
+// the pages use.
+var Relationships = map[string]string{
+	"PRN": "parent", "GUARD": "legal guardian", "SPS": "spouse or partner", "CHILD": "adult child",
+	"FAMMEMB": "family member", "FRND": "friend", "ONESELF": "self", "POWATT": "power of attorney",
+}
+
+// indexProxy keeps the lookup from a patient to the accounts linked to
+// them, which the patient's own account page lists.
+func (a *Accounts) indexProxy(ctx context.Context, username, patient string, linked bool) error {
+	key := patient + "\n" + username
+	if !linked {
+		return a.st.DeleteAuth(ctx, kindProxyOf, key)
+	}
+	return a.st.PutAuth(ctx, store.AuthRecord{Kind: kindProxyOf, Key: key, Subject: patient, Active: true, Data: []byte(`"` + username + `"`)})
+}
+
+// Proxy is one account's link to a patient, as the patient sees it.
+type Proxy struct {
+	Username string
+	Link     Link
+}
+
+// ProxiesOf lists the accounts linked to patient, ended links included.
+func (a *Accounts) ProxiesOf(ctx context.Context, patient string) ([]Proxy, error) {
+	recs, err := a.st.ListAuth(ctx, kindProxyOf, patient)
 	if err != nil {
 		return nil, err
 	}
-	l := Link{Patient: patient, RelatedPerson: rp}
-	u.Links = append(u.Links, l)
-	return &l, a.Put(ctx, u)
+	var out []Proxy
+	for _, r := range recs {
+		var name string
+		if json.Unmarshal(r.Data, &name) != nil {
+			continue
+		}
+		u, err := a.Get(ctx, name)
+		if err != nil {
+			continue
+		}
+		for _, l := range u.Links {
+			if l.Patient == patient {
+				out = append(out, Proxy{Username: name, Link: l})
+			}
+		}
+	}
+	return out, nil
 }
 
 // Unlink ends a proxy link; tokens issued through it stop working at once
@@ -232,5 +371,54 @@ func Unlink(ctx context.Context, st store.AuthStore, username, patient string) e
 	if len(u.Links) == n {
 		return fmt.Errorf("user %q is not a proxy for Patient/%s", username, patient)
 	}
+	if err := a.Put(ctx, u); err != nil {
+		return err
+	}
+	return a.indexProxy(ctx, username, patient, false)
+}
+
+// RenewLink lets a link to a patient who came of age go on: it no longer
+// ends. The patient's own decision (their account page).
+func (a *Accounts) RenewLink(ctx context.Context, username, patient string) error {
+	u, err := a.Get(ctx, username)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(u.Links, func(l Link) bool { return l.Patient == patient })
+	if i < 0 {
+		return fmt.Errorf("user %q is not a proxy for Patient/%s", username, patient)
+	}
+	u.Links[i].Ends = time.Time{}
 	return a.Put(ctx, u)
+}
+
+// birthDate reads Patient.birthDate; a partial date counts from its
+// earliest possible day.
+func birthDate(patient []byte) (time.Time, bool) {
+	var pt struct {
+		BirthDate string `json:"birthDate"`
+	}
+	if json.Unmarshal(patient, &pt) != nil || len(pt.BirthDate) < 4 {
+		return time.Time{}, false
+	}
+	var born time.Time
+	var err error
+	switch len(pt.BirthDate) {
+	case 4:
+		born, err = time.Parse("2006", pt.BirthDate)
+	case 7:
+		born, err = time.Parse("2006-01", pt.BirthDate)
+	default:
+		born, err = time.Parse("2006-01-02", pt.BirthDate[:min(10, len(pt.BirthDate))])
+	}
+	return born, err == nil
+}
+
+// ageAt is how old someone born then is at t, in whole years.
+func ageAt(born, t time.Time) int {
+	age := t.Year() - born.Year()
+	if t.Before(born.AddDate(age, 0, 0)) {
+		age--
+	}
+	return age
 }

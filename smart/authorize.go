@@ -39,11 +39,6 @@ type pending struct {
 	Portal string `json:"portal,omitempty"`
 }
 
-// loginSession is a signed-in browser.
-type loginSession struct {
-	User string `json:"user"`
-}
-
 func randomToken() string {
 	b := make([]byte, 32)
 	rand.Read(b)
@@ -122,42 +117,19 @@ func (p *Provider) useLaunch(ctx context.Context, launch, clientID string) (*lau
 	return &lc, nil
 }
 
-// currentUser returns the signed-in user of this browser, extending the
-// idle timeout, or nil.
-func (p *Provider) currentUser(ctx context.Context, w http.ResponseWriter, r *http.Request) (*User, string) {
-	c, err := r.Cookie(sessionCookie)
-	if err != nil {
-		return nil, ""
-	}
-	key := sha(c.Value)
-	rec, err := p.st.GetAuth(ctx, kindLogin, key)
-	if err != nil || !rec.Active {
-		return nil, ""
-	}
-	var ls loginSession
-	if json.Unmarshal(rec.Data, &ls) != nil {
-		return nil, ""
-	}
-	u, err := p.accounts.Get(ctx, ls.User)
-	if err != nil {
-		return nil, ""
-	}
-	rec.ExpiresAt = time.Now().Add(p.cfg.IdleTimeout)
-	p.st.PutAuth(ctx, rec)
-	return u, key
-}
-
 // next shows the page the request needs now: login, patient picker or
 // consent.
 func (p *Provider) next(w http.ResponseWriter, r *http.Request, id string, pend *pending, ar fosite.AuthorizeRequester) {
 	ctx := r.Context()
-	d := pageData{Action: p.root + "/oauth2/interact", Pending: id, CSRF: pend.CSRF, ClientName: clientName(ar.GetClient())}
-	u, _ := p.currentUser(ctx, w, r)
+	u, _, ls := p.currentSession(ctx, r)
 	if u == nil {
-		d.Title = "Sign in"
-		renderPage(w, http.StatusOK, "login", d)
+		f := p.authorizeForm(id, pend, ar.GetClient())
+		p.render(w, http.StatusOK, "login", p.signInPage("Sign in", f))
 		return
 	}
+	d := p.page("")
+	d.Action, d.Hidden, d.ClientName = p.root+"/oauth2/interact", pendingFields(id, pend), clientName(ar.GetClient())
+	d.User, d.SessionCSRF = u.Username, ls.CSRF
 	actors := u.Actors()
 	if pend.Patient != "" {
 		if _, ok := u.ActorFor(pend.Patient); !ok {
@@ -177,15 +149,31 @@ func (p *Provider) next(w http.ResponseWriter, r *http.Request, id string, pend 
 		}
 		p.savePending(ctx, id, pend)
 	}
-	d.Title = "Allow access?"
+	d.Title = "Allow " + d.ClientName + " to see your record?"
 	d.PatientName = p.patientName(ctx, pend.Patient)
+	if c, ok := ar.GetClient().(*Client); ok {
+		d.Unverified = c.Unverified
+	}
+	if ru := ar.GetRedirectURI(); ru != nil {
+		d.ClientHost = ru.Host
+	}
 	for _, s := range ar.GetRequestedScopes() {
 		d.Scopes = append(d.Scopes, scopeChoice{Value: s, Label: describeScope(s)})
 		if s == "offline_access" {
 			d.Offline = true
 		}
 	}
-	renderPage(w, http.StatusOK, "consent", d)
+	p.render(w, http.StatusOK, "consent", d)
+}
+
+// pendingFields are the hidden fields of an authorization's pages.
+func pendingFields(id string, pend *pending) []field {
+	return []field{{"pending", id}, {"csrf", pend.CSRF}}
+}
+
+// authorizeForm is how the sign-in pages of an authorization post.
+func (p *Provider) authorizeForm(id string, pend *pending, c fosite.Client) signInForm {
+	return signInForm{action: p.root + "/oauth2/interact", hidden: pendingFields(id, pend), client: clientName(c), clientID: c.GetID()}
 }
 
 func (p *Provider) savePending(ctx context.Context, id string, pend *pending) error {
@@ -197,20 +185,20 @@ func (p *Provider) savePending(ctx context.Context, id string, pend *pending) er
 func (p *Provider) interact(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if err := r.ParseForm(); err != nil {
-		renderPage(w, http.StatusBadRequest, "error", pageData{Title: "Error", Error: "The form could not be read."})
+		p.errorPage(w, http.StatusBadRequest, "The form could not be read.")
 		return
 	}
 	id := r.PostForm.Get("pending")
 	rec, err := p.st.GetAuth(ctx, kindPending, id)
 	var pend pending
 	if err != nil || json.Unmarshal(rec.Data, &pend) != nil {
-		renderPage(w, http.StatusBadRequest, "error", pageData{Title: "Error", Error: "This sign-in has expired. Return to the app and start again."})
+		p.errorPage(w, http.StatusBadRequest, "This sign-in has expired. Return to the app and start again.")
 		return
 	}
 	cookie, _ := r.Cookie(csrfCookie)
 	if cookie == nil || subtle.ConstantTimeCompare([]byte(cookie.Value), []byte(pend.CSRF)) != 1 ||
 		subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(pend.CSRF)) != 1 {
-		renderPage(w, http.StatusForbidden, "error", pageData{Title: "Error", Error: "The form did not come from this browser's sign-in (CSRF check failed)."})
+		p.errorPage(w, http.StatusForbidden, "The form did not come from this browser's sign-in (CSRF check failed). Return to the app and start again.")
 		return
 	}
 	if pend.Portal != "" {
@@ -225,25 +213,25 @@ func (p *Provider) interact(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch r.PostForm.Get("step") {
-	case "login":
-		if _, ok := p.signIn(w, r, id, &pend, clientName(ar.GetClient())); ok {
+	case "login", "totp", "enroll", "change":
+		if u, _ := p.signInStep(w, r, p.authorizeForm(id, &pend, ar.GetClient())); u != nil {
 			p.next(w, r, id, &pend, ar)
 		}
 	case "pick":
-		u, _ := p.currentUser(ctx, w, r)
+		u, _ := p.currentUser(ctx, r)
 		if u == nil {
 			p.next(w, r, id, &pend, ar)
 			return
 		}
 		if _, ok := u.ActorFor(r.PostForm.Get("patient")); !ok {
-			renderPage(w, http.StatusForbidden, "error", pageData{Title: "Error", Error: "You may not act for that patient."})
+			p.errorPage(w, http.StatusForbidden, "You may not act for that patient.")
 			return
 		}
 		pend.Patient = r.PostForm.Get("patient")
 		p.savePending(ctx, id, &pend)
 		p.next(w, r, id, &pend, ar)
 	case "consent":
-		u, loginKey := p.currentUser(ctx, w, r)
+		u, loginKey := p.currentUser(ctx, r)
 		if u == nil || pend.Patient == "" {
 			p.next(w, r, id, &pend, ar)
 			return
@@ -255,7 +243,7 @@ func (p *Provider) interact(w http.ResponseWriter, r *http.Request) {
 		}
 		p.finish(w, r, ar, u, &pend, r.PostForm["scope"], loginKey)
 	default:
-		renderPage(w, http.StatusBadRequest, "error", pageData{Title: "Error", Error: "Unknown step."})
+		p.errorPage(w, http.StatusBadRequest, "Unknown step.")
 	}
 }
 
@@ -307,17 +295,33 @@ func clientName(c fosite.Client) string {
 	return c.GetID()
 }
 
-// patientName reads the patient's name for the pages.
 // renderPicker shows the patient picker: the user's own record and each
-// patient the user is a proxy for.
+// patient the user is a proxy for, with their birth dates and how the user
+// is related to them.
 func (p *Provider) renderPicker(ctx context.Context, w http.ResponseWriter, d pageData, u *User) {
-	d.Title = "Choose a patient"
+	d.Title = "Choose a record"
 	for _, a := range u.Actors() {
-		d.Patients = append(d.Patients, pickPatient{ID: a.Patient, Name: p.patientName(ctx, a.Patient), Self: a.Patient == u.Patient})
+		pp := pickPatient{ID: a.Patient, Name: p.patientName(ctx, a.Patient), Self: a.Patient == u.Patient, Relationship: relationshipWords(a.Relationship)}
+		if res, err := p.records.Read(ctx, "Patient", a.Patient); err == nil {
+			if born, ok := birthDate(res.JSON); ok {
+				pp.Born = born.Format("2 Jan 2006")
+			}
+		}
+		d.Patients = append(d.Patients, pp)
 	}
-	renderPage(w, http.StatusOK, "pick", d)
+	p.render(w, http.StatusOK, "pick", d)
 }
 
+// relationshipWords is what the proxy is to the patient, in words ("" for
+// none).
+func relationshipWords(code string) string {
+	if w, ok := Relationships[code]; ok {
+		return w
+	}
+	return code
+}
+
+// patientName reads the patient's name for the pages.
 func (p *Provider) patientName(ctx context.Context, id string) string {
 	res, err := p.records.Read(ctx, "Patient", id)
 	if err != nil {
@@ -340,70 +344,44 @@ func (p *Provider) patientName(ctx context.Context, id string) string {
 	return strings.TrimSpace(strings.Join(append(n.Given, n.Family), " "))
 }
 
-// describeScope labels a scope for the consent page.
+// describeScope labels a scope for the consent page, in a patient's words.
 func describeScope(s string) string {
 	switch s {
 	case "openid", "profile":
-		return "Know who you are (" + s + ")"
+		return "Know who you are"
 	case "fhirUser":
-		return "Know your FHIR identity (fhirUser)"
+		return "Know your identity in the record"
 	case "launch", "launch/patient":
-		return "Know which patient's record is open (" + s + ")"
+		return "Know whose record is open"
 	case "offline_access":
-		return "Keep access after you close the app (offline_access)"
+		return "Keep access after you close the app, until you revoke it"
 	case "online_access":
-		return "Keep access while you are signed in (online_access)"
+		return "Keep access while you are signed in"
 	}
 	rs, ok := scopes.ParseResource(s)
 	if !ok {
 		return s
 	}
 	var verbs []string
-	for _, v := range []struct {
-		p scopes.Perm
-		w string
-	}{{scopes.Read, "read"}, {scopes.Search, "search"}, {scopes.Create, "create"}, {scopes.Update, "update"}, {scopes.Delete, "delete"}} {
-		if rs.Perm&v.p != 0 {
-			verbs = append(verbs, v.w)
-		}
+	if rs.Perm&(scopes.Read|scopes.Search) != 0 {
+		verbs = append(verbs, "see")
 	}
-	what := rs.Type
-	if what == "*" {
-		what = "all record types"
+	if rs.Perm&scopes.Create != 0 {
+		verbs = append(verbs, "add to")
+	}
+	if rs.Perm&scopes.Update != 0 {
+		verbs = append(verbs, "change")
+	}
+	if rs.Perm&scopes.Delete != 0 {
+		verbs = append(verbs, "delete")
+	}
+	what := typeWords(rs.Type)
+	if rs.Type == "*" {
+		what = "all of the record"
 	}
 	label := strings.Join(verbs, ", ") + " " + what
 	if rs.Query != nil {
-		label += " limited to " + rs.Query.Encode()
+		label += ", only where " + rs.Query.Encode()
 	}
-	return strings.ToUpper(label[:1]) + label[1:] + " (" + s + ")"
-}
-
-// signIn checks the login form and starts a login session. On failure it
-// shows the login page again and returns false.
-func (p *Provider) signIn(w http.ResponseWriter, r *http.Request, id string, pend *pending, client string) (*User, bool) {
-	ctx := r.Context()
-	u, err := p.accounts.Login(ctx, r.PostForm.Get("username"), r.PostForm.Get("password"))
-	who := audit.Agent{User: r.PostForm.Get("username"), Client: pend.Form.Get("client_id")}
-	if u != nil {
-		who.FHIRUser, who.Patient = u.fhirUser(), u.Patient
-	}
-	if err != nil {
-		p.recordLoginFailure(r, who, err)
-		renderPage(w, http.StatusUnauthorized, "login", pageData{Title: "Sign in", Action: p.root + "/oauth2/interact", Pending: id, CSRF: pend.CSRF,
-			ClientName: client, Error: "Unknown username or wrong password (accounts lock after repeated failures)."})
-		return nil, false
-	}
-	if err := p.security(r, who, audit.Event{Type: audit.AuthenticationType, Subtype: audit.Login, Outcome: audit.Success}); err != nil {
-		renderPage(w, http.StatusServiceUnavailable, "error", pageData{Title: "Error", Error: "Signing in is not possible right now; try again later."})
-		return nil, false
-	}
-	token := randomToken()
-	data, _ := json.Marshal(loginSession{User: u.Username})
-	if err := p.st.PutAuth(ctx, store.AuthRecord{Kind: kindLogin, Key: sha(token), Subject: u.Username, Active: true, ExpiresAt: time.Now().Add(p.cfg.IdleTimeout), Data: data}); err != nil {
-		renderPage(w, http.StatusInternalServerError, "error", pageData{Title: "Error", Error: "Signing in failed; try again."})
-		return nil, false
-	}
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: token, Path: "/oauth2", HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
-	r.AddCookie(&http.Cookie{Name: sessionCookie, Value: token})
-	return u, true
+	return capitalise(label)
 }

@@ -2,7 +2,6 @@ package smart
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -117,7 +116,7 @@ func (p *Provider) Authenticate(ctx context.Context, token string) (*access.Poli
 			return nil, fmt.Errorf("account lookup: %w", err)
 		}
 		actor, ok := u.ActorFor(s.Patient)
-		if !ok || s.Patient == "" {
+		if !ok || s.Patient == "" || !u.CanSignIn() {
 			return nil, ErrInvalidToken
 		}
 		pol.FHIRUser = actor.FHIRUser
@@ -162,24 +161,8 @@ func (p *Provider) confidentialAge(ctx context.Context, patient string) bool {
 	if err != nil {
 		return true
 	}
-	var pt struct {
-		BirthDate string `json:"birthDate"`
-	}
-	if json.Unmarshal(r.JSON, &pt) != nil || len(pt.BirthDate) < 4 {
-		return true
-	}
-	// A partial date counts from its earliest possible day: the patient
-	// is at least that old.
-	var born time.Time
-	switch len(pt.BirthDate) {
-	case 4:
-		born, err = time.Parse("2006", pt.BirthDate)
-	case 7:
-		born, err = time.Parse("2006-01", pt.BirthDate)
-	default:
-		born, err = time.Parse("2006-01-02", pt.BirthDate[:min(10, len(pt.BirthDate))])
-	}
-	if err != nil {
+	born, ok := birthDate(r.JSON)
+	if !ok {
 		return true
 	}
 	return !time.Now().Before(born.AddDate(limit, 0, 0))

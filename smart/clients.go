@@ -30,6 +30,9 @@ type Client struct {
 	SigningAlg string              `json:"token_endpoint_auth_signing_alg,omitempty"`
 	JWKS       *jose.JSONWebKeySet `json:"jwks,omitempty"`
 	JWKSURI    string              `json:"jwks_uri,omitempty"`
+	// Unverified marks an app that registered itself (open dynamic
+	// registration): the consent page tells the patient nobody vetted it.
+	Unverified bool `json:"unverified,omitempty"`
 }
 
 func (c *Client) GetID() string                   { return c.ID }

@@ -204,23 +204,6 @@ func TestDynamicRegistration(t *testing.T) {
 	}
 }
 
-func TestLoginLockout(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	acc := e.provider.Accounts()
-	for i := 0; i < 5; i++ {
-		if _, err := acc.Login(ctx, "alice", "wrong password"); err == nil {
-			t.Fatal("wrong password accepted")
-		}
-	}
-	if _, err := acc.Login(ctx, "alice", password); err == nil {
-		t.Error("a locked account signed in with the right password")
-	}
-	if _, err := acc.Login(ctx, "bob", password); err != smart.ErrBadLogin {
-		t.Errorf("unknown user: %v", err)
-	}
-}
-
 func TestCSRFAndFraming(t *testing.T) {
 	e := newEnv(t)
 	b := newBrowser(t)

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/hearth-fhir/hearth/interact/audit"
+	"github.com/hearth-fhir/hearth/smart/mail"
 	"github.com/hearth-fhir/hearth/smart/scopes"
 	"github.com/hearth-fhir/hearth/store"
 )
@@ -58,6 +59,24 @@ type Config struct {
 	// Registration is the dynamic registration mode: RegistrationOpen (the
 	// default), RegistrationToken or RegistrationOff.
 	Registration string
+	// SessionLifetime ends a login session this long after sign-in, however
+	// active (default 12 hours).
+	SessionLifetime time.Duration
+	// PasswordMaxAge makes a user choose a new password at sign-in once
+	// theirs is older (0: never).
+	PasswordMaxAge time.Duration
+	// ProxyMFA requires a second factor (an authenticator app) of every
+	// account that acts for someone else.
+	ProxyMFA bool
+	// TeenManagesProxies lets a patient between ProxyRestrictedAge and 18
+	// see and end their proxies' links on their account page (whether an
+	// adolescent may is a matter of state law; off by default).
+	TeenManagesProxies bool
+	// Mail sends the account e-mails; nil: features that need mail say
+	// so and do nothing.
+	Mail mail.Sender
+	// Brand is the operator's name, logo and colour on the pages.
+	Brand Brand
 	// Audit records the security events: sign-ins, lockouts, consents,
 	// tokens issued, refreshed, refused and revoked, registrations. Nil:
 	// none are recorded (tests, tools).
@@ -98,6 +117,12 @@ func New(ctx context.Context, cfg Config, st store.AuthStore, records PatientRea
 	}
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = 15 * time.Minute
+	}
+	if cfg.SessionLifetime == 0 {
+		cfg.SessionLifetime = 12 * time.Hour
+	}
+	if err := cfg.Brand.checkColor(); err != nil {
+		return nil, err
 	}
 	switch cfg.Registration {
 	case "":

@@ -157,7 +157,7 @@ func (p *Provider) register(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	c := &Client{ID: randomToken()[:22], Name: reg.ClientName, RedirectURIs: reg.RedirectURIs, GrantTypes: reg.GrantTypes,
-		Scope: reg.Scope, AuthMethod: reg.TokenEndpointAuthMethod, JWKS: reg.JWKS, JWKSURI: reg.JWKSURI, SigningAlg: reg.SigningAlg, LaunchURI: reg.LaunchURI}
+		Scope: reg.Scope, AuthMethod: reg.TokenEndpointAuthMethod, JWKS: reg.JWKS, JWKSURI: reg.JWKSURI, SigningAlg: reg.SigningAlg, LaunchURI: reg.LaunchURI, Unverified: !authorized}
 	var secret string
 	if c.AuthMethod == "client_secret_basic" || c.AuthMethod == "client_secret_post" || (c.AuthMethod == "" && c.JWKS == nil && c.JWKSURI == "") {
 		if c.AuthMethod == "" {

@@ -3,6 +3,7 @@ package smart
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/ory/fosite"
 
@@ -37,19 +38,24 @@ func (p *Provider) security(r *http.Request, who audit.Agent, e audit.Event) err
 	return err
 }
 
-// recordLoginFailure records a failed sign-in, and a lockout when this
-// failure locked the account.
+// recordLoginFailure records a failed sign-in, and the start of a pause
+// when this failure paused sign-in.
 func (p *Provider) recordLoginFailure(r *http.Request, who audit.Agent, err error) {
 	detail := "unknown username or wrong password"
+	var paused *PausedError
 	switch {
-	case errors.Is(err, errLocked):
-		detail = "the account is locked"
+	case errors.As(err, &paused):
+		detail = "sign-in paused until " + paused.Until.UTC().Format(time.RFC3339)
+	case errors.Is(err, errDisabled):
+		detail = "the account is disabled or closed"
+	case errors.Is(err, errUnconfirmed):
+		detail = "the e-mail address is not confirmed"
 	case !errors.Is(err, ErrBadLogin):
-		detail = "the sign-in could not be checked"
+		detail = err.Error()
 	}
 	p.security(r, who, audit.Event{Type: audit.AuthenticationType, Subtype: audit.Login, Outcome: audit.Minor, Detail: detail})
-	if errors.Is(err, errLockedNow) {
-		p.security(r, who, audit.Event{Subtype: audit.Lockout, Detail: "locked after repeated failed sign-ins"})
+	if paused != nil && paused.Started {
+		p.security(r, who, audit.Event{Subtype: audit.Lockout, Detail: "sign-in paused after repeated failures"})
 	}
 }
 

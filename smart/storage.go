@@ -27,6 +27,16 @@ const (
 	kindPending = "pending"
 	kindLaunch  = "launch"
 	kindKey     = "key"
+	// Accounts: the e-mail and proxy indexes, pending sign-ins, sign-in
+	// throttles, single-use codes and links.
+	kindEmail      = "email"
+	kindProxyOf    = "proxyof"
+	kindSignIn     = "signin"
+	kindThrottle   = "throttle"
+	kindActivation = "activation"
+	kindConfirm    = "confirm"
+	kindReset      = "reset"
+	kindInvite     = "invite"
 )
 
 // storage implements fosite's storage interfaces over store.AuthStore, in

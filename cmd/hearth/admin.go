@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,7 +22,7 @@ import (
 // userCmd: hearth user add|link|unlink …
 func userCmd(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: hearth user add|link|unlink --username U …")
+		return errors.New("usage: hearth user add|link|unlink|disable|enable|revoke-tokens --username U …")
 	}
 	sub := args[0]
 	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
@@ -72,9 +73,83 @@ func userCmd(args []string) error {
 			return err
 		}
 		fmt.Printf("user %s no longer acts for Patient/%s\n", *username, pid)
+	case "disable", "enable", "revoke-tokens":
+		return userAccessCmd(ctx, st, sub, *username)
 	default:
-		return fmt.Errorf("unknown user command %q (add, link, unlink)", sub)
+		return fmt.Errorf("unknown user command %q (add, link, unlink, disable, enable, revoke-tokens)", sub)
 	}
+	return nil
+}
+
+// userAccessCmd is the operator's say over an account: disable it (no
+// sign-in, every session and token ended), enable it again, or end its
+// sessions and tokens and leave it working.
+func userAccessCmd(ctx context.Context, st store.Store, sub, username string) error {
+	acc := smart.NewAccounts(st)
+	u, err := acc.Get(ctx, username)
+	if err != nil {
+		return fmt.Errorf("user %q: %w", username, err)
+	}
+	if sub != "revoke-tokens" {
+		u.Disabled = sub == "disable"
+		if err := acc.Put(ctx, u); err != nil {
+			return err
+		}
+	}
+	if sub != "enable" {
+		p, err := adminProvider(st)
+		if err != nil {
+			return err
+		}
+		if err := p.RevokeUser(ctx, username); err != nil {
+			return err
+		}
+	}
+	action, detail := "U", map[string]string{"disable": "account disabled by the operator; sessions and tokens revoked",
+		"enable": "account enabled by the operator", "revoke-tokens": "the operator revoked the account's sessions and tokens"}[sub]
+	if err := recordAccountChange(ctx, st, audit.AccountChanged, action, detail, u.Patient, ""); err != nil {
+		return err
+	}
+	fmt.Printf("user %s: %s\n", username, detail)
+	return nil
+}
+
+// activationCmd: hearth activation issue --patient Patient/ID [--expires 30d]
+func activationCmd(args []string) error {
+	if len(args) == 0 || args[0] != "issue" {
+		return errors.New("usage: hearth activation issue --patient Patient/ID [--expires 30d]")
+	}
+	fs := flag.NewFlagSet("activation issue", flag.ContinueOnError)
+	data := fs.String("data", "./hearth-data", "data directory of the embedded store")
+	storeKind := fs.String("store", "sqlite", "storage backend: sqlite or a mongodb:// URL")
+	patient := fs.String("patient", "", "Patient/ID the code signs up")
+	expires := fs.String("expires", "30d", "how long the code works: days (30d) or a duration (72h)")
+	st, err := parseAndOpen(fs, args[1:], storeKind, data)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ttl, err := smart.ParseTTL(*expires)
+	if err != nil {
+		return fmt.Errorf("--expires: %w", err)
+	}
+	pid := strings.TrimPrefix(*patient, "Patient/")
+	if pid == "" {
+		return errors.New("--patient Patient/ID is required")
+	}
+	p, err := adminProvider(st)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	code, until, err := p.IssueActivation(ctx, pid, ttl, "operator")
+	if err != nil {
+		return err
+	}
+	if err := recordAccountChange(ctx, st, audit.AccountChanged, "C", "activation code issued", pid, ""); err != nil {
+		return err
+	}
+	fmt.Printf("activation code for Patient/%s: %s (single use, until %s)\n", pid, code, until.Format(time.RFC3339))
 	return nil
 }
 
@@ -196,8 +271,11 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 const (
 	demoPatientUser = "patient"
 	demoProxyUser   = "parent"
-	demoPassword    = "hearth-demo"
+	demoPassword    = "warm-hearth-demo"
 	demoClient      = "demo-app"
+	// demoActivationCode signs up the fourth demo patient (published:
+	// demo data only).
+	demoActivationCode = "DEMO0-HEART-H2026"
 	// demoBackend is a confidential client for curl: client_credentials
 	// with a secret, system/ scopes. Demo data only.
 	demoBackend       = "demo-backend"
@@ -207,20 +285,12 @@ const (
 // seedAccounts creates the demo users and the public demo client.
 func seedAccounts(st store.Store, door *interact.Door) error {
 	ctx := context.Background()
-	q, err := fhir.ParseSearch("Patient", url.Values{"_sort": {"_id"}, "_count": {"3"}, "_total": {"none"}}, fhir.SearchOptions{DefaultCount: 3, MaxCount: 3})
-	if err != nil {
-		return err
-	}
 	records := door.Unrestricted(operator)
-	page, err := records.Search(ctx, q, "")
+	ids, err := demoPatients(ctx, records)
 	if err != nil {
 		return err
 	}
-	var ids []string
-	for _, r := range page.Matches {
-		ids = append(ids, r.ID)
-	}
-	if len(ids) < 3 {
+	if len(ids) < 4 {
 		return nil // no demo patients, no demo users
 	}
 	acc := smart.NewAccounts(st)
@@ -236,6 +306,15 @@ func seedAccounts(st store.Store, door *interact.Door) error {
 		}
 	}
 	if err := seedClinic(ctx, records, ids[0]); err != nil {
+		return err
+	}
+	// The fourth patient has no account: the README signs them up with
+	// the demo's published activation code.
+	p, err := smart.New(ctx, smart.Config{FHIRBase: "http://localhost/fhir"}, st, records, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	if _, _, err := p.IssueActivationCode(ctx, ids[3], demoActivationCode, 365*24*time.Hour, "demo seed"); err != nil {
 		return err
 	}
 	// The demo app is a SMART app served at http://localhost:8000 (any:
@@ -297,6 +376,24 @@ func seedClinic(ctx context.Context, records *interact.Session, patient string) 
 	return nil
 }
 
+// demoPatients are the first four patients by id: the demo patient, the
+// proxy's two, and one to sign up.
+func demoPatients(ctx context.Context, records *interact.Session) ([]string, error) {
+	q, err := fhir.ParseSearch("Patient", url.Values{"_sort": {"_id"}, "_count": {"4"}, "_total": {"none"}}, fhir.SearchOptions{DefaultCount: 4, MaxCount: 4})
+	if err != nil {
+		return nil, err
+	}
+	page, err := records.Search(ctx, q, "")
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, r := range page.Matches {
+		ids = append(ids, r.ID)
+	}
+	return ids, nil
+}
+
 func printDemoAccounts(st store.Store) {
 	u, err := smart.NewAccounts(st).Get(context.Background(), demoPatientUser)
 	if err != nil {
@@ -310,6 +407,18 @@ func printDemoAccounts(st store.Store) {
 			fmt.Fprintf(os.Stderr, " Patient/%s", l.Patient)
 		}
 		fmt.Fprintln(os.Stderr)
+	}
+	if ids, err := demoPatients(context.Background(), interact.New(st, interact.Config{}).Unrestricted(operator)); err == nil && len(ids) == 4 {
+		born := "?"
+		if r, err := interact.New(st, interact.Config{}).Unrestricted(operator).Read(context.Background(), "Patient", ids[3]); err == nil {
+			var pt struct {
+				BirthDate string `json:"birthDate"`
+			}
+			if json.Unmarshal(r.JSON, &pt) == nil {
+				born = pt.BirthDate
+			}
+		}
+		fmt.Fprintf(os.Stderr, "Sign up at /account/signup: activation code %s with birth date %s (Patient/%s; single use)\n", demoActivationCode, born, ids[3])
 	}
 	fmt.Fprintf(os.Stderr, "Demo public client: %s (redirect http://localhost:8000/callback, PKCE S256)\n", demoClient)
 	fmt.Fprintf(os.Stderr, "Demo backend client for curl: %s / %s (client_credentials, system/ scopes)\n\n", demoBackend, demoBackendSecret)

@@ -38,6 +38,8 @@ func main() {
 		err = userCmd(os.Args[2:])
 	case "client":
 		err = clientCmd(os.Args[2:])
+	case "activation":
+		err = activationCmd(os.Args[2:])
 	case "import":
 		err = importCmd(os.Args[2:])
 	case "generate":
@@ -79,6 +81,8 @@ Usage:
          [--launch-client ID --redirect-uri URL --username U --password P]   (any FHIR R4 server)
   hearth user add --username U --password P [--patient Patient/ID]
   hearth user link|unlink --username U --patient Patient/ID   (proxy access)
+  hearth user disable|enable|revoke-tokens --username U
+  hearth activation issue --patient Patient/ID [--expires 30d]   (a sign-up code for the patient)
   hearth client add --id ID --redirect-uri URI [--public] [--secret S] [--jwks-url U] [--backend]
   hearth audit [--data DIR | --store mongodb://…] [--patient ID] [--user U] [--client C] [--since T] [--until T]
                [--outcome success|failure] [--subtype S] [--format table|ndjson]   (the audit trail; while serving too)

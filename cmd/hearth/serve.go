@@ -55,6 +55,8 @@ func serveCmd(args []string) error {
 	releaseDelay := fs.String("release-delay", "", "how long final results of a category wait for a clinician's $release before patients see them, e.g. laboratory=72h,imaging=0,clinical-note=24h (categories not named: at once)")
 	validateProfiles := fs.Bool("validate-profiles", false, "check every written resource against the profiles it claims in meta.profile (the bundled US Core 5.0.1 profiles); one that does not conform is refused")
 	proxyAge := fs.Int("proxy-restricted-age", 12, "age from which a proxy no longer sees the patient's restricted and sensitive records (-1: never)")
+	var acct accountFlags
+	acct.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -181,8 +183,14 @@ func serveCmd(args []string) error {
 	var auth *smart.Provider
 	if *open {
 		log.Warn("--open: the API is served WITHOUT authorization; never use this with real patient data")
-	} else if auth, err = smart.New(context.Background(), smart.Config{FHIRBase: *baseURL, ProxyRestrictedAge: *proxyAge, Registration: *registration, Audit: security}, st, door.Unrestricted(authorizationServer), log); err != nil {
-		return err
+	} else {
+		scfg := smart.Config{FHIRBase: *baseURL, ProxyRestrictedAge: *proxyAge, Registration: *registration, Audit: security}
+		if err := acct.apply(&scfg, log); err != nil {
+			return err
+		}
+		if auth, err = smart.New(context.Background(), scfg, st, door.Unrestricted(authorizationServer), log); err != nil {
+			return err
+		}
 	}
 	handler.set(server.New(server.Config{
 		BaseURL:        *baseURL,

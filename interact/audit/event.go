@@ -140,6 +140,11 @@ type source struct {
 	Type     []coding  `json:"type"`
 }
 
+// UserAgent is how the trail indexes an account among the agents of its
+// security events (sign-ins, account changes), so that the account's own
+// page finds them; it is no FHIR reference.
+func UserAgent(username string) string { return "urn:hearth:user:" + username }
+
 // ClientDevice is how the trail names a client app among the agents: a
 // Device with the client's id, which AuditEvent?agent= finds.
 func ClientDevice(client string) string { return "Device/" + client }
@@ -202,6 +207,9 @@ func Facts(a Agent, e Event, at time.Time) store.AuditRecord {
 	}
 	if a.Client != "" {
 		rec.Agents = append(rec.Agents, ClientDevice(a.Client))
+	}
+	if a.User != "" && e.Type != "rest" {
+		rec.Agents = append(rec.Agents, UserAgent(a.User))
 	}
 	size := 64 + len(a.User) + len(a.FHIRUser) + len(a.Client) + len(a.Patient) + len(a.Address) + len(a.RequestID) + len(e.Detail) + len(e.Query)
 	rec.Data = appendFacts(make([]byte, 0, size), facts{User: a.User, FHIRUser: a.FHIRUser, Client: a.Client, Patient: a.Patient,
