@@ -46,8 +46,8 @@ type User struct {
 	TOTP string `json:"totp,omitempty"`
 	// TOTPStep is the time step of the last code accepted: a code is
 	// good once.
-	TOTPStep int64 `json:"totpStep,omitempty"`
-	Created time.Time `json:"created,omitzero"`
+	TOTPStep int64     `json:"totpStep,omitempty"`
+	Created  time.Time `json:"created,omitzero"`
 }
 
 // Link is one proxy relationship.

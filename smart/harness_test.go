@@ -28,9 +28,14 @@ import (
 	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/server"
 	"github.com/hearth-fhir/hearth/smart"
+	"github.com/hearth-fhir/hearth/smart/mail"
+	"github.com/hearth-fhir/hearth/smart/mail/mailtest"
 	"github.com/hearth-fhir/hearth/store"
 	"github.com/hearth-fhir/hearth/store/sqlite"
 )
+
+// passwords are the test users' own passwords, where not password.
+var passwords = map[string]string{"newbie": "lantern-orchid-fjord", "helper": "saffron-glacier-pond"}
 
 // env is a running Hearth with authorization on, over a real SQLite file:
 // three patients (alice; kid1 and kid2, whose parent is a proxy), their
@@ -43,6 +48,7 @@ type env struct {
 	provider *smart.Provider
 	records  *interact.Session // unrestricted: the test's own setup
 	parentRP map[string]string // patient → RelatedPerson id of the parent's link
+	mail     *mailtest.Server  // receives the account e-mails
 }
 
 const (
@@ -61,8 +67,9 @@ func newEnv(t *testing.T) *env {
 	return newEnvOn(t, st)
 }
 
-// newEnvOn is the environment over a store of the test's choosing.
-func newEnvOn(t *testing.T, st store.Store) *env {
+// newEnvOn is the environment over a store of the test's choosing; opts
+// change the authorization server's configuration.
+func newEnvOn(t *testing.T, st store.Store, opts ...func(*smart.Config)) *env {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -77,7 +84,16 @@ func newEnvOn(t *testing.T, st store.Store) *env {
 	t.Cleanup(trail.Close)
 	door := interact.New(st, interact.Config{BaseURL: e.base, Audit: trail})
 	e.records = door.Unrestricted(audit.Agent{})
-	e.provider, err = smart.New(ctx, smart.Config{FHIRBase: e.base, Audit: trail}, st, e.records, log)
+	e.mail = mailtest.Start(t)
+	sender, err := mail.NewSMTP(e.mail.URL, "Hearth <noreply@hearth.test>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := smart.Config{FHIRBase: e.base, Audit: trail, Mail: sender}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	e.provider, err = smart.New(ctx, cfg, st, e.records, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +201,7 @@ func (b *browser) get(u string) page {
 	return b.do(req)
 }
 
-var hiddenRe = regexp.MustCompile(`name="(pending|csrf)" value="([^"]*)"`)
+var hiddenRe = regexp.MustCompile(`type="hidden" name="(pending|csrf|signin|t|return)" value="([^"]*)"`)
 
 // submit posts the page's form with the hidden fields plus fields.
 func (b *browser) submit(action string, p page, fields url.Values) page {
@@ -194,7 +210,7 @@ func (b *browser) submit(action string, p page, fields url.Values) page {
 	for _, m := range hiddenRe.FindAllStringSubmatch(p.body, -1) {
 		form.Set(m[1], htmlUnescape(m[2]))
 	}
-	if form.Get("pending") == "" {
+	if form.Get("pending") == "" && form.Get("csrf") == "" {
 		b.t.Fatalf("no form on the page (%d): %.300s", p.status, p.body)
 	}
 	for k, v := range fields {
@@ -230,7 +246,11 @@ func (e *env) authorize(b *browser, cfg *oauth2.Config, user, pick string, untic
 	p := b.get(u)
 	action := e.root + "/oauth2/interact"
 	if strings.Contains(p.body, `name="password"`) {
-		p = b.submit(action, p, url.Values{"step": {"login"}, "username": {user}, "password": {password}})
+		pw := password
+		if own, ok := passwords[user]; ok {
+			pw = own
+		}
+		p = b.submit(action, p, url.Values{"step": {"login"}, "username": {user}, "password": {pw}})
 	}
 	if strings.Contains(p.body, `name="patient"`) {
 		if pick == "" {

@@ -131,7 +131,11 @@ type pickPatient struct {
 
 type scopeChoice struct{ Value, Label string }
 
-type totpEnrollment struct{ Secret, URL, QR string }
+type totpEnrollment struct {
+	Secret, URL string
+	// QR is a data: URL Hearth made itself, so marked safe for src.
+	QR template.URL
+}
 
 func (d *pageData) fieldError(name, msg string) {
 	if d.FieldErrors == nil {

@@ -125,10 +125,12 @@ func (p *Provider) signInStep(w http.ResponseWriter, r *http.Request, f signInFo
 		st.Method += "+totp"
 	case "change":
 		d := p.stagePage(u, key, st, f)
-		if !p.newPasswordFrom(r, u, &d) || u.passwordMatches(r.PostForm.Get("new_password")) {
-			if d.FieldErrors == nil {
-				d.fieldError("new_password", "Choose a password you have not used here before.")
-			}
+		if u.passwordMatches(r.PostForm.Get("new_password")) {
+			d.fieldError("new_password", "Choose a password other than your old one.")
+			p.render(w, http.StatusBadRequest, "change", d)
+			return nil, ""
+		}
+		if !p.newPasswordFrom(r, u, &d) {
 			p.render(w, http.StatusBadRequest, "change", d)
 			return nil, ""
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/subtle"
 	"encoding/base64"
+	"html/template"
 	"image/png"
 	"net/url"
 	"time"
@@ -41,7 +42,7 @@ func (p *Provider) totpEnrollment(username, secret string) *totpEnrollment {
 	}
 	var buf bytes.Buffer
 	if png.Encode(&buf, img) == nil {
-		e.QR = "data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes())
+		e.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes()))
 	}
 	return e
 }

@@ -30,12 +30,12 @@ const (
 // Policy errors name the problem in words a person can act on; they never
 // repeat the password.
 var (
-	ErrTooShort = errors.New("use at least 12 characters")
-	ErrTooLong  = errors.New("use at most 72 bytes (about 72 letters)")
-	ErrCommon   = errors.New("this password is on a list of common passwords; choose another")
+	ErrTooShort  = errors.New("use at least 12 characters")
+	ErrTooLong   = errors.New("use at most 72 bytes (about 72 letters)")
+	ErrCommon    = errors.New("this password is on a list of common passwords; choose another")
 	ErrGuessable = errors.New("this password is too easy to guess (a word, a name, a date, a repeat or a sequence); a few unrelated words make a strong one")
-	ErrPersonal = errors.New("the password must not contain your username or e-mail address")
-	ErrEncoding = errors.New("the password is not valid text")
+	ErrPersonal  = errors.New("the password must not contain your username or e-mail address")
+	ErrEncoding  = errors.New("the password is not valid text")
 )
 
 // common is zxcvbn's list of passwords seen most often in breaches.
