@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -409,16 +408,9 @@ func printDemoAccounts(st store.Store) {
 		fmt.Fprintln(os.Stderr)
 	}
 	if ids, err := demoPatients(context.Background(), interact.New(st, interact.Config{}).Unrestricted(operator)); err == nil && len(ids) == 4 {
-		born := "?"
-		if r, err := interact.New(st, interact.Config{}).Unrestricted(operator).Read(context.Background(), "Patient", ids[3]); err == nil {
-			var pt struct {
-				BirthDate string `json:"birthDate"`
-			}
-			if json.Unmarshal(r.JSON, &pt) == nil {
-				born = pt.BirthDate
-			}
-		}
-		fmt.Fprintf(os.Stderr, "Sign up at /account/signup: activation code %s with birth date %s (Patient/%s; single use)\n", demoActivationCode, born, ids[3])
+		// The birth date the sign-up asks is the patient's: the README
+		// gives the demo's, the log gives none.
+		fmt.Fprintf(os.Stderr, "Sign up at /account/signup: activation code %s, for Patient/%s (single use; the README gives the birth date)\n", demoActivationCode, ids[3])
 	}
 	fmt.Fprintf(os.Stderr, "Demo public client: %s (redirect http://localhost:8000/callback, PKCE S256)\n", demoClient)
 	fmt.Fprintf(os.Stderr, "Demo backend client for curl: %s / %s (client_credentials, system/ scopes)\n\n", demoBackend, demoBackendSecret)

@@ -208,15 +208,16 @@ func (k *kit) exchangeCode(tokenURL, code, verifier string) (map[string]any, err
 	return k.lastToken, nil
 }
 
-// fillForm reads the page's first form and makes the request submitting
-// it: credentials into the sign-in fields, every other field as the page
+// fillForm reads the page's first form that does not sign out (a page
+// may carry a sign-out form in its header) and makes the request
+// submitting it: credentials into the sign-in fields, every other field as the page
 // set it, and the allowing button where there is a choice.
 func (k *kit) fillForm(page *url.URL, body []byte) (*http.Request, error) {
 	doc, err := html.Parse(strings.NewReader(string(body)))
 	if err != nil {
 		return nil, err
 	}
-	form := findElement(doc, "form")
+	form := firstForm(doc)
 	if form == nil {
 		return nil, fmt.Errorf("the page has no form")
 	}
@@ -281,12 +282,21 @@ func (k *kit) fillForm(page *url.URL, body []byte) (*http.Request, error) {
 	return req, nil
 }
 
-func findElement(n *html.Node, tag string) *html.Node {
+// firstForm is the page's first form other than a sign-out form.
+func firstForm(doc *html.Node) *html.Node {
 	var found *html.Node
-	walk(n, func(c *html.Node) {
-		if found == nil && c.Type == html.ElementNode && c.Data == tag {
-			found = c
+	walk(doc, func(n *html.Node) {
+		if found != nil || n.Type != html.ElementNode || n.Data != "form" {
+			return
 		}
+		action := strings.ToLower(attr(n, "action"))
+		words := strings.ToLower(text(n))
+		for _, out := range []string{"logout", "log out", "signout", "sign out", "sign-out"} {
+			if strings.Contains(action, out) || strings.Contains(words, out) && !strings.Contains(words, "password") {
+				return
+			}
+		}
+		found = n
 	})
 	return found
 }
