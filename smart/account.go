@@ -47,6 +47,8 @@ func (p *Provider) AccountRoutes() http.Handler {
 	r.Get("/invite", p.invitePage)
 	r.Post("/invite", p.acceptInvite)
 	r.Post("/api/activation", p.activationAPI)
+	r.Get("/passkey.js", servePasskeyScript)
+	r.Post("/passkey/options", p.passkeyLoginOptions)
 	r.Group(func(r chi.Router) {
 		r.Use(p.requireSession)
 		r.Get("/", p.accountHome)
@@ -60,6 +62,9 @@ func (p *Provider) AccountRoutes() http.Handler {
 		r.Post("/proxies/revoke", p.revokeProxy)
 		r.Post("/proxies/renew", p.renewProxy)
 		r.Post("/deactivate", p.deactivate)
+		r.Post("/passkeys/options", p.passkeyRegisterOptions)
+		r.Post("/passkeys/add", p.passkeyRegister)
+		r.Post("/passkeys/remove", p.passkeyRemove)
 	})
 	return r
 }
@@ -209,6 +214,7 @@ type accountView struct {
 	Username, Email string
 	PasswordChanged time.Time
 	HasTOTP         bool
+	Passkeys        []passkeyView
 	Apps            []connectedApp
 	Proxies         []proxyView
 	// ProxiesHidden says why a minor does not see their proxies.
@@ -217,6 +223,11 @@ type accountView struct {
 	Relationships []scopeChoice
 	Acting        []actingView
 	SignIns       []signInView
+}
+
+type passkeyView struct {
+	ID, Name          string
+	Created, LastUsed time.Time
 }
 
 type proxyView struct {
@@ -242,6 +253,9 @@ func (p *Provider) accountPage(ctx context.Context, s *signedIn) pageData {
 	u := s.user
 	v := &accountView{Username: u.Username, Email: u.Email, PasswordChanged: u.PasswordChanged, HasTOTP: u.TOTP != ""}
 	v.Apps, _ = p.connectedApps(ctx, u.Username)
+	for _, pk := range u.Passkeys {
+		v.Passkeys = append(v.Passkeys, passkeyView{ID: b64(pk.Credential.ID), Name: pk.Name, Created: pk.Created, LastUsed: pk.LastUsed})
+	}
 	if u.Patient != "" {
 		age, known := p.patientAge(ctx, u.Patient)
 		switch {
@@ -299,6 +313,8 @@ var accountNotices = map[string]string{
 	"proxy-revoked":  "Their access is ended.",
 	"proxy-renewed":  "Their access goes on.",
 	"invite-taken":   "You can now open their record.",
+	"passkey":         "The passkey is added: you can sign in with it.",
+	"passkey-removed": "The passkey is removed.",
 	"email-verified": "Your e-mail address is confirmed.",
 }
 

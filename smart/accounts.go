@@ -46,8 +46,12 @@ type User struct {
 	TOTP string `json:"totp,omitempty"`
 	// TOTPStep is the time step of the last code accepted: a code is
 	// good once.
-	TOTPStep int64     `json:"totpStep,omitempty"`
-	Created  time.Time `json:"created,omitzero"`
+	TOTPStep int64 `json:"totpStep,omitempty"`
+	// PasskeyHandle is the account's WebAuthn user handle (random, not
+	// the username); Passkeys its registered authenticators.
+	PasskeyHandle []byte    `json:"passkeyHandle,omitempty"`
+	Passkeys      []Passkey `json:"passkeys,omitempty"`
+	Created       time.Time `json:"created,omitzero"`
 }
 
 // Link is one proxy relationship.

@@ -65,9 +65,7 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	ar, err := p.oauth.NewAuthorizeRequest(ctx, r)
 	if err != nil {
-		// fosite redirects only when client and redirect_uri are valid;
-		// otherwise the error is shown here, never sent to an unchecked URI.
-		p.oauth.WriteAuthorizeError(ctx, w, ar, err)
+		p.authorizeError(w, r, ar, err)
 		return
 	}
 	form := ar.GetRequestForm()
@@ -96,6 +94,23 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: pend.CSRF, Path: "/oauth2", HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
 	p.next(w, r, id, &pend, ar)
+}
+
+// authorizeError answers an authorization request that cannot go on. fosite
+// sends the error back to the app only when client and redirect_uri are
+// valid; otherwise it is shown here — never sent to an unchecked URI — as a
+// page a person can read, not fosite's JSON.
+func (p *Provider) authorizeError(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, err error) {
+	if ar != nil && ar.IsRedirectURIValid() {
+		p.oauth.WriteAuthorizeError(r.Context(), w, ar, err)
+		return
+	}
+	msg := "This app could not be connected: it is not registered here, or it asked to return to an address it did not register. Nothing was shared. Go back to the app, or tell its maker."
+	var rfc *fosite.RFC6749Error
+	if errors.As(err, &rfc) && rfc.ErrorField != "invalid_client" && rfc.ErrorField != "invalid_request" {
+		msg = "This app's request could not be accepted (" + rfc.ErrorField + "). Nothing was shared. Go back to the app and try again."
+	}
+	p.errorPage(w, http.StatusBadRequest, msg)
 }
 
 // useLaunch consumes a launch value: one use, one client.
@@ -209,11 +224,11 @@ func (p *Provider) interact(w http.ResponseWriter, r *http.Request) {
 	orig, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/oauth2/authorize?"+pend.Form.Encode(), nil)
 	ar, err := p.oauth.NewAuthorizeRequest(ctx, orig)
 	if err != nil {
-		p.oauth.WriteAuthorizeError(ctx, w, ar, err)
+		p.authorizeError(w, r, ar, err)
 		return
 	}
 	switch r.PostForm.Get("step") {
-	case "login", "totp", "enroll", "change":
+	case "login", "passkey", "totp", "enroll", "change":
 		if u, _ := p.signInStep(w, r, p.authorizeForm(id, &pend, ar.GetClient())); u != nil {
 			p.next(w, r, id, &pend, ar)
 		}

@@ -31,14 +31,11 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-// TestBrowserStandaloneLaunchWithFHIRClient runs the official SMART
-// JavaScript client (npm fhirclient) in headless Chromium: a standalone
-// launch against Hearth, sign-in as a proxy, the patient picker, consent,
-// and a read of the chosen patient with the token.
-func TestBrowserStandaloneLaunchWithFHIRClient(t *testing.T) {
-	exe := chromium(t)
-	e := newEnv(t)
-
+// fhirClientApp serves a SMART app built on the official JavaScript client
+// (npm fhirclient): launch.html starts a standalone launch of client with
+// scope; index.html finishes it and shows "READ Patient/<id>" in #result.
+// It returns the app's URL.
+func fhirClientApp(t *testing.T, e *env, client, scope string) string {
 	lib, err := os.ReadFile(filepath.Join("..", "testdata", "fhirclient", "fhir-client.min.js"))
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +56,7 @@ func TestBrowserStandaloneLaunchWithFHIRClient(t *testing.T) {
 			w.Write([]byte(`<!doctype html><html><head><title>loading</title><script src="/fhir-client.js"></script></head><body><script>` + script + `</script></body></html>`))
 		}
 	}
-	mux.HandleFunc("/launch.html", page(`FHIR.oauth2.authorize({clientId: "browser-app", scope: "launch/patient openid fhirUser patient/*.rs",
+	mux.HandleFunc("/launch.html", page(`FHIR.oauth2.authorize({clientId: "`+client+`", scope: "`+scope+`",
 		redirectUri: "`+app+`/index.html", iss: "`+e.base+`", pkceMode: "required"});`))
 	mux.HandleFunc("/index.html", page(`FHIR.oauth2.ready()
 		.then(function (c) { return c.request("Patient/" + c.patient.id); })
@@ -69,21 +66,36 @@ func TestBrowserStandaloneLaunchWithFHIRClient(t *testing.T) {
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	if err := e.provider.AddClient(context.Background(), &smart.Client{ID: "browser-app", Public: true, RedirectURIs: []string{app + "/index.html"}}, ""); err != nil {
+	if err := e.provider.AddClient(context.Background(), &smart.Client{ID: client, Name: "Health Diary", Public: true, RedirectURIs: []string{app + "/index.html"}}, ""); err != nil {
 		t.Fatal(err)
 	}
+	return app
+}
 
+// newChrome starts headless Chromium for one test.
+func newChrome(t *testing.T) context.Context {
+	exe := chromium(t)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe),
 		chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.Flag("disable-background-networking", true))
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
+	t.Cleanup(cancel)
 	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
+	t.Cleanup(cancel)
 	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
+	return ctx
+}
 
+// TestBrowserStandaloneLaunchWithFHIRClient runs the official SMART
+// JavaScript client (npm fhirclient) in headless Chromium: a standalone
+// launch against Hearth, sign-in as a proxy, the patient picker, consent,
+// and a read of the chosen patient with the token.
+func TestBrowserStandaloneLaunchWithFHIRClient(t *testing.T) {
+	e := newEnv(t)
+	app := fhirClientApp(t, e, "browser-app", "launch/patient openid fhirUser patient/*.rs")
+	ctx := newChrome(t)
 	var title string
-	err = chromedp.Run(ctx,
+	err := chromedp.Run(ctx,
 		chromedp.Navigate(app+"/launch.html"),
 		chromedp.WaitVisible(`input[name=username]`),
 		chromedp.SendKeys(`input[name=username]`, "parent"),

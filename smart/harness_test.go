@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -70,12 +71,18 @@ func newEnv(t *testing.T) *env {
 // newEnvOn is the environment over a store of the test's choosing; opts
 // change the authorization server's configuration.
 func newEnvOn(t *testing.T, st store.Store, opts ...func(*smart.Config)) *env {
+	return newEnvAt(t, st, "127.0.0.1", opts...)
+}
+
+// newEnvAt is the environment served under a host name of the test's
+// choosing (on the loopback address): passkeys need a name, not an IP.
+func newEnvAt(t *testing.T, st store.Store, host string, opts ...func(*smart.Config)) *env {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	root := "http://" + ln.Addr().String()
+	root := "http://" + host + ":" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	e := &env{t: t, base: root + "/fhir", root: root, st: st, parentRP: map[string]string{}}
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)

@@ -18,8 +18,21 @@ import (
 // WCAG 2.1 AA contrast (checked for the operator's colour at start), and a
 // layout that fits a 390 px phone.
 //
-//go:embed pages/*.html
+//go:embed pages/*.html pages/passkey.js
 var pageFiles embed.FS
+
+// servePasskeyScript serves the passkey ceremony's script, the pages' only
+// one.
+func servePasskeyScript(w http.ResponseWriter, r *http.Request) {
+	js, err := pageFiles.ReadFile("pages/passkey.js")
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Write(js)
+}
 
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"errFor": func(d pageData, name string) string { return d.FieldErrors[name] },
@@ -119,6 +132,8 @@ type pageData struct {
 	Offline     bool
 	// Sign-in steps.
 	Paused *PausedError
+	// Passkeys is set where the server offers passkeys.
+	Passkeys bool
 	TOTP   *totpEnrollment
 	// Account pages.
 	Account *accountView
@@ -153,7 +168,7 @@ func (d *pageData) keep(name, value string) {
 
 // page fills what every page shows.
 func (p *Provider) page(title string) pageData {
-	return pageData{Title: title, Brand: p.cfg.Brand, Root: p.root}
+	return pageData{Title: title, Brand: p.cfg.Brand, Root: p.root, Passkeys: p.passkeys != nil}
 }
 
 func (p *Provider) render(w http.ResponseWriter, status int, name string, d pageData) {
@@ -176,7 +191,9 @@ func (p *Provider) errorPage(w http.ResponseWriter, status int, msg string) {
 func renderPage(w http.ResponseWriter, status int, name string, d pageData) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self' http: https:; frame-ancestors 'none'; base-uri 'none'")
+	// Scripts only from Hearth itself (the passkey ceremony); forms may
+	// post back to an app's redirect URI.
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self' http: https:; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")

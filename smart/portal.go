@@ -73,7 +73,7 @@ func (p *Provider) portalInteract(w http.ResponseWriter, r *http.Request, id str
 		return
 	}
 	switch r.PostForm.Get("step") {
-	case "login", "totp", "enroll", "change":
+	case "login", "passkey", "totp", "enroll", "change":
 		if u, _ := p.signInStep(w, r, p.authorizeForm(id, pend, c)); u == nil {
 			return
 		}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-webauthn/webauthn/webauthn"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
 	"github.com/ory/fosite/handler/oauth2"
@@ -96,7 +97,10 @@ type Provider struct {
 	log      *slog.Logger
 	// hmac and storage check bearer tokens (Authenticate) without fosite's
 	// introspection, which would also accept a refresh token.
-	hmac    *oauth2.HMACSHAStrategy
+	// passkeys is the WebAuthn relying party; nil where the server's
+	// host is an IP address (browsers refuse one).
+	passkeys *webauthn.WebAuthn
+	hmac     *oauth2.HMACSHAStrategy
 	storage *storage
 	checked checkedTokens
 }
@@ -137,6 +141,9 @@ func New(ctx context.Context, cfg Config, st store.AuthStore, records PatientRea
 	}
 	p := &Provider{cfg: cfg, root: strings.TrimSuffix(cfg.FHIRBase, "/fhir"), st: st, records: records, keys: keys,
 		clients: &clientStore{st: st}, accounts: NewAccounts(st), log: log}
+	if p.passkeys, err = newPasskeys(p.root, cfg.Brand.name()); err != nil {
+		return nil, fmt.Errorf("passkeys: %w", err)
+	}
 	fc := &fosite.Config{
 		AccessTokenLifespan:         cfg.AccessTokenLifespan,
 		RefreshTokenLifespan:        365 * 24 * time.Hour,

@@ -49,8 +49,11 @@ const (
 func (p *Provider) signInStep(w http.ResponseWriter, r *http.Request, f signInForm) (*User, string) {
 	ctx := r.Context()
 	step := r.PostForm.Get("step")
-	if step == "login" {
+	switch step {
+	case "login":
 		return p.passwordStep(w, r, f)
+	case "passkey":
+		return p.passkeyStep(w, r, f)
 	}
 	key := r.PostForm.Get("signin")
 	rec, err := p.st.GetAuth(ctx, kindSignIn, sha(key))
@@ -203,7 +206,7 @@ func (p *Provider) nextStage(w http.ResponseWriter, r *http.Request, u *User, me
 			return nil, ""
 		}
 		st.Stage, st.Secret = "enroll", secret
-	case p.passwordExpired(u):
+	case method == "password" && p.passwordExpired(u):
 		st.Stage = "change"
 	default:
 		return p.startSession(w, r, u, method, f)

@@ -37,6 +37,10 @@ const (
 	kindConfirm    = "confirm"
 	kindReset      = "reset"
 	kindInvite     = "invite"
+	// Passkeys: a WebAuthn ceremony between its halves, and the lookup
+	// from a passkey's user handle to its account.
+	kindCeremony      = "webauthn"
+	kindPasskeyHandle = "passkeyhandle"
 )
 
 // storage implements fosite's storage interfaces over store.AuthStore, in
