@@ -304,18 +304,18 @@ func (p *Provider) accountHome(w http.ResponseWriter, r *http.Request) {
 // accountNotices are what the account page says after a change (its
 // ?done= names one; nothing else a link carries is shown).
 var accountNotices = map[string]string{
-	"email":          "We sent a link to your new address. Your e-mail changes when you open it.",
-	"password":       "Your password is changed. Other browsers were signed out.",
-	"totp":           "Two-step sign-in is on.",
-	"totp-off":       "Two-step sign-in is off.",
-	"app":            "The app's access is revoked.",
-	"invited":        "The invitation is sent.",
-	"proxy-revoked":  "Their access is ended.",
-	"proxy-renewed":  "Their access goes on.",
-	"invite-taken":   "You can now open their record.",
+	"email":           "We sent a link to your new address. Your e-mail changes when you open it.",
+	"password":        "Your password is changed. Other browsers were signed out.",
+	"totp":            "Two-step sign-in is on.",
+	"totp-off":        "Two-step sign-in is off.",
+	"app":             "The app's access is revoked.",
+	"invited":         "The invitation is sent.",
+	"proxy-revoked":   "Their access is ended.",
+	"proxy-renewed":   "Their access goes on.",
+	"invite-taken":    "You can now open their record.",
 	"passkey":         "The passkey is added: you can sign in with it.",
 	"passkey-removed": "The passkey is removed.",
-	"email-verified": "Your e-mail address is confirmed.",
+	"email-verified":  "Your e-mail address is confirmed.",
 }
 
 // done sends the browser back to the account page with a notice.

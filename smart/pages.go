@@ -134,7 +134,7 @@ type pageData struct {
 	Paused *PausedError
 	// Passkeys is set where the server offers passkeys.
 	Passkeys bool
-	TOTP   *totpEnrollment
+	TOTP     *totpEnrollment
 	// Account pages.
 	Account *accountView
 }

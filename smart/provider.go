@@ -101,8 +101,8 @@ type Provider struct {
 	// host is an IP address (browsers refuse one).
 	passkeys *webauthn.WebAuthn
 	hmac     *oauth2.HMACSHAStrategy
-	storage *storage
-	checked checkedTokens
+	storage  *storage
+	checked  checkedTokens
 }
 
 // PatientReader is all the authorization server reads of the FHIR data,
