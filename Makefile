@@ -24,8 +24,8 @@ run: build
 
 # Everything CI runs. The MongoDB tests run against FerretDB 1.24, which
 # the tests start from bin/ferretdb (built once from the module proxy).
-test: lint vuln bin/ferretdb
-	HEARTH_REQUIRE_MONGO=1 $(GO) test -count=1 ./...
+test: lint vuln bin/ferretdb bin/oidc-op
+	HEARTH_REQUIRE_MONGO=1 HEARTH_REQUIRE_OP=1 $(GO) test -count=1 ./...
 	@$(GO) test -count=1 -run 'TestHL7' -v ./fhir/fhirpath | grep -E 'suite: '
 
 # The MongoDB backend's tests alone (store suite, search table, OAuth state
@@ -36,6 +36,11 @@ test-mongo: bin/ferretdb
 # FerretDB, in its own module so that its dependencies stay out of ours.
 bin/ferretdb: store/mongo/ferretdb/main.go store/mongo/ferretdb/go.mod store/mongo/ferretdb/go.sum
 	cd store/mongo/ferretdb && $(GO) build -o ../../../bin/ferretdb .
+
+# A real OpenID Provider for the federated sign-in tests (zitadel/oidc's
+# example provider), in its own module too.
+bin/oidc-op: smart/oidctest/op/main.go smart/oidctest/op/go.mod smart/oidctest/op/go.sum
+	cd smart/oidctest/op && $(GO) build -o ../../../bin/oidc-op .
 
 GOIMPORTS := golang.org/x/tools/cmd/goimports@v0.52.0
 lint:

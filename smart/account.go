@@ -49,6 +49,9 @@ func (p *Provider) AccountRoutes() http.Handler {
 	r.Post("/api/activation", p.activationAPI)
 	r.Get("/passkey.js", servePasskeyScript)
 	r.Post("/passkey/options", p.passkeyLoginOptions)
+	r.Post("/federated/start", p.startFederated)
+	r.Get("/federated/callback", p.federatedCallback)
+	r.Post("/federated/link", p.linkFederated)
 	r.Group(func(r chi.Router) {
 		r.Use(p.requireSession)
 		r.Get("/", p.accountHome)

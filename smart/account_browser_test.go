@@ -8,11 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 
 	"github.com/hearth-fhir/hearth/smart"
+	"github.com/hearth-fhir/hearth/smart/oidctest"
 )
 
 // screenshots is where the browser tests leave their pictures of each
@@ -263,4 +265,66 @@ func TestBrowserPasskeySignIn(t *testing.T) {
 
 func smartAccount(e *env, name string) (*smart.User, error) {
 	return smart.NewAccounts(e.st).Get(context.Background(), name)
+}
+
+// TestBrowserFederatedSignInToLaunch: a patient whose health system runs
+// an OpenID provider (zitadel/oidc's example provider, a real one) signs
+// in through it from an app's launch; the first time Hearth asks for the
+// activation code that links the identity to the patient, the second time
+// the provider's sign-in is enough.
+func TestBrowserFederatedSignInToLaunch(t *testing.T) {
+	op := oidctest.Reserve(t)
+	e := newEnvAt(t, openSQLite(t), "localhost", func(c *smart.Config) {
+		c.Federation = &smart.Federation{Issuer: op.Issuer, ClientID: op.ClientID, ClientSecret: op.ClientSecret, Name: "General Hospital"}
+	})
+	op.Run(t, e.root+"/account/federated/callback")
+	e.adult("fedpat", "1975-11-30")
+	code, _, err := e.provider.IssueActivation(context.Background(), "fedpat", 0, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := fhirClientApp(t, e, "diary", "launch/patient openid fhirUser patient/*.rs")
+	dir := screenshots(t)
+	ctx := newChrome(t)
+	steps := runSteps(t, ctx)
+	providerSignIn := []chromedp.Action{
+		goTo(app + "/launch.html"),
+		chromedp.WaitVisible(`#federated-signin button`, chromedp.ByQuery),
+		chromedp.Click(`#federated-signin button`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#username`, chromedp.ByQuery), // the provider's own page
+		chromedp.SendKeys(`#username`, op.Username, chromedp.ByQuery),
+		chromedp.SendKeys(`#password`, op.Password, chromedp.ByQuery),
+		chromedp.Submit(`#password`, chromedp.ByQuery),
+	}
+	steps(providerSignIn...)
+	steps(
+		chromedp.WaitVisible(`#code`, chromedp.ByQuery),
+		shoot(t, dir, "federated-link"), noOverflow(t, "federated-link"),
+		chromedp.SendKeys(`#code`, "WRONG-CODE-00000", chromedp.ByQuery),
+		chromedp.SetValue(`#birth-date`, "1975-11-30", chromedp.ByQuery),
+		chromedp.Click(`main button[type=submit]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#code-error`, chromedp.ByQuery),
+		chromedp.SetValue(`#code`, code, chromedp.ByQuery),
+		chromedp.SetValue(`#birth-date`, "1975-11-30", chromedp.ByQuery),
+		chromedp.Click(`main button[type=submit]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`button[value=allow]`, chromedp.ByQuery),
+		chromedp.Click(`button[value=allow]`, chromedp.ByQuery),
+	)
+	var result string
+	steps(chromedp.WaitVisible(`#result`, chromedp.ByQuery), chromedp.Text(`#result`, &result, chromedp.ByQuery))
+	if !strings.HasPrefix(result, "READ Patient/fedpat") {
+		t.Fatalf("the app showed %q", result)
+	}
+	// Later: the provider's sign-in alone, in a browser Hearth forgot.
+	steps(network.ClearBrowserCookies())
+	steps(providerSignIn...)
+	steps(
+		chromedp.WaitVisible(`button[value=allow]`, chromedp.ByQuery),
+		chromedp.Click(`button[value=allow]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#result`, chromedp.ByQuery),
+		chromedp.Text(`#result`, &result, chromedp.ByQuery),
+	)
+	if !strings.HasPrefix(result, "READ Patient/fedpat") {
+		t.Fatalf("the second sign-in: the app showed %q", result)
+	}
 }

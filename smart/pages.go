@@ -132,8 +132,10 @@ type pageData struct {
 	Offline     bool
 	// Sign-in steps.
 	Paused *PausedError
-	// Passkeys is set where the server offers passkeys.
-	Passkeys bool
+	// Passkeys is set where the server offers passkeys; Federated names
+	// the OpenID provider patients may sign in with.
+	Passkeys  bool
+	Federated string
 	TOTP     *totpEnrollment
 	// Account pages.
 	Account *accountView
@@ -168,7 +170,11 @@ func (d *pageData) keep(name, value string) {
 
 // page fills what every page shows.
 func (p *Provider) page(title string) pageData {
-	return pageData{Title: title, Brand: p.cfg.Brand, Root: p.root, Passkeys: p.passkeys != nil}
+	d := pageData{Title: title, Brand: p.cfg.Brand, Root: p.root, Passkeys: p.passkeys != nil}
+	if p.fed != nil {
+		d.Federated = p.fed.cfg.Name
+	}
+	return d
 }
 
 func (p *Provider) render(w http.ResponseWriter, status int, name string, d pageData) {

@@ -23,7 +23,7 @@ func (p *Provider) portalLaunch(w http.ResponseWriter, r *http.Request) {
 		p.errorPage(w, http.StatusInternalServerError, "The app could not be opened; try again.")
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: pend.CSRF, Path: "/oauth2", HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
+	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: pend.CSRF, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
 	p.portalNext(w, r, id, &pend, c)
 }
 

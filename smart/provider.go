@@ -8,6 +8,7 @@ package smart
 import (
 	"context"
 	"crypto"
+	"errors"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
@@ -78,6 +79,9 @@ type Config struct {
 	Mail mail.Sender
 	// Brand is the operator's name, logo and colour on the pages.
 	Brand Brand
+	// Federation, if set, lets patients sign in through the health
+	// system's OpenID provider.
+	Federation *Federation
 	// Audit records the security events: sign-ins, lockouts, consents,
 	// tokens issued, refreshed, refused and revoked, registrations. Nil:
 	// none are recorded (tests, tools).
@@ -100,7 +104,9 @@ type Provider struct {
 	// passkeys is the WebAuthn relying party; nil where the server's
 	// host is an IP address (browsers refuse one).
 	passkeys *webauthn.WebAuthn
-	hmac     *oauth2.HMACSHAStrategy
+	// fed is the relying party of federated sign-in, if configured.
+	fed  *federation
+	hmac *oauth2.HMACSHAStrategy
 	storage  *storage
 	checked  checkedTokens
 }
@@ -141,6 +147,15 @@ func New(ctx context.Context, cfg Config, st store.AuthStore, records PatientRea
 	}
 	p := &Provider{cfg: cfg, root: strings.TrimSuffix(cfg.FHIRBase, "/fhir"), st: st, records: records, keys: keys,
 		clients: &clientStore{st: st}, accounts: NewAccounts(st), log: log}
+	if f := cfg.Federation; f != nil {
+		if f.Issuer == "" || f.ClientID == "" {
+			return nil, errors.New("federated sign-in needs the provider's issuer URL and a client id")
+		}
+		if f.Name == "" {
+			f.Name = "your health system's account"
+		}
+		p.fed = &federation{cfg: *f}
+	}
 	if p.passkeys, err = newPasskeys(p.root, cfg.Brand.name()); err != nil {
 		return nil, fmt.Errorf("passkeys: %w", err)
 	}
@@ -238,6 +253,7 @@ func (p *Provider) Routes() http.Handler {
 	r.Get("/style.json", p.style)
 	r.Get("/launch", p.portalLaunch)
 	r.Post("/logout", p.logout)
+	r.Get("/resume", p.resume)
 	return r
 }
 

@@ -41,6 +41,12 @@ const (
 	// from a passkey's user handle to its account.
 	kindCeremony      = "webauthn"
 	kindPasskeyHandle = "passkeyhandle"
+	// Federated sign-in: a sign-in gone to the provider, a first one
+	// waiting for its activation code, and the link from an external
+	// identity to its account.
+	kindFederated     = "federated"
+	kindFederatedLink = "federatedlink"
+	kindFederatedID   = "federatedid"
 )
 
 // storage implements fosite's storage interfaces over store.AuthStore, in

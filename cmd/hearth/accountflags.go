@@ -20,6 +20,8 @@ type accountFlags struct {
 	idle, lifetime, passwordMaxAge   time.Duration
 	proxyMFA, teenManagesProxies     bool
 	brandName, brandLogo, brandColor string
+	oidcIssuer, oidcClientID         string
+	oidcClientSecret, oidcName       string
 }
 
 func (a *accountFlags) register(fs *flag.FlagSet) {
@@ -33,6 +35,10 @@ func (a *accountFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.brandName, "brand-name", "Hearth", "the health system's name on the sign-in and account pages")
 	fs.StringVar(&a.brandLogo, "brand-logo", "", "a PNG, JPEG or SVG logo file for the pages")
 	fs.StringVar(&a.brandColor, "brand-color", "", "accent colour #rrggbb of the pages (white text on it must meet WCAG AA 4.5:1)")
+	fs.StringVar(&a.oidcIssuer, "oidc-issuer", "", "issuer URL of the health system's OpenID provider patients may sign in with (federated sign-in)")
+	fs.StringVar(&a.oidcClientID, "oidc-client-id", "", "Hearth's client id at --oidc-issuer (redirect URI: BASE/account/federated/callback)")
+	fs.StringVar(&a.oidcClientSecret, "oidc-client-secret", "", "Hearth's client secret at --oidc-issuer")
+	fs.StringVar(&a.oidcName, "oidc-name", "", "the provider's name on the sign-in button (\"Sign in with NAME\")")
 }
 
 func (a *accountFlags) apply(c *smart.Config, log *slog.Logger) error {
@@ -51,6 +57,9 @@ func (a *accountFlags) apply(c *smart.Config, log *slog.Logger) error {
 		if len(a.brandLogo) > 4 && a.brandLogo[len(a.brandLogo)-4:] == ".svg" {
 			c.Brand.LogoType = "image/svg+xml"
 		}
+	}
+	if a.oidcIssuer != "" {
+		c.Federation = &smart.Federation{Issuer: a.oidcIssuer, ClientID: a.oidcClientID, ClientSecret: a.oidcClientSecret, Name: a.oidcName}
 	}
 	if a.smtp == "" {
 		log.Warn("no --smtp: account e-mails (with their sign-in links) are written to the log; development only")
