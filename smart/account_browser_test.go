@@ -15,6 +15,9 @@ import (
 
 	"github.com/hearth-fhir/hearth/smart"
 	"github.com/hearth-fhir/hearth/smart/oidctest"
+	"github.com/hearth-fhir/hearth/store"
+	"github.com/hearth-fhir/hearth/store/mongo"
+	"github.com/hearth-fhir/hearth/store/mongo/mongotest"
 )
 
 // screenshots is where the browser tests leave their pictures of each
@@ -212,9 +215,21 @@ func TestBrowserSignUpToFirstLaunch(t *testing.T) {
 
 // TestBrowserPasskeySignIn: a patient adds a passkey on their account page
 // (Chromium's virtual authenticator stands in for Touch ID), signs out,
-// and signs in to an app with the passkey alone.
+// and signs in to an app with the passkey alone; on SQLite and MongoDB.
 func TestBrowserPasskeySignIn(t *testing.T) {
-	e := newEnvAt(t, openSQLite(t), "localhost")
+	t.Run("sqlite", func(t *testing.T) { passkeySignIn(t, openSQLite(t)) })
+	t.Run("mongo", func(t *testing.T) {
+		st, err := mongo.Open(context.Background(), mongotest.URI(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		passkeySignIn(t, st)
+	})
+}
+
+func passkeySignIn(t *testing.T, st store.Store) {
+	e := newEnvAt(t, st, "localhost")
 	app := fhirClientApp(t, e, "diary", "launch/patient openid fhirUser patient/*.rs")
 	dir := screenshots(t)
 	ctx := newChrome(t)

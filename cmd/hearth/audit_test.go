@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -165,5 +167,45 @@ func TestAccountChangesAreAudited(t *testing.T) {
 	}
 	if n := events("kid", "proxy-linked"); n != 2 {
 		t.Errorf("the link and unlink: %d events about kid, want 2", n)
+	}
+}
+
+// TestOperatorAccountCommands: the operator issues an activation code,
+// disables, enables and revokes an account; each is in the trail, and the
+// account's state follows.
+func TestOperatorAccountCommands(t *testing.T) {
+	data := t.TempDir()
+	cmd, base := startServer(t, nil, "--data", data, "--no-seed")
+	if status, body := request(t, "PUT", base+"/Patient/mum", `{"resourceType":"Patient","id":"mum","birthDate":"1980-01-02"}`); status != 201 {
+		t.Fatalf("mum: %d %s", status, body)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	out, err := exec.Command(binary, "activation", "issue", "--data", data, "--patient", "Patient/mum", "--expires", "2d").CombinedOutput()
+	if err != nil || !regexp.MustCompile(`activation code for Patient/mum: [0-9A-Z]{5}-[0-9A-Z]{5}-[0-9A-Z]{5} \(single use, until `).Match(out) {
+		t.Fatalf("activation issue: %v %s", err, out)
+	}
+	if out, err := exec.Command(binary, "activation", "issue", "--data", data, "--patient", "Patient/nobody").CombinedOutput(); err == nil {
+		t.Fatalf("a code for a patient who does not exist: %s", out)
+	}
+	runHearth(t, "user", "add", "--data", data, "--username", "mum", "--password", "a long enough password", "--patient", "Patient/mum")
+	runHearth(t, "user", "disable", "--data", data, "--username", "mum")
+	runHearth(t, "user", "revoke-tokens", "--data", data, "--username", "mum")
+	runHearth(t, "user", "enable", "--data", data, "--username", "mum")
+	if out, err := exec.Command(binary, "user", "add", "--data", data, "--username", "weak", "--password", "password1234").CombinedOutput(); err == nil || !strings.Contains(string(out), "common passwords") {
+		t.Fatalf("a common password: %v %s", err, out)
+	}
+	var details []string
+	for _, line := range auditLines(t, "--data", data, "--format", "ndjson", "--patient", "mum", "--subtype", "account-changed") {
+		var ev struct {
+			OutcomeDesc string `json:"outcomeDesc"`
+		}
+		json.Unmarshal([]byte(line), &ev)
+		details = append(details, ev.OutcomeDesc)
+	}
+	want := []string{"activation code issued", "account mum added", "account disabled by the operator; sessions and tokens revoked",
+		"the operator revoked the account's sessions and tokens", "account enabled by the operator"}
+	if !slices.Equal(details, want) {
+		t.Fatalf("the trail: %q, want %q", details, want)
 	}
 }
