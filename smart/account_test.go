@@ -637,3 +637,43 @@ func doJSON(req *http.Request, out any) error {
 }
 
 func decodeBody(resp *http.Response, out any) error { return json.NewDecoder(resp.Body).Decode(out) }
+
+// TestSignUpWithoutCode: where the operator allows it, a patient signs up
+// with family name, birth date and medical record number — only when they
+// match exactly one patient, and only a patient with no account yet.
+func TestSignUpWithoutCode(t *testing.T) {
+	onBothStores(t, func(t *testing.T, open func(...func(*smart.Config)) *env) {
+		e := open(func(c *smart.Config) { c.SignUpWithoutCode = true })
+		mrn := func(id, family, born, number string) {
+			e.put("Patient", id, `{"resourceType":"Patient","id":"`+id+`","identifier":[{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"MR"}]},"system":"urn:oid:1.2.3","value":"`+number+`"}],"name":[{"family":"`+family+`","given":["X"]}],"birthDate":"`+born+`"}`)
+		}
+		mrn("ruth", "Okonkwo", "1961-02-03", "MRN-1001")
+		mrn("twin1", "Lee", "1990-07-07", "MRN-2002")
+		mrn("twin2", "Lee", "1990-07-07", "MRN-2002") // a duplicate record: no match is sure
+		b := newBrowser(t)
+		form := b.get(e.root + "/account/signup")
+		if !strings.Contains(form.body, `name="mrn"`) {
+			t.Fatal("the sign-up page offers no way without a code")
+		}
+		try := func(family, born, number, user string) page {
+			return b.submit(e.root+"/account/signup", form, url.Values{"family": {family}, "birth_date": {born}, "mrn": {number}, "username": {user},
+				"email": {user + "@example.org"}, "new_password": {"lantern-orchid-fjord"}, "confirm_password": {"lantern-orchid-fjord"}})
+		}
+		for _, c := range [][3]string{{"Okonkwo", "1961-02-04", "MRN-1001"}, {"Okonkwa", "1961-02-03", "MRN-1001"}, {"Okonkwo", "1961-02-03", "MRN-1002"},
+			{"Lee", "1990-07-07", "MRN-2002"}, {"Doe", "2010-01-01", "alice"}} {
+			if p := try(c[0], c[1], c[2], "someone"); p.status != 400 {
+				t.Errorf("%v: %s", c, why(p))
+			}
+		}
+		if p := try("OKONKWO", "1961-02-03", "MRN-1001", "ruth"); p.status != 201 {
+			t.Fatalf("sign-up by record number: %s", why(p))
+		}
+		// Ruth has an account now: the same details make no second one.
+		if p := try("Okonkwo", "1961-02-03", "MRN-1001", "ruth2"); p.status != 400 {
+			t.Fatalf("a second account by record number: %s", why(p))
+		}
+		if u, err := smart.NewAccounts(e.st).Get(context.Background(), "ruth"); err != nil || u.Patient != "ruth" || !u.Unconfirmed {
+			t.Fatalf("ruth's account: %+v %v", u, err)
+		}
+	})
+}

@@ -188,19 +188,39 @@ func (a *Accounts) Create(ctx context.Context, u *User, password string) (*User,
 		return nil, err
 	}
 	u.Created = time.Now().UTC()
+	if err := a.insert(ctx, u); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// insert stores a new account and its indexes; ErrUsernameTaken if the
+// username is in use. CreateAuth, not Put: two sign-ups racing for one
+// name get one each.
+func (a *Accounts) insert(ctx context.Context, u *User) error {
 	data, err := json.Marshal(u)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	// CreateAuth, not Put: two sign-ups racing for one name get one each.
 	err = a.st.CreateAuth(ctx, store.AuthRecord{Kind: kindUser, Key: u.Username, Subject: u.Username, Active: true, Data: data})
 	if errors.Is(err, store.ErrConflict) {
-		return nil, ErrUsernameTaken
+		return ErrUsernameTaken
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return u, a.indexEmail(ctx, u, "")
+	if u.Patient != "" {
+		if err := a.st.PutAuth(ctx, store.AuthRecord{Kind: kindPatientAccount, Key: u.Patient + "\n" + u.Username, Subject: u.Patient, Active: true, Data: []byte(`"` + u.Username + `"`)}); err != nil {
+			return err
+		}
+	}
+	return a.indexEmail(ctx, u, "")
+}
+
+// HasAccount tells whether a patient has an account of their own.
+func (a *Accounts) HasAccount(ctx context.Context, patient string) (bool, error) {
+	recs, err := a.st.ListAuth(ctx, kindPatientAccount, patient)
+	return len(recs) > 0, err
 }
 
 // indexEmail keeps the lookup from an e-mail address to the accounts that

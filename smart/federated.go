@@ -331,15 +331,14 @@ func (p *Provider) createFederatedAccount(ctx context.Context, id federatedIdent
 			name = fmt.Sprintf("%s-%d", base, n)
 		}
 		u := &User{Username: name, Patient: patient, Email: id.Email, Created: time.Now().UTC()}
-		data, _ := json.Marshal(u)
-		err := p.st.CreateAuth(ctx, store.AuthRecord{Kind: kindUser, Key: name, Subject: name, Active: true, Data: data})
-		if errors.Is(err, store.ErrConflict) {
+		err := p.accounts.insert(ctx, u)
+		if errors.Is(err, ErrUsernameTaken) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		return u, p.accounts.indexEmail(ctx, u, "")
+		return u, nil
 	}
 	return nil, errors.New("no free username")
 }

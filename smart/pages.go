@@ -136,6 +136,8 @@ type pageData struct {
 	// the OpenID provider patients may sign in with.
 	Passkeys  bool
 	Federated string
+	// MatchSignUp: sign-up without a code is offered.
+	MatchSignUp bool
 	TOTP     *totpEnrollment
 	// Account pages.
 	Account *accountView
@@ -170,7 +172,7 @@ func (d *pageData) keep(name, value string) {
 
 // page fills what every page shows.
 func (p *Provider) page(title string) pageData {
-	d := pageData{Title: title, Brand: p.cfg.Brand, Root: p.root, Passkeys: p.passkeys != nil}
+	d := pageData{Title: title, Brand: p.cfg.Brand, Root: p.root, Passkeys: p.passkeys != nil, MatchSignUp: p.cfg.SignUpWithoutCode}
 	if p.fed != nil {
 		d.Federated = p.fed.cfg.Name
 	}

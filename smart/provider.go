@@ -79,6 +79,11 @@ type Config struct {
 	Mail mail.Sender
 	// Brand is the operator's name, logo and colour on the pages.
 	Brand Brand
+	// SignUpWithoutCode lets a patient sign up without an activation
+	// code: with family name, birth date and medical record number that
+	// match exactly one patient who has no account yet
+	// (--signup-without-code). The patient reader must search.
+	SignUpWithoutCode bool
 	// Federation, if set, lets patients sign in through the health
 	// system's OpenID provider.
 	Federation *Federation
@@ -147,6 +152,11 @@ func New(ctx context.Context, cfg Config, st store.AuthStore, records PatientRea
 	}
 	p := &Provider{cfg: cfg, root: strings.TrimSuffix(cfg.FHIRBase, "/fhir"), st: st, records: records, keys: keys,
 		clients: &clientStore{st: st}, accounts: NewAccounts(st), log: log}
+	if cfg.SignUpWithoutCode {
+		if _, ok := records.(patientSearcher); !ok {
+			return nil, errors.New("sign-up without a code needs a patient reader that searches")
+		}
+	}
 	if f := cfg.Federation; f != nil {
 		if f.Issuer == "" || f.ClientID == "" {
 			return nil, errors.New("federated sign-in needs the provider's issuer URL and a client id")

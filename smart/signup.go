@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
+	"github.com/hearth-fhir/hearth/fhir"
+	"github.com/hearth-fhir/hearth/interact"
 	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/smart/mail"
 	"github.com/hearth-fhir/hearth/smart/scopes"
@@ -178,9 +181,11 @@ func (p *Provider) signupPage(w http.ResponseWriter, r *http.Request) {
 }
 
 // signup creates an account from an activation code and the patient's
-// birth date. Wrong pairs count against the address like wrong
-// passwords; the answer to one never says which part was wrong, or
-// whether the patient exists.
+// birth date — or, where the operator allows it (Config.MatchSignUp), from
+// the patient's family name, birth date and medical record number, for a
+// patient who has no account yet. Wrong answers count against the address
+// like wrong passwords; the answer to one never says which part was
+// wrong, or whether the patient exists.
 func (p *Provider) signup(w http.ResponseWriter, r *http.Request) {
 	if !p.formChecked(w, r) {
 		return
@@ -189,7 +194,7 @@ func (p *Provider) signup(w http.ResponseWriter, r *http.Request) {
 	f := r.PostForm
 	d := p.page("Create your account")
 	d.Action, d.Hidden = p.root+"/account/signup", []field{{"csrf", f.Get("csrf")}}
-	for _, k := range []string{"code", "birth_date", "username", "email"} {
+	for _, k := range []string{"code", "birth_date", "username", "email", "family", "mrn"} {
 		d.keep(k, strings.TrimSpace(f.Get(k)))
 	}
 	now := time.Now()
@@ -204,8 +209,7 @@ func (p *Provider) signup(w http.ResponseWriter, r *http.Request) {
 		p.render(w, http.StatusTooManyRequests, "signup", d)
 		return
 	}
-	codeKey := sha(normaliseCode(f.Get("code")))
-	act, ok := p.checkActivation(ctx, codeKey, strings.TrimSpace(f.Get("birth_date")))
+	proof, ok := p.proveIdentity(ctx, f)
 	if !ok {
 		addr.Last = now
 		addr.Failures++
@@ -213,13 +217,13 @@ func (p *Provider) signup(w http.ResponseWriter, r *http.Request) {
 			addr.Until = now.Add(d)
 		}
 		p.saveThrottle(ctx, addrKey, addr)
-		p.security(r, audit.Agent{}, audit.Event{Subtype: audit.AccountChanged, Action: "C", Outcome: audit.Minor, Detail: "sign-up refused: activation code and birth date do not match"})
-		d.fieldError("code", "The activation code and date of birth do not match a code we issued. Check both; a code works once, and expires.")
+		p.security(r, audit.Agent{}, audit.Event{Subtype: audit.AccountChanged, Action: "C", Outcome: audit.Minor, Detail: "sign-up refused: " + proof.how + " did not match"})
+		d.fieldError("code", proof.refusal)
 		p.render(w, http.StatusBadRequest, "signup", d)
 		return
 	}
 	email, emailErr := checkEmail(f.Get("email"))
-	u := &User{Username: strings.TrimSpace(f.Get("username")), Patient: act.Patient, Email: email, Unconfirmed: true}
+	u := &User{Username: strings.TrimSpace(f.Get("username")), Patient: proof.patient, Email: email, Unconfirmed: true}
 	valid := true
 	if err := CheckUsername(u.Username); err != nil {
 		d.fieldError("username", capitalise(err.Error())+".")
@@ -234,24 +238,25 @@ func (p *Provider) signup(w http.ResponseWriter, r *http.Request) {
 		p.render(w, http.StatusBadRequest, "signup", d)
 		return
 	}
-	// The code is taken before the account is made: two sign-ups with
-	// one code make one account.
-	if err := p.st.DeactivateAuth(ctx, kindActivation, codeKey); err != nil {
-		d.fieldError("code", "The activation code and date of birth do not match a code we issued. Check both; a code works once, and expires.")
-		p.render(w, http.StatusBadRequest, "signup", d)
-		return
+	// A code is taken before the account is made: two sign-ups with one
+	// code make one account.
+	if proof.codeKey != "" {
+		if err := p.st.DeactivateAuth(ctx, kindActivation, proof.codeKey); err != nil {
+			d.fieldError("code", proof.refusal)
+			p.render(w, http.StatusBadRequest, "signup", d)
+			return
+		}
 	}
 	u.Created = now.UTC()
-	data, _ := json.Marshal(u)
-	err = p.st.CreateAuth(ctx, store.AuthRecord{Kind: kindUser, Key: u.Username, Subject: u.Username, Active: true, Data: data})
-	if err != nil {
-		// Give the code back: the patient chooses another username.
-		rec, gerr := p.st.GetAuth(ctx, kindActivation, codeKey)
-		if gerr == nil {
-			rec.Active = true
-			p.st.PutAuth(ctx, rec)
+	if err := p.accounts.insert(ctx, u); err != nil {
+		if proof.codeKey != "" {
+			// Give the code back: the patient chooses another username.
+			if rec, gerr := p.st.GetAuth(ctx, kindActivation, proof.codeKey); gerr == nil {
+				rec.Active = true
+				p.st.PutAuth(ctx, rec)
+			}
 		}
-		if errors.Is(err, store.ErrConflict) {
+		if errors.Is(err, ErrUsernameTaken) {
 			d.fieldError("username", "This username cannot be used; choose another.")
 			d.Error = "Something needs your attention below."
 			p.render(w, http.StatusBadRequest, "signup", d)
@@ -260,14 +265,94 @@ func (p *Provider) signup(w http.ResponseWriter, r *http.Request) {
 		p.errorPage(w, http.StatusServiceUnavailable, "Sign-up is not possible right now; try again later.")
 		return
 	}
-	p.accounts.indexEmail(ctx, u, "")
-	p.security(r, audit.Agent{User: u.Username, FHIRUser: u.fhirUser(), Patient: u.Patient}, audit.Event{Subtype: audit.AccountChanged, Action: "C", Detail: "account created with an activation code"})
+	p.security(r, audit.Agent{User: u.Username, FHIRUser: u.fhirUser(), Patient: u.Patient}, audit.Event{Subtype: audit.AccountChanged, Action: "C", Detail: "account created with " + proof.how})
 	if err := p.sendConfirmation(ctx, u, email, false); err != nil {
 		p.log.ErrorContext(ctx, "confirmation mail failed", "error", err.Error())
 	}
 	d = p.page("Check your e-mail")
 	d.Notice = "Your account is created. We sent a link to " + email + ": open it to confirm your address, then sign in. The link works for 24 hours."
 	p.render(w, http.StatusCreated, "error", d)
+}
+
+// patientSearcher is the door's search, which sign-up without a code
+// matches demographics with.
+type patientSearcher interface {
+	Search(ctx context.Context, q *fhir.SearchQuery, token string) (*interact.SearchPage, error)
+}
+
+// identityProof is how a sign-up showed whose record it is.
+type identityProof struct {
+	patient string
+	codeKey string // the activation code's key, if one was used
+	how     string // for the audit trail
+	refusal string // what the page says when it fails
+}
+
+// proveIdentity checks the sign-up form's answers: an activation code and
+// birth date, or (where allowed) family name, birth date and medical
+// record number matching exactly one patient who has no account yet.
+func (p *Provider) proveIdentity(ctx context.Context, f url.Values) (identityProof, bool) {
+	birth := strings.TrimSpace(f.Get("birth_date"))
+	searcher, canMatch := p.records.(patientSearcher)
+	if code := f.Get("code"); code != "" || !p.cfg.SignUpWithoutCode || !canMatch {
+		proof := identityProof{how: "an activation code", codeKey: sha(normaliseCode(code)),
+			refusal: "The activation code and date of birth do not match a code we issued. Check both; a code works once, and expires."}
+		act, ok := p.checkActivation(ctx, proof.codeKey, birth)
+		if ok {
+			proof.patient = act.Patient
+		}
+		return proof, ok
+	}
+	proof := identityProof{how: "family name, birth date and medical record number",
+		refusal: "These details do not match a patient who can sign up here. Check them, or ask your clinic for an activation code."}
+	family, mrn := strings.TrimSpace(f.Get("family")), strings.TrimSpace(f.Get("mrn"))
+	if family == "" || mrn == "" || len(birth) != 10 {
+		return proof, false
+	}
+	q, err := fhir.ParseSearch("Patient", url.Values{"identifier": {mrn}, "birthdate": {birth}, "_count": {"5"}}, fhir.SearchOptions{DefaultCount: 5, MaxCount: 5})
+	if err != nil {
+		return proof, false
+	}
+	found, err := searcher.Search(ctx, q, "")
+	if err != nil {
+		return proof, false
+	}
+	var ids []string
+	for _, res := range found.Matches {
+		if hasFamily(res.JSON, family) {
+			ids = append(ids, res.ID)
+		}
+	}
+	if len(ids) != 1 {
+		return proof, false
+	}
+	// Without a code, an account is made only for a patient without one:
+	// details others may know must not open an existing patient's record
+	// a second way.
+	if has, err := p.accounts.HasAccount(ctx, ids[0]); err != nil || has {
+		return proof, false
+	}
+	proof.patient = ids[0]
+	return proof, true
+}
+
+// hasFamily tells whether a Patient has a name whose family is family
+// (letter case aside).
+func hasFamily(patient []byte, family string) bool {
+	var pt struct {
+		Name []struct {
+			Family string `json:"family"`
+		} `json:"name"`
+	}
+	if json.Unmarshal(patient, &pt) != nil {
+		return false
+	}
+	for _, n := range pt.Name {
+		if strings.EqualFold(strings.TrimSpace(n.Family), family) {
+			return true
+		}
+	}
+	return false
 }
 
 // checkActivation finds a live code and checks the birth date against the

@@ -30,6 +30,8 @@ const (
 	// Accounts: the e-mail and proxy indexes, pending sign-ins, sign-in
 	// throttles, single-use codes and links.
 	kindEmail      = "email"
+	// kindPatientAccount: from a patient to their own account(s).
+	kindPatientAccount = "patientaccount"
 	kindProxyOf    = "proxyof"
 	kindSignIn     = "signin"
 	kindThrottle   = "throttle"

@@ -22,6 +22,7 @@ type accountFlags struct {
 	brandName, brandLogo, brandColor string
 	oidcIssuer, oidcClientID         string
 	oidcClientSecret, oidcName       string
+	signupWithoutCode                bool
 }
 
 func (a *accountFlags) register(fs *flag.FlagSet) {
@@ -35,6 +36,7 @@ func (a *accountFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.brandName, "brand-name", "Hearth", "the health system's name on the sign-in and account pages")
 	fs.StringVar(&a.brandLogo, "brand-logo", "", "a PNG, JPEG or SVG logo file for the pages")
 	fs.StringVar(&a.brandColor, "brand-color", "", "accent colour #rrggbb of the pages (white text on it must meet WCAG AA 4.5:1)")
+	fs.BoolVar(&a.signupWithoutCode, "signup-without-code", false, "let a patient without an activation code sign up with family name, birth date and medical record number (only a patient who has no account yet; weaker proofing than a code)")
 	fs.StringVar(&a.oidcIssuer, "oidc-issuer", "", "issuer URL of the health system's OpenID provider patients may sign in with (federated sign-in)")
 	fs.StringVar(&a.oidcClientID, "oidc-client-id", "", "Hearth's client id at --oidc-issuer (redirect URI: BASE/account/federated/callback)")
 	fs.StringVar(&a.oidcClientSecret, "oidc-client-secret", "", "Hearth's client secret at --oidc-issuer")
@@ -43,7 +45,7 @@ func (a *accountFlags) register(fs *flag.FlagSet) {
 
 func (a *accountFlags) apply(c *smart.Config, log *slog.Logger) error {
 	c.IdleTimeout, c.SessionLifetime, c.PasswordMaxAge = a.idle, a.lifetime, a.passwordMaxAge
-	c.ProxyMFA, c.TeenManagesProxies = a.proxyMFA, a.teenManagesProxies
+	c.ProxyMFA, c.TeenManagesProxies, c.SignUpWithoutCode = a.proxyMFA, a.teenManagesProxies, a.signupWithoutCode
 	if a.idle <= 0 || a.lifetime <= 0 || a.passwordMaxAge < 0 {
 		return errors.New("--session-idle and --session-max must be positive, --password-max-age 0 or more")
 	}
