@@ -138,7 +138,7 @@ type pageData struct {
 	Federated string
 	// MatchSignUp: sign-up without a code is offered.
 	MatchSignUp bool
-	TOTP     *totpEnrollment
+	TOTP        *totpEnrollment
 	// Account pages.
 	Account *accountView
 }

@@ -8,9 +8,9 @@ package smart
 import (
 	"context"
 	"crypto"
-	"errors"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -110,10 +110,10 @@ type Provider struct {
 	// host is an IP address (browsers refuse one).
 	passkeys *webauthn.WebAuthn
 	// fed is the relying party of federated sign-in, if configured.
-	fed  *federation
-	hmac *oauth2.HMACSHAStrategy
-	storage  *storage
-	checked  checkedTokens
+	fed     *federation
+	hmac    *oauth2.HMACSHAStrategy
+	storage *storage
+	checked checkedTokens
 }
 
 // PatientReader is all the authorization server reads of the FHIR data,

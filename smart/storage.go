@@ -29,16 +29,16 @@ const (
 	kindKey     = "key"
 	// Accounts: the e-mail and proxy indexes, pending sign-ins, sign-in
 	// throttles, single-use codes and links.
-	kindEmail      = "email"
+	kindEmail = "email"
 	// kindPatientAccount: from a patient to their own account(s).
 	kindPatientAccount = "patientaccount"
-	kindProxyOf    = "proxyof"
-	kindSignIn     = "signin"
-	kindThrottle   = "throttle"
-	kindActivation = "activation"
-	kindConfirm    = "confirm"
-	kindReset      = "reset"
-	kindInvite     = "invite"
+	kindProxyOf        = "proxyof"
+	kindSignIn         = "signin"
+	kindThrottle       = "throttle"
+	kindActivation     = "activation"
+	kindConfirm        = "confirm"
+	kindReset          = "reset"
+	kindInvite         = "invite"
 	// Passkeys: a WebAuthn ceremony between its halves, and the lookup
 	// from a passkey's user handle to its account.
 	kindCeremony      = "webauthn"
