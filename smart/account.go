@@ -54,20 +54,20 @@ func (p *Provider) AccountRoutes() http.Handler {
 	r.Post("/federated/link", p.linkFederated)
 	r.Group(func(r chi.Router) {
 		r.Use(p.requireSession)
-		r.Get("/", p.accountHome)
-		r.Post("/email", p.changeEmail)
-		r.Post("/password", p.changePassword)
-		r.Post("/totp/setup", p.totpSetup)
-		r.Post("/totp/confirm", p.totpConfirm)
-		r.Post("/totp/remove", p.totpRemove)
-		r.Post("/apps/revoke", p.revokeApp)
-		r.Post("/proxies/invite", p.inviteProxy)
-		r.Post("/proxies/revoke", p.revokeProxy)
-		r.Post("/proxies/renew", p.renewProxy)
-		r.Post("/deactivate", p.deactivate)
-		r.Post("/passkeys/options", p.passkeyRegisterOptions)
-		r.Post("/passkeys/add", p.passkeyRegister)
-		r.Post("/passkeys/remove", p.passkeyRemove)
+		r.Get("/", p.withSession(p.accountHome))
+		r.Post("/email", p.withSession(p.changeEmail))
+		r.Post("/password", p.withSession(p.changePassword))
+		r.Post("/totp/setup", p.withSession(p.totpSetup))
+		r.Post("/totp/confirm", p.withSession(p.totpConfirm))
+		r.Post("/totp/remove", p.withSession(p.totpRemove))
+		r.Post("/apps/revoke", p.withSession(p.revokeApp))
+		r.Post("/proxies/invite", p.withSession(p.inviteProxy))
+		r.Post("/proxies/revoke", p.withSession(p.revokeProxy))
+		r.Post("/proxies/renew", p.withSession(p.renewProxy))
+		r.Post("/deactivate", p.withSession(p.deactivate))
+		r.Post("/passkeys/options", p.withSession(p.passkeyRegisterOptions))
+		r.Post("/passkeys/add", p.withSession(p.passkeyRegister))
+		r.Post("/passkeys/remove", p.withSession(p.passkeyRemove))
 	})
 	return r
 }
@@ -105,11 +105,18 @@ func (p *Provider) requireSession(next http.Handler) http.Handler {
 	})
 }
 
-// session is the signed-in session of a request under requireSession. A
-// handler reached without one fails closed.
-func session(r *http.Request) (*signedIn, bool) {
-	s, ok := r.Context().Value(sessionKey{}).(*signedIn)
-	return s, ok && s != nil && s.user != nil
+// withSession adapts a handler of the signed-in account pages: it is given
+// the session requireSession put in the context, and a request that
+// reaches it without one fails closed.
+func (p *Provider) withSession(h func(w http.ResponseWriter, r *http.Request, s *signedIn)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s, ok := r.Context().Value(sessionKey{}).(*signedIn)
+		if !ok || s == nil || s.user == nil {
+			p.errorPage(w, http.StatusInternalServerError, "The account page is not available.")
+			return
+		}
+		h(w, r, s)
+	}
 }
 
 // formToken returns this browser's CSRF token for the forms it fills
@@ -121,6 +128,14 @@ func (p *Provider) formToken(w http.ResponseWriter, r *http.Request) string {
 	t := randomToken()
 	http.SetCookie(w, &http.Cookie{Name: formCookie, Value: t, Path: "/account", HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
 	return t
+}
+
+// formPage shows a page whose form is posted before sign-in: to action,
+// with this browser's CSRF token and the extra hidden fields.
+func (p *Provider) formPage(w http.ResponseWriter, r *http.Request, title, name, action string, extra ...field) {
+	d := p.page(title)
+	d.Action, d.Hidden = p.root+action, append([]field{{"csrf", p.formToken(w, r)}}, extra...)
+	p.render(w, http.StatusOK, name, d)
 }
 
 // formChecked parses a form posted before sign-in and checks its CSRF
@@ -288,12 +303,7 @@ func (p *Provider) accountPage(ctx context.Context, s *signedIn) pageData {
 	return d
 }
 
-func (p *Provider) accountHome(w http.ResponseWriter, r *http.Request) {
-	s, ok := session(r)
-	if !ok {
-		p.errorPage(w, http.StatusInternalServerError, "The account page is not available.")
-		return
-	}
+func (p *Provider) accountHome(w http.ResponseWriter, r *http.Request, s *signedIn) {
 	d := p.accountPage(r.Context(), s)
 	d.Notice = r.URL.Query().Get("done")
 	if _, known := accountNotices[d.Notice]; !known {
@@ -339,12 +349,7 @@ func accountAgent(u *User) audit.Agent {
 	return audit.Agent{User: u.Username, FHIRUser: u.fhirUser(), Patient: u.Patient}
 }
 
-func (p *Provider) changeEmail(w http.ResponseWriter, r *http.Request) {
-	s, ok := session(r)
-	if !ok {
-		p.errorPage(w, http.StatusInternalServerError, "The account page is not available.")
-		return
-	}
+func (p *Provider) changeEmail(w http.ResponseWriter, r *http.Request, s *signedIn) {
 	addr, err := checkEmail(r.PostForm.Get("email"))
 	if err != nil {
 		p.accountError(w, r, s, "email", err.Error(), http.StatusBadRequest)
@@ -366,12 +371,7 @@ func checkEmail(s string) (string, error) {
 	return a.Address, nil
 }
 
-func (p *Provider) changePassword(w http.ResponseWriter, r *http.Request) {
-	s, ok := session(r)
-	if !ok {
-		p.errorPage(w, http.StatusInternalServerError, "The account page is not available.")
-		return
-	}
+func (p *Provider) changePassword(w http.ResponseWriter, r *http.Request, s *signedIn) {
 	u := s.user
 	if !u.passwordMatches(r.PostForm.Get("password")) {
 		p.accountError(w, r, s, "password", "Your current password is not right.", http.StatusUnauthorized)
@@ -399,12 +399,7 @@ func (p *Provider) changePassword(w http.ResponseWriter, r *http.Request) {
 	p.done(w, r, "password")
 }
 
-func (p *Provider) totpSetup(w http.ResponseWriter, r *http.Request) {
-	s, ok := session(r)
-	if !ok {
-		p.errorPage(w, http.StatusInternalServerError, "The account page is not available.")
-		return
-	}
+func (p *Provider) totpSetup(w http.ResponseWriter, r *http.Request, s *signedIn) {
 	secret, err := p.newTOTPKey(s.user.Username)
 	if err != nil {
 		p.errorPage(w, http.StatusInternalServerError, "Two-step sign-in could not be set up; try again.")
@@ -424,12 +419,7 @@ func (p *Provider) totpSetup(w http.ResponseWriter, r *http.Request) {
 	p.render(w, http.StatusOK, "account", d)
 }
 
-func (p *Provider) totpConfirm(w http.ResponseWriter, r *http.Request) {
-	s, ok := session(r)
-	if !ok {
-		p.errorPage(w, http.StatusInternalServerError, "The account page is not available.")
-		return
-	}
+func (p *Provider) totpConfirm(w http.ResponseWriter, r *http.Request, s *signedIn) {
 	ctx := r.Context()
 	key := r.PostForm.Get("signin")
 	var st signInState
@@ -458,12 +448,7 @@ func (p *Provider) totpConfirm(w http.ResponseWriter, r *http.Request) {
 	p.done(w, r, "totp")
 }
 
-func (p *Provider) totpRemove(w http.ResponseWriter, r *http.Request) {
-	s, ok := session(r)
-	if !ok {
-		p.errorPage(w, http.StatusInternalServerError, "The account page is not available.")
-		return
-	}
+func (p *Provider) totpRemove(w http.ResponseWriter, r *http.Request, s *signedIn) {
 	if p.cfg.ProxyMFA && len(s.user.Links) > 0 {
 		p.accountError(w, r, s, "totp", "Accounts that act for someone else must keep two-step sign-in on.", http.StatusForbidden)
 		return
@@ -479,12 +464,7 @@ func (p *Provider) totpRemove(w http.ResponseWriter, r *http.Request) {
 
 // deactivate closes the user's own account: no more sign-in, every
 // session and token ended; the records stay.
-func (p *Provider) deactivate(w http.ResponseWriter, r *http.Request) {
-	s, ok := session(r)
-	if !ok {
-		p.errorPage(w, http.StatusInternalServerError, "The account page is not available.")
-		return
-	}
+func (p *Provider) deactivate(w http.ResponseWriter, r *http.Request, s *signedIn) {
 	if !s.user.passwordMatches(r.PostForm.Get("password")) {
 		p.accountError(w, r, s, "close", "Your password is not right; the account stays open.", http.StatusUnauthorized)
 		return

@@ -124,12 +124,7 @@ func (p *Provider) RevokeUser(ctx context.Context, username string) error {
 }
 
 // revokeApp ends one app's access to the signed-in user's account.
-func (p *Provider) revokeApp(w http.ResponseWriter, r *http.Request) {
-	s, ok := session(r)
-	if !ok {
-		p.errorPage(w, http.StatusInternalServerError, "The account page is not available.")
-		return
-	}
+func (p *Provider) revokeApp(w http.ResponseWriter, r *http.Request, s *signedIn) {
 	client := r.PostForm.Get("client")
 	n, err := p.revokeGrants(r.Context(), s.user.Username, func(id string) bool { return id != client })
 	if err != nil {

@@ -196,6 +196,16 @@ func (p *Provider) savePending(ctx context.Context, id string, pend *pending) er
 	return p.st.PutAuth(ctx, store.AuthRecord{Kind: kindPending, Key: id, Active: true, ExpiresAt: time.Now().Add(pendingTTL), Data: data})
 }
 
+// rebuildAuthorize makes the pending authorization's original request
+// again; fosite checks it again.
+func (p *Provider) rebuildAuthorize(ctx context.Context, pend *pending) (fosite.AuthorizeRequester, error) {
+	orig, err := http.NewRequestWithContext(ctx, http.MethodGet, "/oauth2/authorize?"+pend.Form.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	return p.oauth.NewAuthorizeRequest(ctx, orig)
+}
+
 // interact receives the pages' forms.
 func (p *Provider) interact(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
@@ -220,9 +230,7 @@ func (p *Provider) interact(w http.ResponseWriter, r *http.Request) {
 		p.portalInteract(w, r, id, &pend)
 		return
 	}
-	// Rebuild the original authorization request; fosite checks it again.
-	orig, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/oauth2/authorize?"+pend.Form.Encode(), nil)
-	ar, err := p.oauth.NewAuthorizeRequest(ctx, orig)
+	ar, err := p.rebuildAuthorize(ctx, &pend)
 	if err != nil {
 		p.authorizeError(w, r, ar, err)
 		return

@@ -291,12 +291,7 @@ func (p *Provider) linkFederated(w http.ResponseWriter, r *http.Request) {
 	codeKey := sha(normaliseCode(r.PostForm.Get("code")))
 	act, ok := p.checkActivation(ctx, codeKey, strings.TrimSpace(r.PostForm.Get("birth_date")))
 	if !ok || p.st.DeactivateAuth(ctx, kindActivation, codeKey) != nil {
-		addr.Last = now
-		addr.Failures++
-		if d := pauseAfter(addr.Failures, addressFreeFailures); d > 0 {
-			addr.Until = now.Add(d)
-		}
-		p.saveThrottle(ctx, addrKey, addr)
+		p.addressFailed(ctx, addrKey, addr, now)
 		errs.fieldError("code", "The activation code and date of birth do not match a code we issued. Check both; a code works once, and expires.")
 		p.renderLinkFederated(w, r, http.StatusBadRequest, fl.Identity, fl.Start, errs)
 		return
@@ -367,8 +362,7 @@ func (p *Provider) resume(w http.ResponseWriter, r *http.Request) {
 		p.portalNext(w, r, id, &pend, c)
 		return
 	}
-	orig, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/oauth2/authorize?"+pend.Form.Encode(), nil)
-	ar, err := p.oauth.NewAuthorizeRequest(ctx, orig)
+	ar, err := p.rebuildAuthorize(ctx, &pend)
 	if err != nil {
 		p.authorizeError(w, r, ar, err)
 		return

@@ -94,9 +94,8 @@ func (p *Provider) takeCeremony(ctx context.Context, id, subject string) (*webau
 
 // passkeyRegisterOptions begins adding a passkey to the signed-in account:
 // the options navigator.credentials.create takes, and the ceremony id.
-func (p *Provider) passkeyRegisterOptions(w http.ResponseWriter, r *http.Request) {
-	s, ok := session(r)
-	if !ok || p.passkeys == nil {
+func (p *Provider) passkeyRegisterOptions(w http.ResponseWriter, r *http.Request, s *signedIn) {
+	if p.passkeys == nil {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "passkeys are not available here"})
 		return
 	}
@@ -131,9 +130,8 @@ func (p *Provider) passkeyRegisterOptions(w http.ResponseWriter, r *http.Request
 
 // passkeyRegister finishes adding a passkey: the form carries the
 // ceremony id and the browser's credential as JSON.
-func (p *Provider) passkeyRegister(w http.ResponseWriter, r *http.Request) {
-	s, ok := session(r)
-	if !ok || p.passkeys == nil {
+func (p *Provider) passkeyRegister(w http.ResponseWriter, r *http.Request, s *signedIn) {
+	if p.passkeys == nil {
 		p.errorPage(w, http.StatusNotFound, "Passkeys are not available here.")
 		return
 	}
@@ -166,12 +164,7 @@ func (p *Provider) passkeyRegister(w http.ResponseWriter, r *http.Request) {
 	p.done(w, r, "passkey")
 }
 
-func (p *Provider) passkeyRemove(w http.ResponseWriter, r *http.Request) {
-	s, ok := session(r)
-	if !ok {
-		p.errorPage(w, http.StatusInternalServerError, "The account page is not available.")
-		return
-	}
+func (p *Provider) passkeyRemove(w http.ResponseWriter, r *http.Request, s *signedIn) {
 	id := r.PostForm.Get("id")
 	n := len(s.user.Passkeys)
 	s.user.Passkeys = slices.DeleteFunc(s.user.Passkeys, func(pk Passkey) bool { return b64(pk.Credential.ID) == id })

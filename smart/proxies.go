@@ -40,12 +40,7 @@ func (p *Provider) mayManageProxies(ctx context.Context, u *User) bool {
 	return !known || age >= adulthood || (p.cfg.TeenManagesProxies && age >= p.restrictedAge())
 }
 
-func (p *Provider) inviteProxy(w http.ResponseWriter, r *http.Request) {
-	s, ok := session(r)
-	if !ok {
-		p.errorPage(w, http.StatusInternalServerError, "The account page is not available.")
-		return
-	}
+func (p *Provider) inviteProxy(w http.ResponseWriter, r *http.Request, s *signedIn) {
 	ctx := r.Context()
 	if !p.mayManageProxies(ctx, s.user) {
 		p.accountError(w, r, s, "invite", "Invitations are arranged with your clinic until you are 18.", http.StatusForbidden)
@@ -203,12 +198,7 @@ func (p *Provider) acceptInvite(w http.ResponseWriter, r *http.Request) {
 	p.done(w, r, "invite-taken")
 }
 
-func (p *Provider) revokeProxy(w http.ResponseWriter, r *http.Request) {
-	s, ok := session(r)
-	if !ok {
-		p.errorPage(w, http.StatusInternalServerError, "The account page is not available.")
-		return
-	}
+func (p *Provider) revokeProxy(w http.ResponseWriter, r *http.Request, s *signedIn) {
 	ctx := r.Context()
 	if !p.mayManageProxies(ctx, s.user) {
 		p.accountError(w, r, s, "invite", "Until you are 18, who can act for you is arranged with your clinic.", http.StatusForbidden)
@@ -224,12 +214,7 @@ func (p *Provider) revokeProxy(w http.ResponseWriter, r *http.Request) {
 	p.done(w, r, "proxy-revoked")
 }
 
-func (p *Provider) renewProxy(w http.ResponseWriter, r *http.Request) {
-	s, ok := session(r)
-	if !ok {
-		p.errorPage(w, http.StatusInternalServerError, "The account page is not available.")
-		return
-	}
+func (p *Provider) renewProxy(w http.ResponseWriter, r *http.Request, s *signedIn) {
 	ctx := r.Context()
 	age, known := p.patientAge(ctx, s.user.Patient)
 	if s.user.Patient == "" || (known && age < adulthood-1) {

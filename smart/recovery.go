@@ -21,9 +21,7 @@ import (
 const resetTTL = 30 * time.Minute
 
 func (p *Provider) forgotPage(w http.ResponseWriter, r *http.Request) {
-	d := p.page("Forgot your password?")
-	d.Action, d.Hidden = p.root+"/account/forgot", []field{{"csrf", p.formToken(w, r)}}
-	p.render(w, http.StatusOK, "forgot", d)
+	p.formPage(w, r, "Forgot your password?", "forgot", "/account/forgot")
 }
 
 func (p *Provider) forgot(w http.ResponseWriter, r *http.Request) {
@@ -56,9 +54,7 @@ func (p *Provider) forgot(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Provider) forgotUsernamePage(w http.ResponseWriter, r *http.Request) {
-	d := p.page("Forgot your username?")
-	d.Action, d.Hidden = p.root+"/account/forgot-username", []field{{"csrf", p.formToken(w, r)}}
-	p.render(w, http.StatusOK, "forgot-username", d)
+	p.formPage(w, r, "Forgot your username?", "forgot-username", "/account/forgot-username")
 }
 
 func (p *Provider) forgotUsername(w http.ResponseWriter, r *http.Request) {
@@ -99,9 +95,7 @@ func (p *Provider) later(r *http.Request, task func(ctx context.Context)) {
 }
 
 func (p *Provider) resetPage(w http.ResponseWriter, r *http.Request) {
-	d := p.page("Choose a new password")
-	d.Action, d.Hidden = p.root+"/account/reset", []field{{"csrf", p.formToken(w, r)}, {"t", r.URL.Query().Get("t")}}
-	p.render(w, http.StatusOK, "reset", d)
+	p.formPage(w, r, "Choose a new password", "reset", "/account/reset", field{"t", r.URL.Query().Get("t")})
 }
 
 // reset sets a new password from a reset link, and ends everything the

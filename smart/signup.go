@@ -175,9 +175,7 @@ func ParseTTL(s string) (time.Duration, error) {
 }
 
 func (p *Provider) signupPage(w http.ResponseWriter, r *http.Request) {
-	d := p.page("Create your account")
-	d.Action, d.Hidden = p.root+"/account/signup", []field{{"csrf", p.formToken(w, r)}}
-	p.render(w, http.StatusOK, "signup", d)
+	p.formPage(w, r, "Create your account", "signup", "/account/signup")
 }
 
 // signup creates an account from an activation code and the patient's
@@ -211,12 +209,7 @@ func (p *Provider) signup(w http.ResponseWriter, r *http.Request) {
 	}
 	proof, ok := p.proveIdentity(ctx, f)
 	if !ok {
-		addr.Last = now
-		addr.Failures++
-		if d := pauseAfter(addr.Failures, addressFreeFailures); d > 0 {
-			addr.Until = now.Add(d)
-		}
-		p.saveThrottle(ctx, addrKey, addr)
+		p.addressFailed(ctx, addrKey, addr, now)
 		p.security(r, audit.Agent{}, audit.Event{Subtype: audit.AccountChanged, Action: "C", Outcome: audit.Minor, Detail: "sign-up refused: " + proof.how + " did not match"})
 		d.fieldError("code", proof.refusal)
 		p.render(w, http.StatusBadRequest, "signup", d)
@@ -417,9 +410,7 @@ func (p *Provider) sendMail(ctx context.Context, m mail.Message) error {
 // confirmPage shows a button: the link itself changes nothing, so that a
 // mail scanner that follows links does not use it up.
 func (p *Provider) confirmPage(w http.ResponseWriter, r *http.Request) {
-	d := p.page("Confirm your e-mail address")
-	d.Action, d.Hidden = p.root+"/account/confirm", []field{{"csrf", p.formToken(w, r)}, {"t", r.URL.Query().Get("t")}}
-	p.render(w, http.StatusOK, "confirm", d)
+	p.formPage(w, r, "Confirm your e-mail address", "confirm", "/account/confirm", field{"t", r.URL.Query().Get("t")})
 }
 
 func (p *Provider) confirm(w http.ResponseWriter, r *http.Request) {

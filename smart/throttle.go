@@ -220,3 +220,16 @@ func (p *Provider) secondFactorFailed(ctx context.Context, username string, now 
 func (p *Provider) resetThrottle(ctx context.Context, username string) error {
 	return p.st.DeleteAuth(ctx, kindThrottle, throttleKey("user", username))
 }
+
+// addressFailed counts a failed sign-up or link attempt (a wrong
+// activation code) against the client address, as a wrong password is.
+func (p *Provider) addressFailed(ctx context.Context, key string, t throttle, now time.Time) {
+	t.Last = now
+	t.Failures++
+	if d := pauseAfter(t.Failures, addressFreeFailures); d > 0 {
+		t.Until = now.Add(d)
+	}
+	if err := p.saveThrottle(ctx, key, t); err != nil {
+		p.log.ErrorContext(ctx, "a failed attempt went uncounted", "error", err.Error())
+	}
+}
