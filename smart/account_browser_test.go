@@ -2,14 +2,19 @@ package smart_test
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/network"
 	cdppage "github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 
@@ -88,6 +93,75 @@ func goTo(url string) chromedp.Action {
 	})
 }
 
+var axeSource = sync.OnceValues(func() ([]byte, error) {
+	return os.ReadFile(filepath.Join("..", "testdata", "axe", "axe.min.js"))
+})
+
+// axeViolations runs axe-core on the page: the WCAG 2.1 A and AA rules it
+// finds broken, each with where.
+func axeViolations(ctx context.Context) ([]string, error) {
+	src, err := axeSource()
+	if err != nil {
+		return nil, err
+	}
+	var violations []struct {
+		ID, Help string
+		Nodes    []struct{ Target []string }
+	}
+	await := func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) }
+	if err := chromedp.Run(ctx, chromedp.EmulateViewport(1280, 844),
+		chromedp.Evaluate(string(src)+";0", nil),
+		chromedp.Evaluate(`axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}).then(r => r.violations.map(v => ({id: v.id, help: v.help, nodes: v.nodes.map(n => ({target: n.target}))})))`, &violations, await)); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, v := range violations {
+		var where []string
+		for _, n := range v.Nodes {
+			where = append(where, strings.Join(n.Target, " "))
+		}
+		out = append(out, fmt.Sprintf("%s (%s) at %s", v.ID, v.Help, strings.Join(where, "; ")))
+	}
+	return out, nil
+}
+
+// accessible fails the test on every WCAG 2.1 A or AA violation axe-core
+// finds on the page.
+func accessible(t *testing.T, name string) chromedp.Action {
+	return chromedp.ActionFunc(func(ctx context.Context) error {
+		found, err := axeViolations(ctx)
+		for _, v := range found {
+			t.Errorf("%s: %s", name, v)
+		}
+		return err
+	})
+}
+
+// TestAxeFindsViolations: the accessibility check can fail — on a page
+// with an unlabelled field, grey-on-grey text and no language.
+func TestAxeFindsViolations(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write([]byte(`<!doctype html><html><head><title>bad</title></head><body><main><p style="color:#aaa;background:#bbb">faint</p><input type="text" name="x"></main></body></html>`))
+	}))
+	defer srv.Close()
+	ctx := newChrome(t)
+	var found []string
+	err := chromedp.Run(ctx, chromedp.Navigate(srv.URL), chromedp.ActionFunc(func(ctx context.Context) (err error) {
+		found, err = axeViolations(ctx)
+		return err
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := strings.Join(found, "\n")
+	for _, rule := range []string{"html-has-lang", "color-contrast", "label"} {
+		if !strings.Contains(joined, rule+" (") {
+			t.Errorf("axe did not find %s; it found:\n%s", rule, joined)
+		}
+	}
+}
+
 // noOverflow fails when the page is wider than the window: at 390 px,
 // nothing may need sideways scrolling.
 func noOverflow(t *testing.T, name string) chromedp.Action {
@@ -122,7 +196,7 @@ func TestBrowserSignUpToFirstLaunch(t *testing.T) {
 	steps(
 		chromedp.Navigate(e.root+"/account/signup"),
 		chromedp.WaitVisible(`#code`, chromedp.ByQuery),
-		shoot(t, dir, "signup"), noOverflow(t, "signup"),
+		shoot(t, dir, "signup"), noOverflow(t, "signup"), accessible(t, "signup"),
 		chromedp.SendKeys(`#code`, code),
 		chromedp.SetValue(`#birth-date`, "1980-05-17"),
 		chromedp.SendKeys(`#username`, "newbie"),
@@ -131,7 +205,7 @@ func TestBrowserSignUpToFirstLaunch(t *testing.T) {
 		chromedp.SendKeys(`#confirm-password`, "short"),
 		chromedp.Click(`main button[type=submit]`),
 		chromedp.WaitVisible(`#new-password-error`, chromedp.ByQuery),
-		shoot(t, dir, "signup-error"),
+		shoot(t, dir, "signup-error"), accessible(t, "signup-error"),
 	)
 	// The error is tied to its field, and what was typed is kept.
 	var described, kept string
@@ -145,13 +219,13 @@ func TestBrowserSignUpToFirstLaunch(t *testing.T) {
 		chromedp.SendKeys(`#confirm-password`, "lantern-orchid-fjord"),
 		chromedp.Click(`main button[type=submit]`),
 		chromedp.WaitVisible(`p.notice`, chromedp.ByQuery),
-		shoot(t, dir, "signup-done"),
+		shoot(t, dir, "signup-done"), accessible(t, "signup-done"),
 	)
 	link := e.mail.Wait(t, "newbie@example.org").Link(t)
 	steps(
 		chromedp.Navigate(link),
 		chromedp.WaitVisible(`main button[type=submit]`, chromedp.ByQuery),
-		shoot(t, dir, "confirm"),
+		shoot(t, dir, "confirm"), accessible(t, "confirm"),
 		chromedp.Click(`main button[type=submit]`),
 		chromedp.WaitVisible(`p.notice`, chromedp.ByQuery),
 	)
@@ -159,12 +233,12 @@ func TestBrowserSignUpToFirstLaunch(t *testing.T) {
 	steps(
 		goTo(app+"/launch.html"),
 		chromedp.WaitVisible(`#username`, chromedp.ByQuery),
-		shoot(t, dir, "login"), noOverflow(t, "login"),
+		shoot(t, dir, "login"), noOverflow(t, "login"), accessible(t, "login"),
 		chromedp.SendKeys(`#username`, "newbie"),
 		chromedp.SendKeys(`#password`, "lantern-orchid-fjord"),
 		chromedp.Click(`main form button[type=submit]`),
 		chromedp.WaitVisible(`button[value=allow]`, chromedp.ByQuery),
-		shoot(t, dir, "consent"), noOverflow(t, "consent"),
+		shoot(t, dir, "consent"), noOverflow(t, "consent"), accessible(t, "consent"),
 		chromedp.Click(`button[value=allow]`),
 		chromedp.WaitVisible(`#result`, chromedp.ByQuery),
 		chromedp.Text(`#result`, &result, chromedp.ByQuery),
@@ -177,7 +251,7 @@ func TestBrowserSignUpToFirstLaunch(t *testing.T) {
 	steps(
 		chromedp.Navigate(e.root+"/account"),
 		chromedp.WaitVisible(`#apps`, chromedp.ByQuery),
-		shoot(t, dir, "account"), noOverflow(t, "account"),
+		shoot(t, dir, "account"), noOverflow(t, "account"), accessible(t, "account"),
 		chromedp.Text(`main`, &apps, chromedp.ByQuery),
 	)
 	if !strings.Contains(apps, "Health Diary") || !strings.Contains(apps, "keeps access when closed") {
@@ -188,7 +262,7 @@ func TestBrowserSignUpToFirstLaunch(t *testing.T) {
 	steps(
 		chromedp.Navigate(e.root+"/oauth2/authorize?response_type=code&client_id=nobody&redirect_uri=https://evil.example/cb&scope=openid&state=abcdefgh"),
 		chromedp.WaitVisible(`main`, chromedp.ByQuery),
-		shoot(t, dir, "unknown-app"),
+		shoot(t, dir, "unknown-app"), accessible(t, "unknown-app"),
 		chromedp.Text(`main`, &body, chromedp.ByQuery),
 	)
 	if !strings.Contains(body, "not registered") {
@@ -205,7 +279,7 @@ func TestBrowserSignUpToFirstLaunch(t *testing.T) {
 		chromedp.SendKeys(`#password`, password),
 		chromedp.Click(`main form button[type=submit]`),
 		chromedp.WaitVisible(`input[name=patient]`, chromedp.ByQuery),
-		shoot(t, dir, "pick"), noOverflow(t, "pick"),
+		shoot(t, dir, "pick"), noOverflow(t, "pick"), accessible(t, "pick"),
 		chromedp.Text(`main`, &body, chromedp.ByQuery),
 	)
 	if !strings.Contains(body, "Born 1 Jan 2010") || !strings.Contains(body, "you are their parent") {
@@ -262,7 +336,7 @@ func passkeySignIn(t *testing.T, st store.Store) {
 		chromedp.WaitNotPresent(`header form`, chromedp.ByQuery), // signed out
 		goTo(app+"/launch.html"),
 		chromedp.WaitVisible(`#passkey-signin button`, chromedp.ByQuery),
-		shoot(t, dir, "login-passkey"),
+		shoot(t, dir, "login-passkey"), accessible(t, "login-passkey"),
 		chromedp.Click(`#passkey-signin button`),
 		chromedp.WaitVisible(`button[value=allow]`, chromedp.ByQuery),
 		chromedp.Click(`button[value=allow]`),
@@ -314,7 +388,7 @@ func TestBrowserFederatedSignInToLaunch(t *testing.T) {
 	steps(providerSignIn...)
 	steps(
 		chromedp.WaitVisible(`#code`, chromedp.ByQuery),
-		shoot(t, dir, "federated-link"), noOverflow(t, "federated-link"),
+		shoot(t, dir, "federated-link"), noOverflow(t, "federated-link"), accessible(t, "federated-link"),
 		chromedp.SendKeys(`#code`, "WRONG-CODE-00000", chromedp.ByQuery),
 		chromedp.SetValue(`#birth-date`, "1975-11-30", chromedp.ByQuery),
 		chromedp.Click(`main button[type=submit]`, chromedp.ByQuery),

@@ -677,3 +677,68 @@ func TestSignUpWithoutCode(t *testing.T) {
 		}
 	})
 }
+
+// TestTeenManagesProxies: with --teen-manages-proxies, a patient between
+// the restricted age and 18 sees and ends a parent's link; under the
+// restricted age still not.
+func TestTeenManagesProxies(t *testing.T) {
+	e := newEnvOn(t, openSQLite(t), func(c *smart.Config) { c.TeenManagesProxies = true })
+	ctx := context.Background()
+	e.adult("young", time.Now().AddDate(-10, 0, 0).Format("2006-01-02"))
+	if _, err := smart.LinkProxy(ctx, e.st, e.records, "parent", "young", "PRN"); err != nil {
+		t.Fatal(err)
+	}
+	acc := smart.NewAccounts(e.st)
+	for _, who := range []string{"kid1", "young"} {
+		if _, err := acc.AddUser(ctx, who, password, who); err != nil {
+			t.Fatal(err)
+		}
+	}
+	yb := newBrowser(t)
+	e.accountSignIn(yb, "young", password, 303)
+	if p := e.accountPost(yb, "proxies/revoke", url.Values{"username": {"parent"}}); p.status != 403 {
+		t.Fatalf("a 10-year-old ended a parent's link: %d", p.status)
+	}
+	kb := newBrowser(t) // kid1 is 16
+	e.accountSignIn(kb, "kid1", password, 303)
+	if page := e.account(kb).body; !strings.Contains(page, "<strong>parent</strong>, your parent") {
+		t.Fatalf("a 16-year-old does not see their parent's link: %.1500s", page[strings.Index(page, `id="proxies"`):])
+	}
+	if p := e.accountPost(kb, "proxies/revoke", url.Values{"username": {"parent"}}); p.status != 303 {
+		t.Fatalf("the teen ends the link: %d", p.status)
+	}
+	if u, err := acc.Get(ctx, "parent"); err != nil {
+		t.Fatal(err)
+	} else if _, ok := u.ActorFor("kid1"); ok {
+		t.Fatal("the parent still acts for kid1")
+	}
+}
+
+// TestConsentMarksSelfRegisteredApps: an app that registered itself is
+// marked unvetted on the consent page, with where it returns to.
+func TestConsentMarksSelfRegisteredApps(t *testing.T) {
+	e := newEnv(t)
+	resp, err := http.Post(e.root+"/oauth2/register", "application/json", strings.NewReader(`{"redirect_uris":["https://diary.example/cb"],"client_name":"Diary","token_endpoint_auth_method":"none"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reg struct {
+		ClientID string `json:"client_id"`
+	}
+	decodeBody(resp, &reg)
+	resp.Body.Close()
+	consent := func(client, redirect string) string {
+		cfg := e.oauthConfig(client, "launch/patient", "patient/*.rs")
+		cfg.RedirectURL = redirect
+		b := newBrowser(t)
+		p := b.get(cfg.AuthCodeURL("st-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()), oauth2.SetAuthURLParam("aud", e.base)))
+		p = b.submit(e.root+"/oauth2/interact", p, url.Values{"step": {"login"}, "username": {"alice"}, "password": {password}})
+		return p.body
+	}
+	if page := consent(reg.ClientID, "https://diary.example/cb"); !strings.Contains(page, `id="unverified"`) || !strings.Contains(page, "diary.example") {
+		t.Fatalf("a self-registered app's consent: %s", why(page0()))
+	}
+	if page := consent(appID, appRedirect); strings.Contains(page, `id="unverified"`) {
+		t.Fatal("an operator's app is marked unvetted")
+	}
+}
