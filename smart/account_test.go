@@ -742,3 +742,26 @@ func TestConsentMarksSelfRegisteredApps(t *testing.T) {
 		t.Fatal("an operator's app is marked unvetted")
 	}
 }
+
+// TestAccountIndexesOfEarlierAccounts: accounts stored before the indexes
+// were kept are indexed once when the server starts.
+func TestAccountIndexesOfEarlierAccounts(t *testing.T) {
+	st := openSQLite(t)
+	ctx := context.Background()
+	old := `{"username":"old","passwordHash":"eA==","patient":"oldpat","email":"Old@Example.org","links":[{"patient":"kid9","relatedPerson":"rp9"}]}`
+	if err := st.PutAuth(ctx, store.AuthRecord{Kind: "user", Key: "old", Subject: "old", Active: true, Data: []byte(old)}); err != nil {
+		t.Fatal(err)
+	}
+	newEnvOn(t, st)
+	acc := smart.NewAccounts(st)
+	proxies, err := acc.ProxiesOf(ctx, "kid9")
+	if err != nil || len(proxies) != 1 || proxies[0].Username != "old" {
+		t.Fatalf("proxies of kid9: %+v %v", proxies, err)
+	}
+	if users, err := acc.ByEmail(ctx, "old@example.org"); err != nil || len(users) != 1 {
+		t.Fatalf("by e-mail: %d %v", len(users), err)
+	}
+	if has, err := acc.HasAccount(ctx, "oldpat"); err != nil || !has {
+		t.Fatalf("oldpat's account: %v %v", has, err)
+	}
+}

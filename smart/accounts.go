@@ -209,12 +209,53 @@ func (a *Accounts) insert(ctx context.Context, u *User) error {
 	if err != nil {
 		return err
 	}
-	if u.Patient != "" {
-		if err := a.st.PutAuth(ctx, store.AuthRecord{Kind: kindPatientAccount, Key: u.Patient + "\n" + u.Username, Subject: u.Patient, Active: true, Data: []byte(`"` + u.Username + `"`)}); err != nil {
-			return err
-		}
+	if err := a.indexPatient(ctx, u); err != nil {
+		return err
 	}
 	return a.indexEmail(ctx, u, "")
+}
+
+// indexPatient keeps the lookup from a patient to their own account.
+func (a *Accounts) indexPatient(ctx context.Context, u *User) error {
+	if u.Patient == "" {
+		return nil
+	}
+	return a.st.PutAuth(ctx, store.AuthRecord{Kind: kindPatientAccount, Key: u.Patient + "\n" + u.Username, Subject: u.Patient, Active: true, Data: []byte(`"` + u.Username + `"`)})
+}
+
+// indexOnce writes the account indexes (e-mail, proxy links, patients'
+// own accounts) for accounts made before they were kept: once per store,
+// by whichever process gets there first.
+func (a *Accounts) indexOnce(ctx context.Context) error {
+	err := a.st.CreateAuth(ctx, store.AuthRecord{Kind: kindMigration, Key: "account-indexes-1", Active: true, Data: []byte(`{}`)})
+	if errors.Is(err, store.ErrConflict) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	recs, err := a.st.ListAuth(ctx, kindUser, "")
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		var u User
+		if json.Unmarshal(rec.Data, &u) != nil {
+			continue
+		}
+		if err := a.indexEmail(ctx, &u, ""); err != nil {
+			return err
+		}
+		if err := a.indexPatient(ctx, &u); err != nil {
+			return err
+		}
+		for _, l := range u.Links {
+			if err := a.indexProxy(ctx, u.Username, l.Patient, true); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // HasAccount tells whether a patient has an account of their own.

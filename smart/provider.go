@@ -152,6 +152,9 @@ func New(ctx context.Context, cfg Config, st store.AuthStore, records PatientRea
 	}
 	p := &Provider{cfg: cfg, root: strings.TrimSuffix(cfg.FHIRBase, "/fhir"), st: st, records: records, keys: keys,
 		clients: &clientStore{st: st}, accounts: NewAccounts(st), log: log}
+	if err := p.accounts.indexOnce(ctx); err != nil {
+		return nil, fmt.Errorf("account indexes: %w", err)
+	}
 	if cfg.SignUpWithoutCode {
 		if _, ok := records.(patientSearcher); !ok {
 			return nil, errors.New("sign-up without a code needs a patient reader that searches")

@@ -32,13 +32,15 @@ const (
 	kindEmail = "email"
 	// kindPatientAccount: from a patient to their own account(s).
 	kindPatientAccount = "patientaccount"
-	kindProxyOf        = "proxyof"
-	kindSignIn         = "signin"
-	kindThrottle       = "throttle"
-	kindActivation     = "activation"
-	kindConfirm        = "confirm"
-	kindReset          = "reset"
-	kindInvite         = "invite"
+	// kindMigration marks a one-time change to the records as done.
+	kindMigration  = "migration"
+	kindProxyOf    = "proxyof"
+	kindSignIn     = "signin"
+	kindThrottle   = "throttle"
+	kindActivation = "activation"
+	kindConfirm    = "confirm"
+	kindReset      = "reset"
+	kindInvite     = "invite"
 	// Passkeys: a WebAuthn ceremony between its halves, and the lookup
 	// from a passkey's user handle to its account.
 	kindCeremony      = "webauthn"
