@@ -29,6 +29,12 @@ func TestCheck(t *testing.T) {
 		{"jdoe1987-secret", []string{"someone", "jdoe1987@example.org"}, ErrPersonal},
 		{strings.Repeat("river-lamp-", 7), nil, ErrTooLong},
 		{"bad\xffutf8-padding", nil, ErrEncoding},
+		{"Elephant2024!", nil, ErrGuessable},    // one word with digits and symbols around it
+		{"p4ssw0rdp4ssw0rd", nil, ErrGuessable}, // a common password said twice, in leet
+		{"ababababababab", nil, ErrGuessable},   // a repeat
+		{"zyxwvutsrqponm", nil, ErrGuessable},   // a sequence backwards
+		{"elephant-copper-window", nil, nil},    // words, but several
+		{"my cat is called Biscuit", nil, nil},  // a phrase
 	} {
 		if err := Check(c.pw, c.personal...); !errors.Is(err, c.want) {
 			t.Errorf("Check(%q) = %v, want %v", c.pw, err, c.want)
