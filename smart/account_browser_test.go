@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/hearth-fhir/hearth/smart"
 	"github.com/hearth-fhir/hearth/smart/oidctest"
@@ -162,6 +163,36 @@ func TestAxeFindsViolations(t *testing.T) {
 	}
 }
 
+// focused fails unless the element sel has the keyboard focus.
+func focused(sel string) chromedp.Action {
+	return chromedp.ActionFunc(func(ctx context.Context) error {
+		var ok bool
+		if err := chromedp.Evaluate(fmt.Sprintf(`document.activeElement && document.activeElement.matches(%q)`, sel), &ok).Do(ctx); err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%s does not have the focus", sel)
+		}
+		return nil
+	})
+}
+
+// tabTo presses Tab until sel has the focus (at most 30 times): the
+// element is reachable with the keyboard.
+func tabTo(sel string) chromedp.Action {
+	return chromedp.ActionFunc(func(ctx context.Context) error {
+		for range 30 {
+			if focused(sel).Do(ctx) == nil {
+				return nil
+			}
+			if err := chromedp.KeyEvent(kb.Tab).Do(ctx); err != nil {
+				return err
+			}
+		}
+		return fmt.Errorf("Tab never reaches %s", sel)
+	})
+}
+
 // noOverflow fails when the page is wider than the window: at 390 px,
 // nothing may need sideways scrolling.
 func noOverflow(t *testing.T, name string) chromedp.Action {
@@ -234,12 +265,19 @@ func TestBrowserSignUpToFirstLaunch(t *testing.T) {
 		goTo(app+"/launch.html"),
 		chromedp.WaitVisible(`#username`, chromedp.ByQuery),
 		shoot(t, dir, "login"), noOverflow(t, "login"), accessible(t, "login"),
-		chromedp.SendKeys(`#username`, "newbie"),
-		chromedp.SendKeys(`#password`, "lantern-orchid-fjord"),
-		chromedp.Click(`main form button[type=submit]`),
+		// With the keyboard alone: the username has the focus, Tab goes
+		// to the password, Enter signs in; on the consent page Tab
+		// reaches Allow, and Enter allows.
+		focused(`#username`),
+		chromedp.KeyEvent("newbie"),
+		chromedp.KeyEvent(kb.Tab),
+		focused(`#password`),
+		chromedp.KeyEvent("lantern-orchid-fjord"),
+		chromedp.KeyEvent(kb.Enter),
 		chromedp.WaitVisible(`button[value=allow]`, chromedp.ByQuery),
 		shoot(t, dir, "consent"), noOverflow(t, "consent"), accessible(t, "consent"),
-		chromedp.Click(`button[value=allow]`),
+		tabTo(`button[value=allow]`),
+		chromedp.KeyEvent(kb.Enter),
 		chromedp.WaitVisible(`#result`, chromedp.ByQuery),
 		chromedp.Text(`#result`, &result, chromedp.ByQuery),
 	)
