@@ -159,6 +159,7 @@ type Store interface {
 	Resources
 	AuthStore
 	AuditLog
+	Files
 	Close() error
 }
 

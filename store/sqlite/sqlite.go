@@ -117,6 +117,7 @@ CREATE TABLE IF NOT EXISTS search_snapshots (token TEXT PRIMARY KEY, expires INT
 
 // Store is the SQLite backend. It implements store.Store.
 type Store struct {
+	dir    string  // the data directory
 	writer *sql.DB // exactly one connection: SQLite has one writer
 	reader *sql.DB // read-only pool
 	lock   *os.File
@@ -211,6 +212,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if _, err := writer.Exec(schema); err != nil {
 		return nil, fmt.Errorf("sqlite: schema: %w", err)
 	}
+	if _, err := writer.Exec(filesSchema); err != nil {
+		return nil, fmt.Errorf("sqlite: files schema: %w", err)
+	}
 	if _, err := writer.Exec(auditSchema); err != nil {
 		return nil, fmt.Errorf("sqlite: audit schema: %w", err)
 	}
@@ -264,7 +268,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if n == 0 {
 		n = 100_000
 	}
-	s := &Store{writer: writer, reader: reader, lock: lock, cache: newCache(n), readStmt: readStmt, authStmt: authStmt, searches: newStmtCache(reader), kept: kept, auditIDs: auditIDs, nextBlock: nextBlock,
+	s := &Store{dir: dir, writer: writer, reader: reader, lock: lock, cache: newCache(n), readStmt: readStmt, authStmt: authStmt, searches: newStmtCache(reader), kept: kept, auditIDs: auditIDs, nextBlock: nextBlock,
 		checkpointer: checkpointer, stop: make(chan struct{}), stopped: make(chan struct{})}
 	go s.checkpoint()
 	ok = true

@@ -45,6 +45,7 @@ func Run(t *testing.T, open Opener) {
 		{"AuthRecords", testAuthRecords},
 		{"AuditTrail", testAuditTrail},
 		{"AuditOrderAcrossAppends", testAuditOrder},
+		{"Files", testFiles},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
