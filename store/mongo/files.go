@@ -50,26 +50,27 @@ func (s *Store) PutFile(ctx context.Context, name string, r io.Reader, expires t
 		return 0, err
 	}
 	id := primitive.NewObjectID()
-	counted := &countingReader{r: r}
-	if err := b.UploadFromStreamWithID(id, name, counted, options.GridFSUpload().SetMetadata(fileMeta{Expires: expires.UTC()})); err != nil {
+	up, err := b.OpenUploadStreamWithID(id, name, options.GridFSUpload().SetMetadata(fileMeta{Expires: expires.UTC()}))
+	if err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(up, r)
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		// The chunks written so far go; no files document names them.
+		up.Abort()
+		return 0, err
+	}
+	if err := up.Close(); err != nil {
 		return 0, err
 	}
 	// The older files of that name go.
 	if _, err := s.deleteFiles(ctx, bson.D{{Key: "filename", Value: name}, {Key: "_id", Value: bson.D{{Key: "$ne", Value: id}}}}); err != nil {
 		return 0, err
 	}
-	return counted.n, nil
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
+	return n, nil
 }
 
 func (s *Store) OpenFile(ctx context.Context, name string) (io.ReadCloser, error) {
