@@ -418,10 +418,13 @@ func TestBrowserFederatedSignInToLaunch(t *testing.T) {
 		goTo(app + "/launch.html"),
 		chromedp.WaitVisible(`#federated-signin button`, chromedp.ByQuery),
 		chromedp.Click(`#federated-signin button`, chromedp.ByQuery),
-		chromedp.WaitVisible(`#username`, chromedp.ByQuery), // the provider's own page
-		chromedp.SendKeys(`#username`, op.Username, chromedp.ByQuery),
-		chromedp.SendKeys(`#password`, op.Password, chromedp.ByQuery),
-		chromedp.Submit(`#password`, chromedp.ByQuery),
+		// The provider's own page: its form, not Hearth's (whose fields
+		// have the same ids, and are still there until the browser has
+		// left).
+		chromedp.WaitVisible(`form[action="/login/username"] #username`, chromedp.ByQuery),
+		chromedp.SendKeys(`form[action="/login/username"] #username`, op.Username, chromedp.ByQuery),
+		chromedp.SendKeys(`form[action="/login/username"] #password`, op.Password, chromedp.ByQuery),
+		chromedp.Submit(`form[action="/login/username"] #password`, chromedp.ByQuery),
 	}
 	steps(providerSignIn...)
 	steps(
