@@ -15,6 +15,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/hearth-fhir/hearth/smart"
+	"github.com/hearth-fhir/hearth/smart/oidctest"
 	"github.com/hearth-fhir/hearth/store"
 	"github.com/hearth-fhir/hearth/store/mongo"
 	"github.com/hearth-fhir/hearth/store/mongo/mongotest"
@@ -763,5 +764,31 @@ func TestAccountIndexesOfEarlierAccounts(t *testing.T) {
 	}
 	if has, err := acc.HasAccount(ctx, "oldpat"); err != nil || !has {
 		t.Fatalf("oldpat's account: %v %v", has, err)
+	}
+}
+
+// TestFederatedCallbackBoundToBrowser: the provider's answer is taken only
+// from the browser that started the sign-in, so that nobody can sign a
+// victim in as themselves by sending them their own callback link.
+func TestFederatedCallbackBoundToBrowser(t *testing.T) {
+	op := oidctest.Reserve(t)
+	e := newEnvAt(t, openSQLite(t), "localhost", func(c *smart.Config) {
+		c.Federation = &smart.Federation{Issuer: op.Issuer, ClientID: op.ClientID, ClientSecret: op.ClientSecret, Name: "General Hospital"}
+	})
+	op.Run(t, e.root+"/account/federated/callback")
+	a := newBrowser(t)
+	p := a.submit(e.root+"/account/federated/start", a.get(e.root+"/account/login"), nil)
+	to, err := url.Parse(p.location)
+	if p.status != 303 || err != nil || !strings.HasPrefix(p.location, op.Issuer) {
+		t.Fatalf("start: %s", why(p))
+	}
+	callback := e.root + "/account/federated/callback?code=attackers-code&state=" + url.QueryEscape(to.Query().Get("state"))
+	if q := newBrowser(t).get(callback); q.status != 403 {
+		t.Fatalf("the callback in another browser: %s", why(q))
+	}
+	// The state is spent by that attempt: not even the right browser can
+	// use it now.
+	if q := a.get(callback); q.status != 400 {
+		t.Fatalf("a spent state: %s", why(q))
 	}
 }

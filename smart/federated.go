@@ -38,6 +38,9 @@ type Federation struct {
 	Name string
 }
 
+// federatedCookie binds a federated sign-in to the browser that started it.
+const federatedCookie = "hearth_federated"
+
 // federation is the relying party, set up on first use: the provider may
 // start after Hearth.
 type federation struct {
@@ -73,8 +76,12 @@ func (p *Provider) federatedOAuth(op *oidc.Provider) *oauth2.Config {
 type federatedStart struct {
 	Nonce    string `json:"nonce"`
 	Verifier string `json:"verifier"`
-	Pending  string `json:"pending,omitempty"` // an app's authorization in progress
-	Return   string `json:"return,omitempty"`  // an account page
+	// Browser is the hash of a cookie set on the browser that started:
+	// the answer is taken only from it, so that nobody can sign a victim's
+	// browser in as themselves by sending it their own callback URL.
+	Browser string `json:"browser"`
+	Pending string `json:"pending,omitempty"` // an app's authorization in progress
+	Return  string `json:"return,omitempty"`  // an account page
 }
 
 // startFederated sends the browser to the provider. The form carries the
@@ -116,7 +123,9 @@ func (p *Provider) startFederated(w http.ResponseWriter, r *http.Request) {
 		p.errorPage(w, http.StatusBadGateway, p.fed.cfg.Name+" cannot be reached right now. Sign in with your username and password, or try again later.")
 		return
 	}
-	state := randomToken()
+	state, browser := randomToken(), randomToken()
+	st.Browser = sha(browser)
+	http.SetCookie(w, &http.Cookie{Name: federatedCookie, Value: browser, Path: "/account/federated", MaxAge: int(pendingTTL.Seconds()), HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
 	data, _ := json.Marshal(st)
 	if err := p.st.CreateAuth(ctx, store.AuthRecord{Kind: kindFederated, Key: sha(state), Active: true, ExpiresAt: time.Now().Add(pendingTTL), Data: data}); err != nil {
 		p.errorPage(w, http.StatusServiceUnavailable, "Signing in is not possible right now; try again later.")
@@ -149,6 +158,10 @@ func (p *Provider) federatedCallback(w http.ResponseWriter, r *http.Request) {
 	var st federatedStart
 	if err != nil || !rec.Active || json.Unmarshal(rec.Data, &st) != nil || p.st.DeleteAuth(ctx, kindFederated, key) != nil {
 		p.errorPage(w, http.StatusBadRequest, "This sign-in has expired or was already used. Start again.")
+		return
+	}
+	if c, err := r.Cookie(federatedCookie); err != nil || subtle.ConstantTimeCompare([]byte(sha(c.Value)), []byte(st.Browser)) != 1 {
+		p.errorPage(w, http.StatusForbidden, "This sign-in was started in another browser. Start again here.")
 		return
 	}
 	if e := q.Get("error"); e != "" {
