@@ -792,3 +792,43 @@ func TestFederatedCallbackBoundToBrowser(t *testing.T) {
 		t.Fatalf("a spent state: %s", why(q))
 	}
 }
+
+// TestInvitationAcceptedBySigningIn: someone who already has an account
+// accepts an invitation by signing in (the sign-in page brings them back
+// to it) and then acts for the patient who invited them.
+func TestInvitationAcceptedBySigningIn(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.adult("gran", "1950-03-03")
+	if _, err := smart.NewAccounts(e.st).AddUser(ctx, "gran", password, "gran"); err != nil {
+		t.Fatal(err)
+	}
+	g := newBrowser(t)
+	e.accountSignIn(g, "gran", password, 303)
+	if p := e.accountPost(g, "proxies/invite", url.Values{"email": {"parent@example.org"}, "relationship": {"FAMMEMB"}}); p.status != 303 {
+		t.Fatalf("invite: %s", why(p))
+	}
+	link := e.mail.Wait(t, "parent@example.org").Link(t)
+	b := newBrowser(t)
+	inv := b.get(link)
+	signin := regexp.MustCompile(`href="([^"]*/account/login\?return=[^"]*)"`).FindStringSubmatch(inv.body)
+	if signin == nil {
+		t.Fatalf("the invitation offers no sign-in: %s", why(inv))
+	}
+	login := b.get(htmlUnescape(signin[1]))
+	p := b.submit(e.root+"/account/login", login, url.Values{"step": {"login"}, "username": {"parent"}, "password": {password}})
+	if p.status != 303 || !strings.Contains(p.location, "/account/invite?t=") {
+		t.Fatalf("sign-in did not bring the invitee back: %s", why(p))
+	}
+	inv = b.get(p.location)
+	if p := b.submit(e.root+"/account/invite", inv, url.Values{"step": {"accept"}}); p.status != 303 {
+		t.Fatalf("accept: %s", why(p))
+	}
+	u, err := smart.NewAccounts(e.st).Get(ctx, "parent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := u.ActorFor("gran"); !ok || a.Relationship != "FAMMEMB" {
+		t.Fatalf("the parent's link to gran: %+v %v", a, ok)
+	}
+}
