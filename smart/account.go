@@ -153,6 +153,13 @@ func (p *Provider) formChecked(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// record reads a live record of kind and decodes its data into v: false
+// if it is missing, expired, spent (inactive) or unreadable.
+func (p *Provider) record(ctx context.Context, kind, key string, v any) bool {
+	rec, err := p.st.GetAuth(ctx, kind, key)
+	return err == nil && rec.Active && json.Unmarshal(rec.Data, v) == nil
+}
+
 // accountForm is how the account's sign-in pages post.
 func (p *Provider) accountForm(w http.ResponseWriter, r *http.Request) signInForm {
 	f := signInForm{action: p.root + "/account/login", hidden: []field{{"csrf", p.formToken(w, r)}}}
@@ -274,22 +281,21 @@ func (p *Provider) accountPage(ctx context.Context, s *signedIn) pageData {
 	for _, pk := range u.Passkeys {
 		v.Passkeys = append(v.Passkeys, passkeyView{ID: b64(pk.Credential.ID), Name: pk.Name, Created: pk.Created, LastUsed: pk.LastUsed})
 	}
-	if u.Patient != "" {
-		age, known := p.patientAge(ctx, u.Patient)
-		switch {
-		case known && age < adulthood && !(p.cfg.TeenManagesProxies && age >= p.restrictedAge()):
-			v.ProxiesHidden = "Until you are 18, who can act for you is arranged with your clinic."
-		default:
-			proxies, _ := p.accounts.ProxiesOf(ctx, u.Patient)
-			now := time.Now()
-			for _, px := range proxies {
-				v.Proxies = append(v.Proxies, proxyView{Username: px.Username, Relationship: relationshipWords(px.Link.Relationship),
-					Ends: px.Link.Ends, Ended: !px.Link.Live(now), CanRenew: !px.Link.Ends.IsZero() && (!known || age >= adulthood-1)})
-			}
-			v.CanInvite = !known || age >= adulthood
-			for _, code := range []string{"PRN", "GUARD", "SPS", "CHILD", "FAMMEMB", "FRND", "POWATT"} {
-				v.Relationships = append(v.Relationships, scopeChoice{Value: code, Label: Relationships[code]})
-			}
+	rights := p.proxyRightsOf(ctx, u)
+	switch {
+	case u.Patient == "":
+	case !rights.manage:
+		v.ProxiesHidden = "Until you are 18, who can act for you is arranged with your clinic."
+	default:
+		proxies, _ := p.accounts.ProxiesOf(ctx, u.Patient)
+		now := time.Now()
+		for _, px := range proxies {
+			v.Proxies = append(v.Proxies, proxyView{Username: px.Username, Relationship: relationshipWords(px.Link.Relationship),
+				Ends: px.Link.Ends, Ended: !px.Link.Live(now), CanRenew: !px.Link.Ends.IsZero() && rights.renew})
+		}
+		v.CanInvite = rights.adult
+		for _, code := range []string{"PRN", "GUARD", "SPS", "CHILD", "FAMMEMB", "FRND", "POWATT"} {
+			v.Relationships = append(v.Relationships, scopeChoice{Value: code, Label: Relationships[code]})
 		}
 	}
 	now := time.Now()
@@ -305,12 +311,7 @@ func (p *Provider) accountPage(ctx context.Context, s *signedIn) pageData {
 
 func (p *Provider) accountHome(w http.ResponseWriter, r *http.Request, s *signedIn) {
 	d := p.accountPage(r.Context(), s)
-	d.Notice = r.URL.Query().Get("done")
-	if _, known := accountNotices[d.Notice]; !known {
-		d.Notice = ""
-	} else {
-		d.Notice = accountNotices[d.Notice]
-	}
+	d.Notice = accountNotices[r.URL.Query().Get("done")]
 	p.render(w, http.StatusOK, "account", d)
 }
 
@@ -423,8 +424,7 @@ func (p *Provider) totpConfirm(w http.ResponseWriter, r *http.Request, s *signed
 	ctx := r.Context()
 	key := r.PostForm.Get("signin")
 	var st signInState
-	rec, err := p.st.GetAuth(ctx, kindSignIn, sha(key))
-	if err != nil || json.Unmarshal(rec.Data, &st) != nil || st.Username != s.user.Username || st.Stage != "enroll" {
+	if !p.record(ctx, kindSignIn, sha(key), &st) || st.Username != s.user.Username || st.Stage != "enroll" {
 		p.accountError(w, r, s, "code", "The set-up expired; start again.", http.StatusBadRequest)
 		return
 	}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/hearth-fhir/hearth/smart"
+	"github.com/hearth-fhir/hearth/smart/mail/mailtest"
 	"github.com/hearth-fhir/hearth/smart/oidctest"
 	"github.com/hearth-fhir/hearth/store"
 	"github.com/hearth-fhir/hearth/store/mongo"
@@ -459,21 +460,29 @@ func connectedApps(t *testing.T, open func(...func(*smart.Config)) *env) {
 // page0 is a page with only a forged CSRF field, for a forged post.
 func page0() page { return page{status: 200, body: `<input type="hidden" name="csrf" value="forged">`} }
 
+// granInvites makes gran, an adult patient with an account, who invites
+// email as a proxy with relationship from her account page; it returns
+// her signed-in browser and the invitation mail.
+func (e *env) granInvites(email, relationship string) (*browser, mailtest.Message) {
+	e.t.Helper()
+	e.adult("gran", "1950-03-03")
+	if _, err := smart.NewAccounts(e.st).AddUser(context.Background(), "gran", password, "gran"); err != nil {
+		e.t.Fatal(err)
+	}
+	g := newBrowser(e.t)
+	e.accountSignIn(g, "gran", password, 303)
+	if p := e.accountPost(g, "proxies/invite", url.Values{"email": {email}, "relationship": {relationship}}); p.status != 303 {
+		e.t.Fatalf("invite: %s", why(p))
+	}
+	return g, e.mail.Wait(e.t, email)
+}
+
 func TestProxyInvitationAndMinorsLinks(t *testing.T) { onBothStores(t, proxyInvitation) }
 
 func proxyInvitation(t *testing.T, open func(...func(*smart.Config)) *env) {
 	e := open()
 	ctx := context.Background()
-	e.adult("gran", "1950-03-03")
-	if _, err := smart.NewAccounts(e.st).AddUser(ctx, "gran", password, "gran"); err != nil {
-		t.Fatal(err)
-	}
-	g := newBrowser(t)
-	e.accountSignIn(g, "gran", password, 303)
-	if p := e.accountPost(g, "proxies/invite", url.Values{"email": {"helper@example.org"}, "relationship": {"CHILD"}}); p.status != 303 {
-		t.Fatalf("invite: %s", why(p))
-	}
-	m := e.mail.Wait(t, "helper@example.org")
+	g, m := e.granInvites("helper@example.org", "CHILD")
 	if strings.Contains(m.Text, "gran") || strings.Contains(m.Text, "Smith") {
 		t.Fatalf("the invitation names the patient:\n%s", m.Text)
 	}
@@ -799,16 +808,8 @@ func TestFederatedCallbackBoundToBrowser(t *testing.T) {
 func TestInvitationAcceptedBySigningIn(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	e.adult("gran", "1950-03-03")
-	if _, err := smart.NewAccounts(e.st).AddUser(ctx, "gran", password, "gran"); err != nil {
-		t.Fatal(err)
-	}
-	g := newBrowser(t)
-	e.accountSignIn(g, "gran", password, 303)
-	if p := e.accountPost(g, "proxies/invite", url.Values{"email": {"parent@example.org"}, "relationship": {"FAMMEMB"}}); p.status != 303 {
-		t.Fatalf("invite: %s", why(p))
-	}
-	link := e.mail.Wait(t, "parent@example.org").Link(t)
+	_, m := e.granInvites("parent@example.org", "FAMMEMB")
+	link := m.Link(t)
 	b := newBrowser(t)
 	inv := b.get(link)
 	signin := regexp.MustCompile(`href="([^"]*/account/login\?return=[^"]*)"`).FindStringSubmatch(inv.body)

@@ -39,6 +39,19 @@ type pending struct {
 	Portal string `json:"portal,omitempty"`
 }
 
+// openedBy reports whether r comes from the browser the authorization
+// started in (its CSRF cookie).
+func (pend *pending) openedBy(r *http.Request) bool {
+	c, err := r.Cookie(csrfCookie)
+	return err == nil && subtle.ConstantTimeCompare([]byte(c.Value), []byte(pend.CSRF)) == 1
+}
+
+// postedBy reports whether r is a form of the authorization's pages posted
+// by its browser: the cookie, and the token in the form.
+func (pend *pending) postedBy(r *http.Request) bool {
+	return pend.openedBy(r) && subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(pend.CSRF)) == 1
+}
+
 func randomToken() string {
 	b := make([]byte, 32)
 	rand.Read(b)
@@ -214,15 +227,12 @@ func (p *Provider) interact(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PostForm.Get("pending")
-	rec, err := p.st.GetAuth(ctx, kindPending, id)
 	var pend pending
-	if err != nil || json.Unmarshal(rec.Data, &pend) != nil {
+	if !p.record(ctx, kindPending, id, &pend) {
 		p.errorPage(w, http.StatusBadRequest, "This sign-in has expired. Return to the app and start again.")
 		return
 	}
-	cookie, _ := r.Cookie(csrfCookie)
-	if cookie == nil || subtle.ConstantTimeCompare([]byte(cookie.Value), []byte(pend.CSRF)) != 1 ||
-		subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(pend.CSRF)) != 1 {
+	if !pend.postedBy(r) {
 		p.errorPage(w, http.StatusForbidden, "The form did not come from this browser's sign-in (CSRF check failed). Return to the app and start again.")
 		return
 	}

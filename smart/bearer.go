@@ -150,20 +150,9 @@ func (p *Provider) Authenticate(ctx context.Context, token string) (*access.Poli
 // tokens already issued. A patient whose age is unknown is treated as old
 // enough: withholding is the safe mistake.
 func (p *Provider) confidentialAge(ctx context.Context, patient string) bool {
-	limit := p.cfg.ProxyRestrictedAge
-	if limit < 0 {
+	if p.cfg.ProxyRestrictedAge < 0 {
 		return false
 	}
-	if limit == 0 {
-		limit = 12
-	}
-	r, err := p.records.Read(ctx, "Patient", patient)
-	if err != nil {
-		return true
-	}
-	born, ok := birthDate(r.JSON)
-	if !ok {
-		return true
-	}
-	return !time.Now().Before(born.AddDate(limit, 0, 0))
+	age, known := p.patientAge(ctx, patient)
+	return !known || age >= p.restrictedAge()
 }

@@ -100,11 +100,8 @@ func (p *Provider) startFederated(w http.ResponseWriter, r *http.Request) {
 	st := federatedStart{Nonce: randomToken(), Verifier: oauth2.GenerateVerifier()}
 	if id := r.PostForm.Get("pending"); id != "" {
 		// An app's authorization: the same CSRF check as its own forms.
-		rec, err := p.st.GetAuth(ctx, kindPending, id)
 		var pend pending
-		cookie, _ := r.Cookie(csrfCookie)
-		if err != nil || json.Unmarshal(rec.Data, &pend) != nil || cookie == nil ||
-			subtle.ConstantTimeCompare([]byte(cookie.Value), []byte(pend.CSRF)) != 1 || subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(pend.CSRF)) != 1 {
+		if !p.record(ctx, kindPending, id, &pend) || !pend.postedBy(r) {
 			p.errorPage(w, http.StatusForbidden, "This sign-in has expired. Return to the app and start again.")
 			return
 		}
@@ -154,9 +151,8 @@ func (p *Provider) federatedCallback(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	q := r.URL.Query()
 	key := sha(q.Get("state"))
-	rec, err := p.st.GetAuth(ctx, kindFederated, key)
 	var st federatedStart
-	if err != nil || !rec.Active || json.Unmarshal(rec.Data, &st) != nil || p.st.DeleteAuth(ctx, kindFederated, key) != nil {
+	if !p.record(ctx, kindFederated, key, &st) || p.st.DeleteAuth(ctx, kindFederated, key) != nil {
 		p.errorPage(w, http.StatusBadRequest, "This sign-in has expired or was already used. Start again.")
 		return
 	}
@@ -280,15 +276,12 @@ func (p *Provider) linkFederated(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	key := sha(r.PostForm.Get("link"))
-	rec, err := p.st.GetAuth(ctx, kindFederatedLink, key)
 	var fl federatedLink
-	if err != nil || !rec.Active || json.Unmarshal(rec.Data, &fl) != nil || p.st.DeleteAuth(ctx, kindFederatedLink, key) != nil {
+	if !p.record(ctx, kindFederatedLink, key, &fl) || p.st.DeleteAuth(ctx, kindFederatedLink, key) != nil {
 		p.errorPage(w, http.StatusBadRequest, "This sign-in has expired. Start again.")
 		return
 	}
-	now := time.Now()
-	addrKey := throttleKey("addr", audit.From(r).Address)
-	addr, err := p.loadThrottle(ctx, addrKey, now)
+	attempt, err := p.codeAttemptOf(r)
 	if err != nil {
 		p.errorPage(w, http.StatusServiceUnavailable, "Signing in is not possible right now; try again later.")
 		return
@@ -296,15 +289,15 @@ func (p *Provider) linkFederated(w http.ResponseWriter, r *http.Request) {
 	var errs pageData
 	errs.keep("code", r.PostForm.Get("code"))
 	errs.keep("birth_date", r.PostForm.Get("birth_date"))
-	if now.Before(addr.Until) {
-		errs.Error = "Linking is paused after several unsuccessful attempts from your network. Try again after " + addr.Until.UTC().Format("15:04 UTC") + "."
+	if until, paused := attempt.pausedUntil(); paused {
+		errs.Error = "Linking is paused after several unsuccessful attempts from your network. Try again after " + until.UTC().Format("15:04 UTC") + "."
 		p.renderLinkFederated(w, r, http.StatusTooManyRequests, fl.Identity, fl.Start, errs)
 		return
 	}
 	codeKey := sha(normaliseCode(r.PostForm.Get("code")))
 	act, ok := p.checkActivation(ctx, codeKey, strings.TrimSpace(r.PostForm.Get("birth_date")))
 	if !ok || p.st.DeactivateAuth(ctx, kindActivation, codeKey) != nil {
-		p.addressFailed(ctx, addrKey, addr, now)
+		p.codeFailed(ctx, attempt)
 		errs.fieldError("code", "The activation code and date of birth do not match a code we issued. Check both; a code works once, and expires.")
 		p.renderLinkFederated(w, r, http.StatusBadRequest, fl.Identity, fl.Start, errs)
 		return
@@ -356,13 +349,12 @@ func (p *Provider) createFederatedAccount(ctx context.Context, id federatedIdent
 func (p *Provider) resume(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id := r.URL.Query().Get("pending")
-	rec, err := p.st.GetAuth(ctx, kindPending, id)
 	var pend pending
-	if err != nil || json.Unmarshal(rec.Data, &pend) != nil {
+	if !p.record(ctx, kindPending, id, &pend) {
 		p.errorPage(w, http.StatusBadRequest, "This sign-in has expired. Return to the app and start again.")
 		return
 	}
-	if cookie, _ := r.Cookie(csrfCookie); cookie == nil || subtle.ConstantTimeCompare([]byte(cookie.Value), []byte(pend.CSRF)) != 1 {
+	if !pend.openedBy(r) {
 		p.errorPage(w, http.StatusForbidden, "This sign-in belongs to another browser. Return to the app and start again.")
 		return
 	}

@@ -179,16 +179,6 @@ func (p *Provider) page(title string) pageData {
 	return d
 }
 
-func (p *Provider) render(w http.ResponseWriter, status int, name string, d pageData) {
-	if d.Brand.Name == "" && d.Brand.Color == "" {
-		d.Brand = p.cfg.Brand
-	}
-	if d.Root == "" {
-		d.Root = p.root
-	}
-	renderPage(w, status, name, d)
-}
-
 // errorPage shows a message and nothing else.
 func (p *Provider) errorPage(w http.ResponseWriter, status int, msg string) {
 	d := p.page("Something went wrong")
@@ -196,7 +186,8 @@ func (p *Provider) errorPage(w http.ResponseWriter, status int, msg string) {
 	p.render(w, status, "error", d)
 }
 
-func renderPage(w http.ResponseWriter, status int, name string, d pageData) {
+// render writes a page made from p.page: never cached, never framed.
+func (p *Provider) render(w http.ResponseWriter, status int, name string, d pageData) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	// Scripts only from Hearth itself (the passkey ceremony); forms may

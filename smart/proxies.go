@@ -29,20 +29,25 @@ type invitation struct {
 	By           string `json:"by"`
 }
 
-// mayManageProxies: an adult patient manages their proxies; an adolescent
-// past the restricted age too where the operator allows it; a patient of
-// unknown age is treated as an adult.
-func (p *Provider) mayManageProxies(ctx context.Context, u *User) bool {
+// proxyRights is what a patient may do about the links of their proxies,
+// by age: an adult manages them (sees, ends, invites) and an adolescent
+// past the restricted age too where the operator allows it; from the year
+// before 18 a patient may keep a link going past their birthday. A patient
+// of unknown age counts as an adult.
+type proxyRights struct{ manage, adult, renew bool }
+
+func (p *Provider) proxyRightsOf(ctx context.Context, u *User) proxyRights {
 	if u.Patient == "" {
-		return false
+		return proxyRights{}
 	}
 	age, known := p.patientAge(ctx, u.Patient)
-	return !known || age >= adulthood || (p.cfg.TeenManagesProxies && age >= p.restrictedAge())
+	adult := !known || age >= adulthood
+	return proxyRights{manage: adult || p.cfg.TeenManagesProxies && age >= p.restrictedAge(), adult: adult, renew: !known || age >= adulthood-1}
 }
 
 func (p *Provider) inviteProxy(w http.ResponseWriter, r *http.Request, s *signedIn) {
 	ctx := r.Context()
-	if !p.mayManageProxies(ctx, s.user) {
+	if !p.proxyRightsOf(ctx, s.user).manage {
 		p.accountError(w, r, s, "invite", "Invitations are arranged with your clinic until you are 18.", http.StatusForbidden)
 		return
 	}
@@ -79,9 +84,8 @@ func (p *Provider) inviteProxy(w http.ResponseWriter, r *http.Request, s *signed
 
 // loadInvite reads a live invitation.
 func (p *Provider) loadInvite(ctx context.Context, token string) (*invitation, bool) {
-	rec, err := p.st.GetAuth(ctx, kindInvite, sha(token))
 	var inv invitation
-	if err != nil || !rec.Active || json.Unmarshal(rec.Data, &inv) != nil {
+	if !p.record(ctx, kindInvite, sha(token), &inv) {
 		return nil, false
 	}
 	return &inv, true
@@ -200,7 +204,7 @@ func (p *Provider) acceptInvite(w http.ResponseWriter, r *http.Request) {
 
 func (p *Provider) revokeProxy(w http.ResponseWriter, r *http.Request, s *signedIn) {
 	ctx := r.Context()
-	if !p.mayManageProxies(ctx, s.user) {
+	if !p.proxyRightsOf(ctx, s.user).manage {
 		p.accountError(w, r, s, "invite", "Until you are 18, who can act for you is arranged with your clinic.", http.StatusForbidden)
 		return
 	}
@@ -216,8 +220,7 @@ func (p *Provider) revokeProxy(w http.ResponseWriter, r *http.Request, s *signed
 
 func (p *Provider) renewProxy(w http.ResponseWriter, r *http.Request, s *signedIn) {
 	ctx := r.Context()
-	age, known := p.patientAge(ctx, s.user.Patient)
-	if s.user.Patient == "" || (known && age < adulthood-1) {
+	if !p.proxyRightsOf(ctx, s.user).renew {
 		p.accountError(w, r, s, "invite", "You can decide this from the year before you turn 18.", http.StatusForbidden)
 		return
 	}

@@ -2,7 +2,6 @@ package smart
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -107,9 +106,8 @@ func (p *Provider) reset(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	token := r.PostForm.Get("t")
 	key := sha(token)
-	rec, err := p.st.GetAuth(ctx, kindReset, key)
 	var name string
-	if err != nil || !rec.Active || json.Unmarshal(rec.Data, &name) != nil {
+	if !p.record(ctx, kindReset, key, &name) {
 		p.errorPage(w, http.StatusBadRequest, "This link has expired or was already used. Ask for a new one on the sign-in page.")
 		return
 	}

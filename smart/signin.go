@@ -56,16 +56,12 @@ func (p *Provider) signInStep(w http.ResponseWriter, r *http.Request, f signInFo
 		return p.passkeyStep(w, r, f)
 	}
 	key := r.PostForm.Get("signin")
-	rec, err := p.st.GetAuth(ctx, kindSignIn, sha(key))
 	var st signInState
-	if err != nil || !rec.Active || json.Unmarshal(rec.Data, &st) != nil || st.Stage != step {
-		d := p.signInPage("Sign in", f)
-		d.Error = "This sign-in has expired. Sign in again."
-		p.render(w, http.StatusBadRequest, "login", d)
-		return nil, ""
+	var u *User
+	if p.record(ctx, kindSignIn, sha(key), &st) && st.Stage == step {
+		u, _ = p.accounts.Get(ctx, st.Username)
 	}
-	u, err := p.accounts.Get(ctx, st.Username)
-	if err != nil || !u.CanSignIn() {
+	if u == nil || !u.CanSignIn() {
 		p.st.DeleteAuth(ctx, kindSignIn, sha(key))
 		d := p.signInPage("Sign in", f)
 		d.Error = "This sign-in has expired. Sign in again."

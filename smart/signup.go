@@ -195,21 +195,19 @@ func (p *Provider) signup(w http.ResponseWriter, r *http.Request) {
 	for _, k := range []string{"code", "birth_date", "username", "email", "family", "mrn"} {
 		d.keep(k, strings.TrimSpace(f.Get(k)))
 	}
-	now := time.Now()
-	addrKey := throttleKey("addr", audit.From(r).Address)
-	addr, err := p.loadThrottle(ctx, addrKey, now)
+	attempt, err := p.codeAttemptOf(r)
 	if err != nil {
 		p.errorPage(w, http.StatusServiceUnavailable, "Sign-up is not possible right now; try again later.")
 		return
 	}
-	if now.Before(addr.Until) {
-		d.Error = fmt.Sprintf("Sign-up is paused after several unsuccessful attempts from your network. Try again after %s.", addr.Until.UTC().Format("15:04 UTC"))
+	if until, paused := attempt.pausedUntil(); paused {
+		d.Error = fmt.Sprintf("Sign-up is paused after several unsuccessful attempts from your network. Try again after %s.", until.UTC().Format("15:04 UTC"))
 		p.render(w, http.StatusTooManyRequests, "signup", d)
 		return
 	}
 	proof, ok := p.proveIdentity(ctx, f)
 	if !ok {
-		p.addressFailed(ctx, addrKey, addr, now)
+		p.codeFailed(ctx, attempt)
 		p.security(r, audit.Agent{}, audit.Event{Subtype: audit.AccountChanged, Action: "C", Outcome: audit.Minor, Detail: "sign-up refused: " + proof.how + " did not match"})
 		d.fieldError("code", proof.refusal)
 		p.render(w, http.StatusBadRequest, "signup", d)
@@ -240,7 +238,7 @@ func (p *Provider) signup(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	u.Created = now.UTC()
+	u.Created = time.Now().UTC()
 	if err := p.accounts.insert(ctx, u); err != nil {
 		if proof.codeKey != "" {
 			// Give the code back: the patient chooses another username.
@@ -351,9 +349,8 @@ func hasFamily(patient []byte, family string) bool {
 // checkActivation finds a live code and checks the birth date against the
 // patient's record.
 func (p *Provider) checkActivation(ctx context.Context, codeKey, birth string) (*activation, bool) {
-	rec, err := p.st.GetAuth(ctx, kindActivation, codeKey)
 	var act activation
-	if err != nil || !rec.Active || json.Unmarshal(rec.Data, &act) != nil {
+	if !p.record(ctx, kindActivation, codeKey, &act) {
 		return nil, false
 	}
 	res, err := p.records.Read(ctx, "Patient", act.Patient)
@@ -419,9 +416,8 @@ func (p *Provider) confirm(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	key := sha(r.PostForm.Get("t"))
-	rec, err := p.st.GetAuth(ctx, kindConfirm, key)
 	var c confirmation
-	if err != nil || !rec.Active || json.Unmarshal(rec.Data, &c) != nil || p.st.DeactivateAuth(ctx, kindConfirm, key) != nil {
+	if !p.record(ctx, kindConfirm, key, &c) || p.st.DeactivateAuth(ctx, kindConfirm, key) != nil {
 		p.errorPage(w, http.StatusBadRequest, "This link has expired or was already used. Sign in to get a new one.")
 		return
 	}

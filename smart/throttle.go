@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/store"
 )
 
@@ -221,15 +223,33 @@ func (p *Provider) resetThrottle(ctx context.Context, username string) error {
 	return p.st.DeleteAuth(ctx, kindThrottle, throttleKey("user", username))
 }
 
-// addressFailed counts a failed sign-up or link attempt (a wrong
-// activation code) against the client address, as a wrong password is.
-func (p *Provider) addressFailed(ctx context.Context, key string, t throttle, now time.Time) {
-	t.Last = now
-	t.Failures++
-	if d := pauseAfter(t.Failures, addressFreeFailures); d > 0 {
-		t.Until = now.Add(d)
+// codeAttempt is an attempt with an activation code (a sign-up, a first
+// federated sign-in) from one client address, throttled like passwords.
+type codeAttempt struct {
+	key string
+	t   throttle
+	now time.Time
+}
+
+// codeAttemptOf loads the throttle of the request's address.
+func (p *Provider) codeAttemptOf(r *http.Request) (*codeAttempt, error) {
+	a := &codeAttempt{key: throttleKey("addr", audit.From(r).Address), now: time.Now()}
+	var err error
+	a.t, err = p.loadThrottle(r.Context(), a.key, a.now)
+	return a, err
+}
+
+// pausedUntil is when the address may try again, if it is paused now.
+func (a *codeAttempt) pausedUntil() (time.Time, bool) { return a.t.Until, a.now.Before(a.t.Until) }
+
+// failed counts a wrong code against the address, as a wrong password is.
+func (p *Provider) codeFailed(ctx context.Context, a *codeAttempt) {
+	a.t.Last = a.now
+	a.t.Failures++
+	if d := pauseAfter(a.t.Failures, addressFreeFailures); d > 0 {
+		a.t.Until = a.now.Add(d)
 	}
-	if err := p.saveThrottle(ctx, key, t); err != nil {
+	if err := p.saveThrottle(ctx, a.key, a.t); err != nil {
 		p.log.ErrorContext(ctx, "a failed attempt went uncounted", "error", err.Error())
 	}
 }

@@ -309,7 +309,7 @@ func seedAccounts(st store.Store, door *interact.Door) error {
 	}
 	// The fourth patient has no account: the README signs them up with
 	// the demo's published activation code.
-	p, err := smart.New(ctx, smart.Config{FHIRBase: "http://localhost/fhir"}, st, records, slog.New(slog.DiscardHandler))
+	p, err := adminProvider(st)
 	if err != nil {
 		return err
 	}
