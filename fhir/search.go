@@ -23,6 +23,9 @@ type SearchQuery struct {
 	Includes    []Include
 	RevIncludes []Include
 	// Compartment restricts matches to one Patient's compartment: compartment
+	// search (Patient/1/Observation) and patient-scoped tokens; or, as
+	// AnyCompartment, to resources in some Patient's compartment (a bulk
+	// export of every patient's data).
 	// search (Patient/1/Observation) and patient-scoped tokens.
 	Compartment string
 	// Ignored lists parameters that were not understood and were ignored
@@ -31,6 +34,10 @@ type SearchQuery struct {
 	// Canonical is the query as understood, for the self link.
 	Canonical url.Values
 }
+
+// AnyCompartment as a query's Compartment matches the resources that
+// belong to at least one Patient's compartment. No Patient id contains it.
+const AnyCompartment = "*"
 
 // SearchParam is one parameter condition: any of Values must match (OR).
 type SearchParam struct {

@@ -47,6 +47,8 @@ type Config struct {
 	TLS bool
 	// RequestTimeout stops an interaction that works longer (503); 0: none.
 	RequestTimeout time.Duration
+	// Exports runs bulk exports ($export); nil: $export is not offered.
+	Exports *interact.Exports
 	// Open serves the API without authorization, through an unrestricted
 	// session (hearth serve --open, for development only). Without Open
 	// and without an authenticator, every interaction is refused.
@@ -118,6 +120,14 @@ func New(cfg Config, door *interact.Door, log *slog.Logger) *Server {
 			r.Get("/.well-known/smart-configuration", cfg.Auth.SMARTConfiguration)
 			r.Get("/.well-known/openid-configuration", cfg.Auth.OpenIDConfiguration)
 		}
+		// A bulk export's status and files: JSON and NDJSON whatever the
+		// Accept header asks for, to the client that started it.
+		r.Group(func(r chi.Router) {
+			r.Use(s.authenticate)
+			r.Get("/$export-status/{job}", s.exportStatus)
+			r.Delete("/$export-status/{job}", s.exportCancel)
+			r.Get("/$export-file/{job}/{file}", s.exportFile)
+		})
 		r.Group(func(r chi.Router) {
 			r.Use(s.negotiate)
 			r.Get("/metadata", s.metadata)
@@ -128,6 +138,8 @@ func New(cfg Config, door *interact.Door, log *slog.Logger) *Server {
 				// per request was 4% of its time.
 				timed := deadline(cfg.RequestTimeout)
 				r.With(timed).Post("/", s.bundle)
+				r.With(timed).Get("/$export", s.exportKickoff(interact.ExportSystem))
+				r.With(timed).Post("/$export", s.exportKickoff(interact.ExportSystem))
 				r.With(timed).Get("/_history", s.history)
 				r.Route("/{type}", func(r chi.Router) {
 					r.Use(s.knownType)
@@ -147,6 +159,10 @@ func New(cfg Config, door *interact.Door, log *slog.Logger) *Server {
 						r.Delete("/{id}", s.delete)
 						r.Get("/{id}/_history", s.history)
 						r.Get("/{id}/$everything", s.everything)
+						r.Get("/$export", s.exportKickoff(interact.ExportAllPatients))
+						r.Post("/$export", s.exportKickoff(interact.ExportAllPatients))
+						r.Get("/{id}/$export", s.exportKickoff(""))
+						r.Post("/{id}/$export", s.exportKickoff(""))
 						r.Post("/$validate", s.validate)
 						r.Post("/{id}/$validate", s.validate)
 						r.Post("/{id}/$release", s.release)

@@ -51,6 +51,10 @@ func serveCmd(args []string) error {
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	auditMode := fs.String("audit", "grouped", "when an answer may go out relative to its audit record: grouped (records are written in groups within 50 ms; a kill -9 can lose that window of reads) or sync (every answer waits for its record); off only for measuring the trail's cost")
 	auditRetention := fs.Duration("audit-retention", audit.DefaultRetention, "how long audit records are kept")
+	exportRetention := fs.Duration("export-retention", 24*time.Hour, "how long a bulk export's files are kept after they are written")
+	exportPerClient := fs.Int("export-per-client", 3, "bulk exports one client may run at once (429 beyond)")
+	exportWorkers := fs.Int("export-workers", 2, "bulk exports this process runs at once")
+	exportLease := fs.Duration("export-lease", 15*time.Second, "how long after a process dies another takes its bulk exports over")
 	pprofListen := fs.String("pprof-listen", "", "serve Go's profiler (net/http/pprof) on this address, for diagnosis (keep it private: loopback)")
 	releaseDelay := fs.String("release-delay", "", "how long final results of a category wait for a clinician's $release before patients see them, e.g. laboratory=72h,imaging=0,clinical-note=24h (categories not named: at once)")
 	validateProfiles := fs.Bool("validate-profiles", false, "check every written resource against the profiles it claims in meta.profile (the bundled US Core 5.0.1 profiles); one that does not conform is refused")
@@ -176,6 +180,9 @@ func serveCmd(args []string) error {
 	}
 	door := interact.New(st, dcfg)
 	go releaseDueResults(ctx, door, log)
+	exports := interact.NewExports(door, st, st, interact.ExportConfig{Retention: *exportRetention, PerClient: *exportPerClient,
+		Workers: *exportWorkers, Lease: *exportLease, Log: log})
+	go exports.Run(ctx)
 	var security audit.Recorder // the security events, in the same trail
 	if trail != nil {
 		security = trail
@@ -204,6 +211,7 @@ func serveCmd(args []string) error {
 		Metrics:        m,
 		Ready:          storeAnswers(st),
 		TLS:            useTLS,
+		Exports:        exports,
 	}, door, log))
 	log.Info("hearth serving", slog.String("fhir_base", *baseURL), slog.String("listen", ln.Addr().String()), slog.String("data", *data))
 	fmt.Fprintf(os.Stderr, "\nHearth is up. Try:\n  curl %s/metadata\n\n", *baseURL)

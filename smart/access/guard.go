@@ -106,7 +106,8 @@ func (g *Guard) restrict(ctx context.Context, q *fhir.SearchQuery) (*fhir.Search
 	if !ok {
 		return nil, ErrForbidden
 	}
-	if g.bound(q.Type) && q.Compartment != "" && q.Compartment != g.p.Patient {
+	// Any compartment is narrowed to the token's own patient's below.
+	if g.bound(q.Type) && q.Compartment != "" && q.Compartment != fhir.AnyCompartment && q.Compartment != g.p.Patient {
 		return nil, ErrForbidden
 	}
 	cq := *q

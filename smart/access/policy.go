@@ -88,6 +88,13 @@ func (p *Policy) grant(typ string, perm scopes.Perm) (scopes.Grant, error) {
 	return g, nil
 }
 
+// Searchable reports whether the policy lets typ be searched at all (a
+// bulk export leaves out the types it may not search).
+func (p *Policy) Searchable(typ string) bool {
+	_, err := p.grant(typ, scopes.Search)
+	return err == nil
+}
+
 // readable is grant for reading, where either r or s scopes let a type be
 // seen as an included or $everything resource.
 func (p *Policy) readable(typ string) (scopes.Grant, bool) {

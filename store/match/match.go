@@ -53,8 +53,16 @@ func Prepare(q *fhir.SearchQuery, resolve Resolver) (*Query, error) {
 
 // Match reports whether c satisfies every parameter (and the compartment).
 func (m *Query) Match(c *Candidate) bool {
-	if m.q.Compartment != "" && !contains(c.Index.Compartments, m.q.Compartment) {
-		return false
+	switch m.q.Compartment {
+	case "":
+	case fhir.AnyCompartment:
+		if len(c.Index.Compartments) == 0 {
+			return false
+		}
+	default:
+		if !contains(c.Index.Compartments, m.q.Compartment) {
+			return false
+		}
 	}
 	for _, p := range m.q.Params {
 		if !m.param(p, c) {

@@ -49,7 +49,12 @@ const maxInList = 1000
 // keys can express; the rest (and these again) are decided by match.
 func narrow(q *fhir.SearchQuery, sets func(*fhir.SearchParam) map[string]bool) bson.D {
 	and := bson.A{bson.D{{Key: "op", Value: bson.D{{Key: "$ne", Value: "delete"}}}}}
-	if q.Compartment != "" {
+	switch q.Compartment {
+	case "":
+	case fhir.AnyCompartment:
+		// Some element of comp: an empty or missing array has none.
+		and = append(and, bson.D{{Key: "comp", Value: bson.D{{Key: "$gt", Value: ""}}}})
+	default:
 		and = append(and, bson.D{{Key: "comp", Value: q.Compartment}})
 	}
 	for _, p := range q.Params {

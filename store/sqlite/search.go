@@ -51,7 +51,13 @@ func (c *compiler) where(q *fhir.SearchQuery, a string) (from, where string, err
 		rank int // lower drives better
 	}
 	var conds []cond
-	if q.Compartment != "" {
+	switch q.Compartment {
+	case "":
+	case fhir.AnyCompartment:
+		// A probe of compartment_owner, never a driver: as a subquery of
+		// ids it would repeat a resource in several compartments.
+		conds = append(conds, cond{fmt.Sprintf("EXISTS (SELECT 1 FROM compartment WHERE type = %s AND id = %s.id)", c.arg(q.Type), a), 10})
+	default:
 		conds = append(conds, cond{fmt.Sprintf("%s.id IN (SELECT id FROM compartment WHERE patient_id = %s AND type = %s)", a, c.arg(q.Compartment), c.arg(q.Type)), 1})
 	}
 	patient, anchored := patientAnchor(q), -1
@@ -160,7 +166,7 @@ func (c *compiler) values(p *fhir.SearchParam) (string, error) {
 // compartment of a compartment search, or the single Patient named by a
 // plain reference parameter (patient=X, subject=Patient/X). "" if none.
 func patientAnchor(q *fhir.SearchQuery) string {
-	if q.Compartment != "" {
+	if q.Compartment != "" && q.Compartment != fhir.AnyCompartment {
 		return q.Compartment
 	}
 	for _, p := range q.Params {

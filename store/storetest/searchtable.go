@@ -203,6 +203,10 @@ var SearchTable = []SearchCase{
 	{Type: "Encounter", Compartment: "pat-a", Want: []string{"enc-1"}},
 	{Type: "Patient", Compartment: "pat-a", Want: []string{"pat-a"}},
 	{Type: "Practitioner", Compartment: "pat-a", Want: nil},
+	// in any patient's compartment (a bulk export of all patients)
+	{Type: "Observation", Compartment: fhir.AnyCompartment, Want: []string{"obs-1", "obs-2", "obs-3", "obs-4", "obs-5"}}, // not obs-ext: its patient is elsewhere
+	{Type: "Observation", Query: "status=final", Compartment: fhir.AnyCompartment, Want: []string{"obs-1", "obs-3", "obs-4"}},
+	{Type: "Practitioner", Compartment: fhir.AnyCompartment, Want: nil},
 	// malformed or unsupported: refused, never answered wrongly
 	{Type: "Patient", Query: "birthdate=notadate", WantErr: true},
 	{Type: "Patient", Query: "foo=1", WantErr: true},
