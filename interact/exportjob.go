@@ -124,7 +124,7 @@ type exportJob struct {
 	TransactionTime time.Time
 	Since           time.Time
 	Types           []string
-	TypesAsked      bool // Types is the client's _type, not every type
+	TypesAsked      bool                // Types is the client's _type, not every type
 	Elements        map[string][]string `json:",omitempty"`
 	TypeFilters     map[string][]string `json:",omitempty"`
 	// Patients are the patients of a Group, instance or patient-parameter
