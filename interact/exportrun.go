@@ -128,10 +128,11 @@ compartments:
 			}
 			p.After = ids[len(ids)-1]
 			if out != nil && out.count >= r.x.cfg.PartSize {
-				if err := r.closePart(ctx, typ, out); err != nil {
+				full := out
+				out = nil
+				if err := r.closePart(ctx, typ, full); err != nil {
 					return err
 				}
-				out = nil
 			}
 		}
 	}
@@ -419,7 +420,17 @@ type partFile struct {
 	w       *bufio.Writer
 	count   int
 	done    chan putResult
+	res     *putResult // once done has answered
 	expires time.Time
+}
+
+// wait is PutFile's result, once it returned.
+func (f *partFile) wait() putResult {
+	if f.res == nil {
+		r := <-f.done
+		f.res = &r
+	}
+	return *f.res
 }
 
 type putResult struct {
@@ -473,17 +484,18 @@ func (f *partFile) close() (exportFile, error) {
 		return exportFile{}, err
 	}
 	f.pw.Close()
-	res := <-f.done
+	res := f.wait()
 	if res.err != nil {
 		return exportFile{}, res.err
 	}
 	return exportFile{Name: f.name, Count: f.count, Expires: f.expires}, nil
 }
 
-// abort gives the file up: PutFile fails and leaves nothing.
+// abort gives the file up: PutFile fails and leaves nothing (a file
+// already stored stays; its job's progress does not name it).
 func (f *partFile) abort() {
 	f.pw.CloseWithError(errJobCancelled)
-	<-f.done
+	f.wait()
 }
 
 // manifest is the completion manifest of a finished job.

@@ -50,6 +50,9 @@ type env struct {
 	records  *interact.Session // unrestricted: the test's own setup
 	parentRP map[string]string // patient → RelatedPerson id of the parent's link
 	mail     *mailtest.Server  // receives the account e-mails
+	// exports serves $export; its jobs run once the test calls
+	// runExports, so that a test may see them waiting.
+	exports *interact.Exports
 }
 
 const (
@@ -104,7 +107,9 @@ func newEnvAt(t *testing.T, st store.Store, host string, opts ...func(*smart.Con
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewUnstartedServer(server.New(server.Config{BaseURL: e.base, Auth: e.provider, Audit: trail}, door, log))
+	// Files of two resources, so that a type spans several.
+	e.exports = interact.NewExports(door, st, st, interact.ExportConfig{PartSize: 2, Poll: 100 * time.Millisecond, Lease: 2 * time.Second})
+	ts := httptest.NewUnstartedServer(server.New(server.Config{BaseURL: e.base, Auth: e.provider, Audit: trail, Exports: e.exports}, door, log))
 	ts.Listener.Close()
 	ts.Listener = ln
 	ts.Start()
