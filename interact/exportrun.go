@@ -28,6 +28,7 @@ const exportBatch = 1000
 func (x *Exports) runJob(ctx context.Context, job *exportJob) error {
 	ss := x.session(job)
 	r := &jobRun{x: x, job: job, data: ss.data}
+	ctx = store.Scanning(ctx)
 	p := &job.Progress
 	if p.Phase == "" {
 		for ; p.Type < len(job.Types); p.Type, p.Comp, p.After, p.Part = p.Type+1, 0, "", 0 {

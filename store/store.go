@@ -192,3 +192,17 @@ type Searcher interface {
 	SaveSnapshot(ctx context.Context, ids []string) (string, error)
 	LoadSnapshot(ctx context.Context, token string) ([]string, error)
 }
+
+type scanKey struct{}
+
+// Scanning marks ctx as a scan through many resources (a bulk export):
+// backends keep what it reads out of their read caches, where it would
+// push out what interactive reads use and grow the server by the cache's
+// whole size.
+func Scanning(ctx context.Context) context.Context { return context.WithValue(ctx, scanKey{}, true) }
+
+// IsScanning reports whether ctx is a scan (see Scanning).
+func IsScanning(ctx context.Context) bool {
+	scan, _ := ctx.Value(scanKey{}).(bool)
+	return scan
+}

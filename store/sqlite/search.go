@@ -685,6 +685,7 @@ func (s *Store) ReadMany(ctx context.Context, typ string, ids []string) ([]store
 			missing = append(missing, id)
 		}
 	}
+	keep := !store.IsScanning(ctx)
 	for start := 0; start < len(missing); start += 500 {
 		chunk := missing[start:min(start+500, len(missing))]
 		gen := s.cache.generation()
@@ -708,7 +709,9 @@ func (s *Store) ReadMany(ctx context.Context, typ string, ids []string) ([]store
 				return nil, fmt.Errorf("sqlite: read: %w", err)
 			}
 			r := makeResource(typ, id, version, lu, op, body)
-			s.cache.putIfGeneration(cacheKey(typ, id), r, gen)
+			if keep {
+				s.cache.putIfGeneration(cacheKey(typ, id), r, gen)
+			}
 			found[id] = r
 		}
 		err = rows.Err()
