@@ -29,6 +29,13 @@ const sharedBase = "http://hearth.example/fhir"
 // startAuthServer runs `hearth serve` with authorization on.
 func startAuthServer(t *testing.T, args ...string) string {
 	t.Helper()
+	root, _ := startAuthServerCmd(t, args...)
+	return root
+}
+
+// startAuthServerCmd is startAuthServer that also returns the process.
+func startAuthServerCmd(t *testing.T, args ...string) (string, *exec.Cmd) {
+	t.Helper()
 	addr := freePort(t)
 	cmd := exec.Command(binary, append([]string{"serve", "--listen", addr, "--log-level", "warn"}, args...)...)
 	cmd.Dir = "../.."
@@ -44,13 +51,13 @@ func startAuthServer(t *testing.T, args ...string) string {
 		if resp, err := http.Get(root + "/fhir/metadata"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return root
+				return root, cmd
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("server did not come up: %s", stderr.String())
-	return ""
+	return "", nil
 }
 
 func runHearth(t *testing.T, args ...string) {

@@ -54,6 +54,7 @@ func serveCmd(args []string) error {
 	exportRetention := fs.Duration("export-retention", 24*time.Hour, "how long a bulk export's files are kept after they are written")
 	exportPerClient := fs.Int("export-per-client", 3, "bulk exports one client may run at once (429 beyond)")
 	exportWorkers := fs.Int("export-workers", 2, "bulk exports this process runs at once")
+	exportFileSize := fs.Int("export-file-size", 50_000, "most resources in one bulk export file (a resumed export redoes at most the file it was writing)")
 	exportLease := fs.Duration("export-lease", 15*time.Second, "how long after a process dies another takes its bulk exports over")
 	pprofListen := fs.String("pprof-listen", "", "serve Go's profiler (net/http/pprof) on this address, for diagnosis (keep it private: loopback)")
 	releaseDelay := fs.String("release-delay", "", "how long final results of a category wait for a clinician's $release before patients see them, e.g. laboratory=72h,imaging=0,clinical-note=24h (categories not named: at once)")
@@ -181,7 +182,7 @@ func serveCmd(args []string) error {
 	door := interact.New(st, dcfg)
 	go releaseDueResults(ctx, door, log)
 	exports := interact.NewExports(door, st, st, interact.ExportConfig{Retention: *exportRetention, PerClient: *exportPerClient,
-		Workers: *exportWorkers, Lease: *exportLease, Log: log})
+		Workers: *exportWorkers, Lease: *exportLease, PartSize: *exportFileSize, Log: log})
 	go exports.Run(ctx)
 	var security audit.Recorder // the security events, in the same trail
 	if trail != nil {
