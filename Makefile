@@ -92,7 +92,7 @@ bench-mongo: build bin/ferretdb
 	$(GO) build -o bin/hearthbench ./cmd/hearthbench
 	./bin/hearthbench --hearth $(BIN) --ferretdb bin/ferretdb
 
-# Searches, $$everything and transaction ingest on 1,000 generated patients
+# Searches, $$everything, a full $$export (resources/s and peak RSS) and transaction ingest on 1,000 generated patients
 # (about 1.26M resources; generating and loading them takes minutes, once).
 BENCH_PATIENTS ?= 1000
 bench-data: build

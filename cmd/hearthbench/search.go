@@ -16,8 +16,9 @@ import (
 	"time"
 )
 
-// searchBench measures searches, $everything and transaction ingest on the
-// dataset of `hearth generate` loaded into a data directory.
+// searchBench measures searches, $everything, a full bulk export and
+// transaction ingest on the dataset of `hearth generate` loaded into a
+// data directory.
 func searchBench(args []string) {
 	fs := flag.NewFlagSet("search", flag.ExitOnError)
 	hearth := fs.String("hearth", "bin/hearth", "hearth binary")
@@ -93,6 +94,7 @@ func searchBench(args []string) {
 			fmt.Printf("WARNING: %d non-2xx responses\n", r.r.non2xx)
 		}
 	}
+	exportBench(base, srv.Process.Pid)
 	srv.Process.Kill()
 	srv.Wait()
 	ingest(*hearth, work)

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// exportBench runs a full system $export on the server at base (process
+// pid) and reports resources per second and the server's peak resident
+// memory while it ran; the export is deleted afterwards.
+func exportBench(base string, pid int) {
+	req, _ := http.NewRequest("GET", base+"/$export", nil)
+	req.Header.Set("Prefer", "respond-async")
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	check(err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		fail("export kick-off: " + resp.Status)
+	}
+	status := resp.Header.Get("Content-Location")
+	peak := 0
+	var manifest struct {
+		Output []struct{ Count int }
+	}
+	for {
+		peak = max(peak, rssKB(pid))
+		resp, err := http.Get(status)
+		check(err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			check(json.Unmarshal(body, &manifest))
+			break
+		}
+		if resp.StatusCode != http.StatusAccepted {
+			fail("export status: " + resp.Status)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	n := 0
+	for _, o := range manifest.Output {
+		n += o.Count
+	}
+	fmt.Printf("%-34s %10.0f resources/s (%d resources, %d files in %v; server peak RSS %d MB)\n",
+		"$export (system, ndjson)", float64(n)/elapsed.Seconds(), n, len(manifest.Output), elapsed.Round(100*time.Millisecond), peak/1024)
+	del, _ := http.NewRequest("DELETE", status, nil)
+	if resp, err := http.DefaultClient.Do(del); err == nil {
+		resp.Body.Close()
+	}
+}
+
+// rssKB is a process's resident set size in kB (Linux), 0 if unknown.
+func rssKB(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return n
+		}
+	}
+	return 0
+}
