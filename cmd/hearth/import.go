@@ -24,6 +24,7 @@ import (
 	"github.com/hearth-fhir/hearth/interact/audit"
 	"github.com/hearth-fhir/hearth/server"
 	"github.com/hearth-fhir/hearth/server/metrics"
+	"github.com/hearth-fhir/hearth/smart/backend"
 	"github.com/hearth-fhir/hearth/store"
 )
 
@@ -34,13 +35,29 @@ func importCmd(args []string) error {
 	storeKind := fs.String("store", "sqlite", "storage backend, as for serve")
 	token := fs.String("token", "", "bearer token for --server (a backend-service token with system/*.cruds)")
 	baseURL := fs.String("base-url", "", "public URL of the FHIR base the data will be served at, as for serve: references under it are stored as local")
+	bulk := fs.String("bulk", "", "pull a Bulk Data export from this URL (a FHIR base, or its $export, Patient/$export or Group/ID/$export) instead of loading files")
+	clientID := fs.String("client-id", "", "--bulk: the backend service's client id at the source (none: the source needs no token)")
+	keyFile := fs.String("key", "", "--bulk: PEM private key (RSA or EC) the client signs its assertions with (private_key_jwt)")
+	keyID := fs.String("key-id", "", "--bulk: the key's kid, as the source's JWKS names it")
+	tokenURL := fs.String("token-url", "", "--bulk: the source's token endpoint (default: from its .well-known/smart-configuration)")
+	scope := fs.String("scope", "system/*.rs", "--bulk: the scopes asked for")
+	since := fs.String("since", "", "--bulk: only what changed after this instant (the transactionTime a previous pull printed)")
+	types := fs.String("type", "", "--bulk: comma-separated resource types to pull (default: all)")
+	parallel := fs.Int("parallel", 4, "--bulk: files downloaded at once")
+	work := fs.String("work", "hearth-bulk-pull", "--bulk: directory where downloads and the pull's state are kept, so that a stopped pull resumes")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), `Usage: hearth import [--data DIR | --server URL] FILE...
+       hearth import [--data DIR | --server URL] --bulk URL [--client-id ID --key FILE]
 
 Loads NDJSON (.ndjson, one resource per line, ids kept) and Bundles (.json:
 transactions and batches run as such, other bundles load their resources).
 Files may be gzipped (.gz). Conditional references such as
-Organization?identifier=… are resolved as a transaction would resolve them.`)
+Organization?identifier=… are resolved as a transaction would resolve them.
+
+With --bulk, Hearth is a Bulk Data client: it authenticates as a SMART
+backend service (client_credentials, private_key_jwt), kicks an export
+off, polls it, downloads the files in parallel and loads them. Run the
+same command again to resume a pull that stopped.`)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -49,7 +66,26 @@ Organization?identifier=… are resolved as a transaction would resolve them.`)
 	if err := envDefaults(fs); err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
+	var pull *bulkPull
+	switch {
+	case *bulk != "" && fs.NArg() > 0:
+		return errors.New("--bulk pulls from a server: give no files with it")
+	case *bulk != "":
+		kickoff, err := kickoffURL(*bulk, *since, *types)
+		if err != nil {
+			return err
+		}
+		pull = &bulkPull{kickoff: kickoff, clientID: *clientID, tokenURL: *tokenURL, scope: *scope, parallel: *parallel,
+			work: *work, client: &http.Client{Timeout: 10 * time.Minute}, log: os.Stderr}
+		if *clientID != "" {
+			if *keyFile == "" {
+				return errors.New("--client-id needs --key, the private key its assertions are signed with")
+			}
+			if pull.key, err = backend.LoadKey(*keyFile, *keyID); err != nil {
+				return err
+			}
+		}
+	case fs.NArg() == 0:
 		fs.Usage()
 		return errors.New("no files to import")
 	}
@@ -67,14 +103,22 @@ Organization?identifier=… are resolved as a transaction would resolve them.`)
 		defer st.Close()
 		sink, trail = newStoreSink(st, *baseURL), st
 	}
-	sum, err := importFiles(context.Background(), sink, fs.Args(), newProgress(os.Stderr, "importing"))
+	var sum summary
+	var err error
+	from := fmt.Sprintf("from %d files", fs.NArg())
+	if pull != nil {
+		sum, err = pull.run(context.Background(), sink)
+		from = "pulled from a Bulk Data export"
+	} else {
+		sum, err = importFiles(context.Background(), sink, fs.Args(), newProgress(os.Stderr, "importing"))
+	}
 	if trail != nil {
 		outcome := audit.Success
 		if err != nil || sum.rejected > 0 {
 			outcome = audit.Minor
 		}
 		e := audit.Event{Type: audit.SecurityType, Subtype: audit.Import, Action: "C", Outcome: outcome,
-			Detail: fmt.Sprintf("%d resources loaded, %d rejected, from %d files", sum.loaded, sum.rejected, fs.NArg())}
+			Detail: fmt.Sprintf("%d resources loaded, %d rejected, %s", sum.loaded, sum.rejected, from)}
 		if recErr := trail.AppendAudit(context.Background(), []store.AuditRecord{audit.Facts(operator, e, time.Now())}); recErr != nil {
 			fmt.Fprintln(os.Stderr, "hearth: the import's audit record failed:", recErr)
 		}

@@ -1,26 +1,21 @@
 package kit
 
 import (
-	"crypto/ecdsa"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
-	"github.com/go-jose/go-jose/v3"
-	"github.com/go-jose/go-jose/v3/jwt"
 	"golang.org/x/net/html"
+
+	"github.com/hearth-fhir/hearth/smart/backend"
 )
 
 // smartConfig reads .well-known/smart-configuration.
@@ -90,53 +85,11 @@ func (k *kit) tokenRequest(req *http.Request, form url.Values) (string, error) {
 
 // clientAssertion signs the JWT of SMART Backend Services with the key.
 func (k *kit) clientAssertion(aud string) (string, error) {
-	raw, err := os.ReadFile(k.cfg.KeyFile)
+	key, err := backend.LoadKey(k.cfg.KeyFile, k.cfg.KeyID)
 	if err != nil {
 		return "", err
 	}
-	block, _ := pem.Decode(raw)
-	if block == nil {
-		return "", fmt.Errorf("%s is not PEM", k.cfg.KeyFile)
-	}
-	key, alg, err := privateKey(block.Bytes)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", k.cfg.KeyFile, err)
-	}
-	opts := (&jose.SignerOptions{}).WithType("JWT")
-	if k.cfg.KeyID != "" {
-		opts = opts.WithHeader("kid", k.cfg.KeyID)
-	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
-	if err != nil {
-		return "", err
-	}
-	now := time.Now()
-	claims := jwt.Claims{Issuer: k.cfg.ClientID, Subject: k.cfg.ClientID, Audience: jwt.Audience{aud},
-		ID: randomString(16), IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(4 * time.Minute))}
-	return jwt.Signed(signer).Claims(claims).CompactSerialize()
-}
-
-// privateKey reads a PKCS#8, PKCS#1 (RSA) or SEC 1 (EC) key and the
-// algorithm SMART Backend Services signs with it (RS384 or ES384).
-func privateKey(der []byte) (any, jose.SignatureAlgorithm, error) {
-	key, err := x509.ParsePKCS8PrivateKey(der)
-	if err != nil {
-		if rk, err1 := x509.ParsePKCS1PrivateKey(der); err1 == nil {
-			key, err = rk, nil
-		} else if ek, err2 := x509.ParseECPrivateKey(der); err2 == nil {
-			key, err = ek, nil
-		}
-	}
-	if err != nil {
-		return nil, "", fmt.Errorf("not a private key: %w", err)
-	}
-	switch key.(type) {
-	case *rsa.PrivateKey:
-		return key, jose.RS384, nil
-	case *ecdsa.PrivateKey:
-		return key, jose.ES384, nil
-	}
-	return nil, "", fmt.Errorf("a %T key cannot sign for SMART Backend Services (RSA or EC)", key)
+	return key.Assertion(k.cfg.ClientID, aud)
 }
 
 // standaloneLaunch runs a SMART standalone launch as a person would in a
