@@ -94,9 +94,9 @@ func searchBench(args []string) {
 			fmt.Printf("WARNING: %d non-2xx responses\n", r.r.non2xx)
 		}
 	}
-	exportBench(base, srv.Process.Pid)
 	srv.Process.Kill()
 	srv.Wait()
+	exportBench(*hearth, *data)
 	ingest(*hearth, work)
 }
 
