@@ -22,7 +22,13 @@ type Options struct {
 	// OAuth, when set, declares SMART on FHIR security with these
 	// endpoints (the oauth-uris extension, still read by SMART v1 clients).
 	OAuth *OAuthURIs
+	// BulkExport declares $export at the system, Patient and Group levels
+	// (FHIR Bulk Data Access IG v2).
+	BulkExport bool
 }
+
+// bulkData are the Bulk Data IG's operation definitions.
+const bulkData = "http://hl7.org/fhir/uv/bulkdata/"
 
 // OAuthURIs are the authorization server's endpoints.
 type OAuthURIs struct {
@@ -154,6 +160,14 @@ func CapabilityStatement(o Options) []byte {
 					"are seen by patient and proxy tokens only once final and released: by $release, or after their category's delay (hearth serve --release-delay; none by default)"),
 			})
 		}
+		if o.BulkExport && (name == "Patient" || name == "Group") {
+			res.Operation = append(res.Operation, fhir.CapabilityStatementRestResourceOperation{
+				Name:       "export",
+				Definition: bulkData + "OperationDefinition/" + strings.ToLower(name) + "-export",
+				Documentation: ptr("Bulk Data export of " + map[string]string{"Patient": "every patient's data (Patient/$export) or one patient's (Patient/[id]/$export, which a patient's own token may ask for)",
+					"Group": "the data of a Group's active member patients"}[name] + ", under the token's policy; the types of the Patient compartment and the directory resources they refer to"),
+			})
+		}
 		res.SupportedProfile = supportedProfiles[name]
 		res.ConditionalUpdate = &yes
 		conditionalSingle := fhir.ConditionalDeleteStatusSingle
@@ -191,6 +205,16 @@ func CapabilityStatement(o Options) []byte {
 				{Code: fhir.SystemRestfulInteractionTransaction},
 			},
 		}},
+	}
+	if o.BulkExport {
+		cs.Instantiates = []string{bulkData + "CapabilityStatement/bulk-data"}
+		cs.Rest[0].Operation = []fhir.CapabilityStatementRestResourceOperation{{
+			Name:       "export",
+			Definition: bulkData + "OperationDefinition/export",
+			Documentation: ptr("Bulk Data export (async: Prefer: respond-async; status at Content-Location; NDJSON files for the same client's token). " +
+				"Parameters _outputFormat (ndjson), _since (with deletions), _type, _elements, _typeFilter; patient (POST) at the Patient and Group levels. " +
+				"An export holds what its token may see; a client runs a bounded number at once (429); files are kept for --export-retention"),
+		}}
 	}
 	b, err := cs.MarshalJSON()
 	if err == nil {

@@ -83,7 +83,7 @@ func New(cfg Config, door *interact.Door, log *slog.Logger) *Server {
 	if s.tokens == nil && cfg.Auth != nil {
 		s.tokens = cfg.Auth
 	}
-	copts := conformance.Options{BaseURL: cfg.BaseURL, Version: cfg.Version}
+	copts := conformance.Options{BaseURL: cfg.BaseURL, Version: cfg.Version, BulkExport: cfg.Exports != nil}
 	if cfg.Auth != nil {
 		e := cfg.Auth.Endpoints()
 		copts.OAuth = &conformance.OAuthURIs{Authorize: e.Authorize, Token: e.Token, Introspect: e.Introspect, Revoke: e.Revoke, Register: e.Register}

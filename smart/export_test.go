@@ -297,6 +297,23 @@ func TestBulkExport(t *testing.T) {
 				t.Errorf("deleted: %v", x.deleted)
 			}
 		})
+		t.Run("declared", func(t *testing.T) {
+			_, _, md := get(t, e.base+"/metadata", "")
+			for _, want := range []string{`"instantiates":["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]`,
+				`"name":"export","definition":"http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"`,
+				`"definition":"http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"`,
+				`"definition":"http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"`} {
+				if !strings.Contains(string(md), want) {
+					t.Errorf("the CapabilityStatement lacks %s", want)
+				}
+			}
+			_, _, sc := get(t, e.base+"/.well-known/smart-configuration", "")
+			for _, want := range []string{"client-confidential-asymmetric", "system/*.rs", "private_key_jwt"} {
+				if !strings.Contains(string(sc), want) {
+					t.Errorf("smart-configuration lacks %s: %s", want, sc)
+				}
+			}
+		})
 		t.Run("refused", func(t *testing.T) {
 			for _, c := range []struct {
 				path   string
