@@ -338,9 +338,10 @@ func parseTypeFilter(typ, query, base string) (*fhir.SearchQuery, error) {
 }
 
 // exportPatients are the patients a patient-level export is restricted to:
-// a Group's active members, the patient parameter, or the one patient.
-// Each must be visible to the token: one it may not see is reported as
-// not found, as a read of it would be.
+// a Group's active members the token may see, the patient parameter, or
+// the one patient. A patient named (by the parameter or the path) must be
+// visible to the token: one it may not see is reported as not found, as a
+// read of it would be.
 func (x *Exports) exportPatients(ctx context.Context, ss *Session, req ExportRequest) ([]string, error) {
 	var ids []string
 	switch req.Level {
@@ -359,10 +360,20 @@ func (x *Exports) exportPatients(ctx context.Context, ss *Session, req ExportReq
 		if err != nil {
 			return nil, err
 		}
-		ids = members
 		if len(req.Patients) > 0 {
-			ids = slices.DeleteFunc(ids, func(id string) bool { return !slices.Contains(req.Patients, id) })
+			members = slices.DeleteFunc(members, func(id string) bool { return !slices.Contains(req.Patients, id) })
 		}
+		// The members the token may not see are left out, as a search
+		// of them would: whether they exist is not the token's to learn.
+		visible, err := ss.data.ReadMany(ctx, "Patient", members)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range visible {
+			ids = append(ids, p.ID)
+		}
+		slices.Sort(ids)
+		return slices.Compact(ids), nil
 	case ExportAllPatients:
 		ids = req.Patients
 	default:

@@ -23,6 +23,7 @@ import (
 // or Group, for "") with 202 and the status URL in Content-Location.
 func (s *Server) exportKickoff(level interact.ExportLevel) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		level := level // this request's: the handler serves every request
 		if s.cfg.Exports == nil {
 			s.writeError(w, r, errorf(http.StatusNotFound, "not-supported", "bulk export is not enabled on this server"))
 			return

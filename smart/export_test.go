@@ -237,6 +237,10 @@ func TestBulkExport(t *testing.T) {
 			}
 		})
 		t.Run("group", func(t *testing.T) {
+			// After a Patient instance's export on the same route.
+			if got := e.export(tok, "GET", "/Patient/kid2/$export?_type=Patient", "").all(); !slices.Equal(got, []string{"Patient/kid2"}) {
+				t.Errorf("Patient/kid2/$export: %v", got)
+			}
 			x := e.export(tok, "GET", "/Group/g1/$export?_type=Patient,Observation", "")
 			want := []string{"Observation/alice-lab", "Observation/alice-vital", "Observation/kid1-lab", "Observation/kid1-vital", "Patient/alice", "Patient/kid1"}
 			if got := x.all(); !slices.Equal(got, want) {

@@ -11,8 +11,9 @@
 // may not write); results not yet released; other patients' messages,
 // appointments and renewal requests; $validate of an
 // update or delete, which reads what it names; the audit trail's AuditEvents, of which world B
-// holds more, about other patients. It runs on the embedded store and on
-// FerretDB.
+// holds more, about other patients; bulk exports at every level with
+// their parameters, run to the end, files and all. It runs on the
+// embedded store and on FerretDB.
 //
 //	go test ./interact/noninterference                       # make test's share
 //	go test ./interact/noninterference -cases 20000 -seed 7  # longer, another draw
@@ -179,7 +180,12 @@ func newWorld(t *testing.T, st store.Store, sc scenario, changes []change) *worl
 	trail := audit.New(st, audit.Options{Mode: audit.Sync})
 	t.Cleanup(trail.Close)
 	served := interact.New(st, interact.Config{BaseURL: base, Audit: trail})
-	srv.Config.Handler = server.New(server.Config{BaseURL: base, Tokens: tokens{sc.policy}}, served, slog.New(slog.DiscardHandler))
+	exports := interact.NewExports(served, st, st, interact.ExportConfig{PartSize: 3, Poll: 50 * time.Millisecond})
+	ctx, stop := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { exports.Run(ctx); close(ran) }()
+	t.Cleanup(func() { stop(); <-ran })
+	srv.Config.Handler = server.New(server.Config{BaseURL: base, Tokens: tokens{sc.policy}, Exports: exports}, served, slog.New(slog.DiscardHandler))
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return &world{st: st, base: base, srv: srv, ids: &idMap{m: map[string]string{}}}
@@ -272,6 +278,17 @@ func TestNonInterference(t *testing.T) {
 								t.Fatalf("case %d: %s %s, page %d: %s\nA: %d %s\nB: %d %s", c, req.method, req.path, hop+2, diff, pa.status, pa.body, pb.status, pb.body)
 							}
 							ra, rb = pa, pb
+						}
+					}
+					// Bulk exports, run to the end in both worlds: the
+					// kick-off's answer, the manifest and every file.
+					for _, path := range exportCases(sc) {
+						ea, eb := a.export(t, path), b.export(t, path)
+						if ea != eb {
+							t.Fatalf("export %s: answers differ\nA: %.2000s\nB: %.2000s", path, ea, eb)
+						}
+						if *showPasses {
+							t.Logf("export %s: %.200s", path, ea)
 						}
 					}
 					// The run must exercise both answers and refusals.

@@ -180,6 +180,10 @@ func base() []res {
 		out = append(out, newRes("DiagnosticReport", p.id+"-dr-final", map[string]any{"status": "final", "category": []any{coding(v20074, "LAB")},
 			"code": coding(loinc, "24323-8"), "subject": ref("Patient/" + p.id), "result": []any{ref("Observation/" + p.id + "-obs-0")}}))
 	}
+	// A Group of every patient: in each one's compartment, so each token
+	// sees it, and its export holds the members the token may see.
+	out = append(out, newRes("Group", "grp-all", map[string]any{"type": "person", "actual": true,
+		"member": []any{map[string]any{"entity": ref("Patient/pat-p")}, map[string]any{"entity": ref("Patient/pat-t")}, map[string]any{"entity": ref("Patient/pat-q")}}}))
 	return out
 }
 
