@@ -301,6 +301,33 @@ func TestBulkExport(t *testing.T) {
 				t.Errorf("deleted: %v", x.deleted)
 			}
 		})
+		t.Run("cancel", func(t *testing.T) {
+			x := e.export(tok, "GET", "/$export?_type=Observation", "")
+			status, h, _ := e.kickoff(tok, "GET", "/$export?_type=Observation", "")
+			if status != 202 {
+				t.Fatal(status)
+			}
+			loc := h.Get("Content-Location")
+			req, _ := http.NewRequest("DELETE", loc, nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			if status, _, _ := do(t, req); status != 202 {
+				t.Errorf("DELETE: %d", status)
+			}
+			if status, _, _ := get(t, loc, tok); status != 404 {
+				t.Errorf("status after DELETE: %d, want 404", status)
+			}
+			// A finished export's files go when it is deleted.
+			dir := x.files[0][:strings.LastIndex(x.files[0], "/")]
+			job := dir[strings.LastIndex(dir, "/")+1:]
+			req, _ = http.NewRequest("DELETE", e.base+"/$export-status/"+job, nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			if status, _, _ := do(t, req); status != 202 {
+				t.Errorf("DELETE of a finished export: %d", status)
+			}
+			if status, _, _ := get(t, x.files[0], tok); status != 404 {
+				t.Errorf("a deleted export's file: %d, want 404", status)
+			}
+		})
 		t.Run("declared", func(t *testing.T) {
 			_, _, md := get(t, e.base+"/metadata", "")
 			for _, want := range []string{`"instantiates":["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]`,
@@ -395,6 +422,21 @@ func TestBulkExportUnderTheTokensPolicy(t *testing.T) {
 			t.Fatal(status)
 		}
 		e.awaitExport(alice, h.Get("Content-Location"))
+		// Kick-off, completion and downloads are in the audit trail.
+		status, b, _ := e.fhir("GET", "/AuditEvent?patient=alice&_count=200", e.openToken(), "")
+		if status != 200 {
+			t.Fatalf("AuditEvent search: %d", status)
+		}
+		var queries []string
+		for _, ev := range auditEvents(t, b) {
+			_, _, _, q := eventFacts(ev)
+			queries = append(queries, q)
+		}
+		for _, want := range []string{"Patient/alice/$export", "$export-complete", "$export-file"} {
+			if !slices.Contains(queries, want) {
+				t.Errorf("no audit event %q about alice: %v", want, queries)
+			}
+		}
 		other := e.backendAccess("system/*.rs", "system/*.rs")
 		for _, u := range append([]string{h.Get("Content-Location")}, x.files[0]) {
 			if status, _, _ := get(t, u, other); status != 404 {
@@ -410,34 +452,6 @@ func TestBulkExportUnderTheTokensPolicy(t *testing.T) {
 		got := e.export(parent, "GET", "/Patient/kid1/$export", "").all()
 		if slices.Contains(got, "Observation/kid1-psy") || !slices.Contains(got, "Observation/kid1-n") || slices.ContainsFunc(got, func(s string) bool { return strings.Contains(s, "alice") || strings.Contains(s, "kid2") }) {
 			t.Errorf("the parent's export of kid1 (16): %v", got)
-		}
-	})
-	t.Run("cancel", func(t *testing.T) {
-		tok := e.backendAccess("system/*.rs", "system/*.rs")
-		x := e.export(tok, "GET", "/$export?_type=Observation", "")
-		status, h, _ := e.kickoff(tok, "GET", "/$export?_type=Observation", "")
-		if status != 202 {
-			t.Fatal(status)
-		}
-		loc := h.Get("Content-Location")
-		req, _ := http.NewRequest("DELETE", loc, nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		if status, _, _ := do(t, req); status != 202 {
-			t.Errorf("DELETE: %d", status)
-		}
-		if status, _, _ := get(t, loc, tok); status != 404 {
-			t.Errorf("status after DELETE: %d, want 404", status)
-		}
-		// A finished export's files go when it is deleted.
-		done := strings.TrimSuffix(x.files[0][:strings.LastIndex(x.files[0], "/")], "")
-		job := done[strings.LastIndex(done, "/")+1:]
-		req, _ = http.NewRequest("DELETE", e.base+"/$export-status/"+job, nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		if status, _, _ := do(t, req); status != 202 {
-			t.Errorf("DELETE of a finished export: %d", status)
-		}
-		if status, _, _ := get(t, x.files[0], tok); status != 404 {
-			t.Errorf("a deleted export's file: %d, want 404", status)
 		}
 	})
 }
