@@ -173,10 +173,12 @@ func (x *Exports) plan(ctx context.Context, ss *Session, req ExportRequest) (*ex
 		TransactionTime: x.now().UTC().Truncate(time.Millisecond),
 		State:           jobRunning,
 	}
-	if f := req.Params.Get("_outputFormat"); f != "" && !slices.Contains(ndjsonFormats, f) {
+	// A '+' a client left unescaped in a query arrives as a space.
+	unplus := func(v string) string { return strings.ReplaceAll(v, " ", "+") }
+	if f := unplus(req.Params.Get("_outputFormat")); f != "" && !slices.Contains(ndjsonFormats, f) {
 		return nil, problem(Invalid, "not-supported", "_outputFormat "+fhir.QuoteSafe(f)+" is not supported: Hearth writes application/fhir+ndjson")
 	}
-	if v := req.Params.Get("_since"); v != "" {
+	if v := unplus(req.Params.Get("_since")); v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
 			return nil, problem(Invalid, "invalid", "_since must be a FHIR instant with a time zone (2024-01-02T03:04:05Z), not "+fhir.QuoteSafe(v))

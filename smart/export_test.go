@@ -345,6 +345,11 @@ func TestBulkExport(t *testing.T) {
 				}
 			}
 		})
+		t.Run("a + left unescaped", func(t *testing.T) {
+			if status, _, oo := e.kickoff(tok, "GET", "/$export?_type=Patient&_outputFormat=application/fhir+ndjson&_since=2000-01-01T00:00:00+00:00", ""); status != 202 {
+				t.Errorf("_outputFormat and _since with a raw +: %d %v", status, oo)
+			}
+		})
 		t.Run("refused", func(t *testing.T) {
 			for _, c := range []struct {
 				path   string
