@@ -116,15 +116,7 @@ func exportedRecords(t *testing.T, base, token string) map[string]string {
 	m := awaitManifest(t, kickoffExport(t, base+"/$export", token), token)
 	out := map[string]string{}
 	for _, it := range m["output"].([]any) {
-		u := it.(map[string]any)["url"].(string)
-		req, _ := http.NewRequest("GET", u, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := bulkGet(t, it.(map[string]any)["url"].(string), token)
 		dec := json.NewDecoder(resp.Body)
 		for dec.More() {
 			var res map[string]any

@@ -17,12 +17,14 @@ import (
 	"github.com/hearth-fhir/hearth/store/mongo/mongotest"
 )
 
-// kickoffExport starts a bulk export and returns its status URL.
-func kickoffExport(t *testing.T, u, token string) string {
+// bulkGet is a GET as a Bulk Data client makes it: with the token, if
+// any, and the headers given as name, value pairs.
+func bulkGet(t *testing.T, u, token string, header ...string) *http.Response {
 	t.Helper()
 	req, _ := http.NewRequest("GET", u, nil)
-	req.Header.Set("Prefer", "respond-async")
-	req.Header.Set("Accept", "application/fhir+json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -30,6 +32,13 @@ func kickoffExport(t *testing.T, u, token string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return resp
+}
+
+// kickoffExport starts a bulk export and returns its status URL.
+func kickoffExport(t *testing.T, u, token string) string {
+	t.Helper()
+	resp := bulkGet(t, u, token, "Prefer", "respond-async", "Accept", "application/fhir+json")
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusAccepted {
 		b, _ := io.ReadAll(resp.Body)
@@ -42,14 +51,7 @@ func kickoffExport(t *testing.T, u, token string) string {
 // resources written, and the body.
 func exportStatus(t *testing.T, u, token string) (int, int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", u, nil)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := bulkGet(t, u, token)
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	written, _ := strconv.Atoi(strings.Fields(resp.Header.Get("X-Progress") + " -1")[0])
@@ -87,14 +89,7 @@ func downloadAll(t *testing.T, m map[string]any, token string, rebase func(strin
 	var ids []string
 	for _, it := range m["output"].([]any) {
 		u := rebase(it.(map[string]any)["url"].(string))
-		req, _ := http.NewRequest("GET", u, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := bulkGet(t, u, token)
 		if resp.StatusCode != 200 {
 			t.Fatalf("%s: %d", u, resp.StatusCode)
 		}

@@ -21,7 +21,11 @@ func exportBench(hearth, data string) {
 	srv := exec.Command(hearth, "serve", "--listen", addr, "--data", data, "--no-seed", "--log-level", "warn", "--open")
 	srv.Stderr = os.Stderr
 	check(srv.Start())
-	defer func() { srv.Process.Kill(); srv.Wait() }()
+	stop := func() { srv.Process.Kill(); srv.Wait() }
+	defer stop()
+	// fail exits at once: the server is stopped first, or it would keep
+	// the data directory locked.
+	die := func(msg string) { stop(); fail(msg) }
 	base := "http://" + addr + "/fhir"
 	waitUp(base + "/metadata")
 	pid := srv.Process.Pid
@@ -33,7 +37,7 @@ func exportBench(hearth, data string) {
 	check(err)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusAccepted {
-		fail("export kick-off: " + resp.Status)
+		die("export kick-off: " + resp.Status)
 	}
 	status := resp.Header.Get("Content-Location")
 	peak := 0
@@ -51,7 +55,7 @@ func exportBench(hearth, data string) {
 			break
 		}
 		if resp.StatusCode != http.StatusAccepted {
-			fail("export status: " + resp.Status)
+			die("export status: " + resp.Status)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
