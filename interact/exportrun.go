@@ -111,11 +111,6 @@ compartments:
 			if err != nil {
 				return err
 			}
-			if job.Level != ExportSystem {
-				if err := r.collectReferenced(ctx, typ, rs); err != nil {
-					return err
-				}
-			}
 			for _, res := range rs {
 				if res.LastUpdated.After(job.TransactionTime) || (!job.Since.IsZero() && !res.LastUpdated.After(job.Since)) {
 					continue
@@ -125,6 +120,9 @@ compartments:
 				}
 				if err := r.writeResource(ctx, out, res); err != nil {
 					return err
+				}
+				if job.Level != ExportSystem {
+					r.collectReferenced(res)
 				}
 			}
 			p.After = ids[len(ids)-1]
@@ -277,30 +275,25 @@ func sortSearch(ids []string, bound string) int {
 
 // collectReferenced notes the directory resources (practitioners,
 // organizations, medications …) that exported patient data refers to:
-// a patient-level export carries them along, as $everything does.
-func (r *jobRun) collectReferenced(ctx context.Context, typ string, rs []store.Resource) error {
-	if len(rs) == 0 {
-		return nil
-	}
-	ids := make([]string, len(rs))
-	for i, res := range rs {
-		ids[i] = res.ID
-	}
-	refs, err := r.data.References(ctx, typ, ids, "*")
-	if err != nil {
-		return err
-	}
+// a patient-level export carries them along, as $everything does. The
+// references are read from the bytes in hand: a query of the reference
+// index per batch cost as much as the export itself.
+func (r *jobRun) collectReferenced(res store.Resource) {
 	p := &r.job.Progress
-	for _, ref := range refs {
-		if ref.Type == "" || ref.Type == "Patient" || fhir.PatientCompartmentParams(ref.Type) != nil {
-			continue
+	base := r.x.door.cfg.BaseURL + "/"
+	fhir.VisitStrings(res.JSON, func(key, value string) {
+		if key != "reference" {
+			return
 		}
-		k := ref.Type + "/" + ref.ID
+		typ, id, ok := strings.Cut(strings.TrimPrefix(value, base), "/")
+		if !ok || typ == "Patient" || !fhir.IsResourceType(typ) || !fhir.ValidID(id) || fhir.PatientCompartmentParams(typ) != nil {
+			return
+		}
+		k := typ + "/" + id
 		if i, found := slices.BinarySearch(p.Referenced, k); !found {
 			p.Referenced = slices.Insert(p.Referenced, i, k)
 		}
-	}
-	return nil
+	})
 }
 
 // writeReferenced writes the directory resources the patient data refers
