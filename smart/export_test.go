@@ -25,11 +25,11 @@ func (e *env) runExports() {
 
 // kickoff asks for an export (GET, or POST with a Parameters body) with
 // Prefer: respond-async, and returns the answer.
-func (e *env) kickoff(token, method, path, body string, header ...string) (int, http.Header, map[string]any) {
-	e.t.Helper()
+func (e *env) kickoff(t *testing.T, token, method, path, body string, header ...string) (int, http.Header, map[string]any) {
+	t.Helper()
 	req, err := http.NewRequest(method, e.base+path, strings.NewReader(body))
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	req.Header.Set("Accept", "application/fhir+json")
 	req.Header.Set("Prefer", "respond-async")
@@ -44,7 +44,7 @@ func (e *env) kickoff(token, method, path, body string, header ...string) (int, 
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	var out map[string]any
@@ -91,51 +91,51 @@ func (x exported) all() []string {
 }
 
 // export runs an export to its end: kick-off, polls, downloads.
-func (e *env) export(token, method, path, body string) exported {
-	e.t.Helper()
-	status, h, oo := e.kickoff(token, method, path, body)
+func (e *env) export(t *testing.T, token, method, path, body string) exported {
+	t.Helper()
+	status, h, oo := e.kickoff(t, token, method, path, body)
 	if status != http.StatusAccepted {
-		e.t.Fatalf("kick-off %s: %d %v", path, status, oo)
+		t.Fatalf("kick-off %s: %d %v", path, status, oo)
 	}
-	return e.awaitExport(token, h.Get("Content-Location"))
+	return e.awaitExport(t, token, h.Get("Content-Location"))
 }
 
-func (e *env) awaitExport(token, statusURL string) exported {
-	e.t.Helper()
+func (e *env) awaitExport(t *testing.T, token, statusURL string) exported {
+	t.Helper()
 	if !strings.HasPrefix(statusURL, e.base+"/") {
-		e.t.Fatalf("Content-Location %q is not under the FHIR base", statusURL)
+		t.Fatalf("Content-Location %q is not under the FHIR base", statusURL)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	var b []byte
 	for {
-		status, h, body := get(e.t, statusURL, token)
+		status, h, body := get(t, statusURL, token)
 		if status == http.StatusOK {
 			if h.Get("Expires") == "" || !strings.HasPrefix(h.Get("Content-Type"), "application/json") {
-				e.t.Errorf("complete status: Expires %q, Content-Type %q", h.Get("Expires"), h.Get("Content-Type"))
+				t.Errorf("complete status: Expires %q, Content-Type %q", h.Get("Expires"), h.Get("Content-Type"))
 			}
 			b = body
 			break
 		}
 		if status != http.StatusAccepted || h.Get("X-Progress") == "" || h.Get("Retry-After") == "" {
-			e.t.Fatalf("status: %d (X-Progress %q, Retry-After %q) %s", status, h.Get("X-Progress"), h.Get("Retry-After"), body)
+			t.Fatalf("status: %d (X-Progress %q, Retry-After %q) %s", status, h.Get("X-Progress"), h.Get("Retry-After"), body)
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("the export did not finish: %s", h.Get("X-Progress"))
+			t.Fatalf("the export did not finish: %s", h.Get("X-Progress"))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	x := exported{ids: map[string][]string{}}
 	if err := json.Unmarshal(b, &x.manifest); err != nil {
-		e.t.Fatalf("manifest: %v: %s", err, b)
+		t.Fatalf("manifest: %v: %s", err, b)
 	}
 	m := x.manifest
 	if m["requiresAccessToken"] != true || m["transactionTime"] == nil || m["request"] == nil || m["error"] == nil {
-		e.t.Errorf("manifest lacks a required field: %s", b)
+		t.Errorf("manifest lacks a required field: %s", b)
 	}
 	lines := func(u string) []string {
-		status, h, body := get(e.t, u, token)
+		status, h, body := get(t, u, token)
 		if status != 200 || h.Get("Content-Type") != "application/fhir+ndjson" || h.Get("Cache-Control") != "no-store" {
-			e.t.Fatalf("file %s: %d %q %q %s", u, status, h.Get("Content-Type"), h.Get("Cache-Control"), body)
+			t.Fatalf("file %s: %d %q %q %s", u, status, h.Get("Content-Type"), h.Get("Cache-Control"), body)
 		}
 		var out []string
 		sc := bufio.NewScanner(strings.NewReader(string(body)))
@@ -158,15 +158,15 @@ func (e *env) awaitExport(token, statusURL string) exported {
 		x.files = append(x.files, u)
 		ls := lines(u)
 		if int(it["count"].(float64)) != len(ls) {
-			e.t.Errorf("%s: count %v, %d lines", u, it["count"], len(ls))
+			t.Errorf("%s: count %v, %d lines", u, it["count"], len(ls))
 		}
 		for _, l := range ls {
 			var res map[string]any
 			if err := json.Unmarshal([]byte(l), &res); err != nil {
-				e.t.Fatalf("%s: a line is not JSON: %v", u, err)
+				t.Fatalf("%s: a line is not JSON: %v", u, err)
 			}
 			if res["resourceType"] != it["type"] {
-				e.t.Errorf("%s (type %v) holds a %v", u, it["type"], res["resourceType"])
+				t.Errorf("%s (type %v) holds a %v", u, it["type"], res["resourceType"])
 			}
 			x.ids[it["type"].(string)] = append(x.ids[it["type"].(string)], res["resourceType"].(string)+"/"+res["id"].(string))
 			x.lines = append(x.lines, res)
@@ -198,7 +198,7 @@ func TestBulkExport(t *testing.T) {
 		e.put("Group", "g1", `{"resourceType":"Group","id":"g1","type":"person","actual":true,"member":[{"entity":{"reference":"Patient/alice"}},{"entity":{"reference":"Patient/kid1"}},{"entity":{"reference":"Patient/kid2"},"inactive":true}]}`)
 
 		t.Run("system", func(t *testing.T) {
-			x := e.export(tok, "GET", "/$export", "")
+			x := e.export(t, tok, "GET", "/$export", "")
 			if got := sorted(x.ids["Observation"]); !slices.Equal(got, []string{"Observation/alice-lab", "Observation/alice-vital", "Observation/kid1-lab", "Observation/kid1-vital", "Observation/kid2-lab", "Observation/kid2-vital"}) {
 				t.Errorf("Observations: %v", got)
 			}
@@ -215,7 +215,7 @@ func TestBulkExport(t *testing.T) {
 			}
 		})
 		t.Run("_type", func(t *testing.T) {
-			x := e.export(tok, "GET", "/$export?_type=Condition,Encounter", "")
+			x := e.export(t, tok, "GET", "/$export?_type=Condition,Encounter", "")
 			if got := slices.Sorted(func(yield func(string) bool) {
 				for k := range x.ids {
 					yield(k)
@@ -225,7 +225,7 @@ func TestBulkExport(t *testing.T) {
 			}
 		})
 		t.Run("all patients", func(t *testing.T) {
-			x := e.export(tok, "GET", "/Patient/$export", "")
+			x := e.export(t, tok, "GET", "/Patient/$export", "")
 			all := x.all()
 			for _, want := range []string{"Patient/alice", "Patient/kid1", "Observation/kid2-lab", "Encounter/alice-enc", "Practitioner/dr", "Organization/org"} {
 				if !slices.Contains(all, want) {
@@ -238,34 +238,34 @@ func TestBulkExport(t *testing.T) {
 		})
 		t.Run("group", func(t *testing.T) {
 			// After a Patient instance's export on the same route.
-			if got := e.export(tok, "GET", "/Patient/kid2/$export?_type=Patient", "").all(); !slices.Equal(got, []string{"Patient/kid2"}) {
+			if got := e.export(t, tok, "GET", "/Patient/kid2/$export?_type=Patient", "").all(); !slices.Equal(got, []string{"Patient/kid2"}) {
 				t.Errorf("Patient/kid2/$export: %v", got)
 			}
-			x := e.export(tok, "GET", "/Group/g1/$export?_type=Patient,Observation", "")
+			x := e.export(t, tok, "GET", "/Group/g1/$export?_type=Patient,Observation", "")
 			want := []string{"Observation/alice-lab", "Observation/alice-vital", "Observation/kid1-lab", "Observation/kid1-vital", "Patient/alice", "Patient/kid1"}
 			if got := x.all(); !slices.Equal(got, want) {
 				t.Errorf("Group export (kid2 is inactive): %v, want %v", got, want)
 			}
-			if status, _, _ := e.kickoff(tok, "GET", "/Group/nope/$export", ""); status != 404 {
+			if status, _, _ := e.kickoff(t, tok, "GET", "/Group/nope/$export", ""); status != 404 {
 				t.Errorf("unknown Group: %d", status)
 			}
 		})
 		t.Run("patient parameter", func(t *testing.T) {
-			x := e.export(tok, "POST", "/Patient/$export", `{"resourceType":"Parameters","parameter":[
+			x := e.export(t, tok, "POST", "/Patient/$export", `{"resourceType":"Parameters","parameter":[
 				{"name":"patient","valueReference":{"reference":"Patient/kid2"}},{"name":"_type","valueString":"Patient,Condition"}]}`)
 			if got := x.all(); !slices.Equal(got, []string{"Condition/kid2-cond", "Patient/kid2"}) {
 				t.Errorf("patient=kid2: %v", got)
 			}
 		})
 		t.Run("_typeFilter", func(t *testing.T) {
-			x := e.export(tok, "GET", "/$export?_type=Observation,Condition&_typeFilter=Observation%3Fcategory%3Dlaboratory,Observation%3Fsubject%3DPatient/kid1", "")
+			x := e.export(t, tok, "GET", "/$export?_type=Observation,Condition&_typeFilter=Observation%3Fcategory%3Dlaboratory,Observation%3Fsubject%3DPatient/kid1", "")
 			want := []string{"Condition/alice-cond", "Condition/kid1-cond", "Condition/kid2-cond", "Observation/alice-lab", "Observation/kid1-lab", "Observation/kid1-vital", "Observation/kid2-lab"}
 			if got := x.all(); !slices.Equal(got, want) {
 				t.Errorf("two filters on Observation are ORed, Condition unfiltered: %v, want %v", got, want)
 			}
 		})
 		t.Run("_elements", func(t *testing.T) {
-			x := e.export(tok, "GET", "/$export?_type=Observation,Patient&_elements=Observation.category,gender", "")
+			x := e.export(t, tok, "GET", "/$export?_type=Observation,Patient&_elements=Observation.category,gender", "")
 			for _, res := range x.lines {
 				// Mandatory elements (status, code) stay whatever is asked.
 				_, hasCategory := res["category"]
@@ -293,7 +293,7 @@ func TestBulkExport(t *testing.T) {
 			}); err != nil {
 				t.Fatal(err)
 			}
-			x := e.export(tok, "GET", "/$export?_type=Observation,Condition&_since="+since, "")
+			x := e.export(t, tok, "GET", "/$export?_type=Observation,Condition&_since="+since, "")
 			if got := x.all(); !slices.Equal(got, []string{"Observation/alice-lab"}) {
 				t.Errorf("_since: %v", got)
 			}
@@ -302,8 +302,8 @@ func TestBulkExport(t *testing.T) {
 			}
 		})
 		t.Run("cancel", func(t *testing.T) {
-			x := e.export(tok, "GET", "/$export?_type=Observation", "")
-			status, h, _ := e.kickoff(tok, "GET", "/$export?_type=Observation", "")
+			x := e.export(t, tok, "GET", "/$export?_type=Observation", "")
+			status, h, _ := e.kickoff(t, tok, "GET", "/$export?_type=Observation", "")
 			if status != 202 {
 				t.Fatal(status)
 			}
@@ -346,7 +346,7 @@ func TestBulkExport(t *testing.T) {
 			}
 		})
 		t.Run("a + left unescaped", func(t *testing.T) {
-			if status, _, oo := e.kickoff(tok, "GET", "/$export?_type=Patient&_outputFormat=application/fhir+ndjson&_since=2000-01-01T00:00:00+00:00", ""); status != 202 {
+			if status, _, oo := e.kickoff(t, tok, "GET", "/$export?_type=Patient&_outputFormat=application/fhir+ndjson&_since=2000-01-01T00:00:00+00:00", ""); status != 202 {
 				t.Errorf("_outputFormat and _since with a raw +: %d %v", status, oo)
 			}
 		})
@@ -366,12 +366,12 @@ func TestBulkExport(t *testing.T) {
 				{"/Observation/$export", nil, 404},
 				{"/Group/g1/$export?_type=Nonsense", []string{"Prefer", "respond-async, handling=lenient"}, 400},
 			} {
-				status, _, oo := e.kickoff(tok, "GET", c.path, "", c.header...)
+				status, _, oo := e.kickoff(t, tok, "GET", c.path, "", c.header...)
 				if status != c.want || oo["resourceType"] != "OperationOutcome" {
 					t.Errorf("%s: %d %v, want %d with an OperationOutcome", c.path, status, oo, c.want)
 				}
 			}
-			if status, _, _ := e.kickoff("", "GET", "/$export", ""); status != 401 {
+			if status, _, _ := e.kickoff(t, "", "GET", "/$export", ""); status != 401 {
 				t.Errorf("no token: %d", status)
 			}
 		})
@@ -392,11 +392,11 @@ func TestBulkExportUnderTheTokensPolicy(t *testing.T) {
 
 	t.Run("system scopes limit the types", func(t *testing.T) {
 		tok := e.backendAccess("system/Observation.rs", "system/Observation.rs")
-		x := e.export(tok, "GET", "/$export", "")
+		x := e.export(t, tok, "GET", "/$export", "")
 		if len(x.ids) != 1 || len(x.ids["Observation"]) != 8 {
 			t.Errorf("system/Observation.rs exported %v", x.ids)
 		}
-		if status, _, oo := e.kickoff(tok, "GET", "/$export?_type=Patient", ""); status != 403 {
+		if status, _, oo := e.kickoff(t, tok, "GET", "/$export?_type=Patient", ""); status != 403 {
 			t.Errorf("_type=Patient without a Patient scope: %d %v", status, oo)
 		}
 	})
@@ -405,28 +405,28 @@ func TestBulkExportUnderTheTokensPolicy(t *testing.T) {
 			t.Fatal(err)
 		}
 		alice := e.exchange(e.authorize(newBrowser(t), e.oauthConfig(appID, patientScopes...), "alice", "")).AccessToken
-		x := e.export(alice, "GET", "/Patient/alice/$export", "")
+		x := e.export(t, alice, "GET", "/Patient/alice/$export", "")
 		want := []string{"Condition/alice-cond", "Encounter/alice-enc", "Observation/alice-lab", "Observation/alice-vital", "Organization/org", "Patient/alice", "Practitioner/dr"}
 		if got := x.all(); !slices.Equal(got, want) {
 			t.Errorf("alice's export: %v, want %v", got, want)
 		}
-		if status, _, _ := e.kickoff(alice, "GET", "/Patient/kid1/$export", ""); status != 404 {
+		if status, _, _ := e.kickoff(t, alice, "GET", "/Patient/kid1/$export", ""); status != 404 {
 			t.Errorf("alice exporting kid1's record: %d, want 404 (as a read of it)", status)
 		}
-		if got := e.export(alice, "GET", "/Patient/$export?_type=Observation", "").all(); !slices.Equal(got, []string{"Observation/alice-lab", "Observation/alice-vital"}) {
+		if got := e.export(t, alice, "GET", "/Patient/$export?_type=Observation", "").all(); !slices.Equal(got, []string{"Observation/alice-lab", "Observation/alice-vital"}) {
 			t.Errorf("alice's Patient/$export: %v", got)
 		}
 		teen := e.exchange(e.authorize(newBrowser(t), e.oauthConfig(appID, patientScopes...), "kid1", "")).AccessToken
-		if got := e.export(teen, "GET", "/Patient/kid1/$export?_type=Observation", "").all(); !slices.Contains(got, "Observation/kid1-psy") {
+		if got := e.export(t, teen, "GET", "/Patient/kid1/$export?_type=Observation", "").all(); !slices.Contains(got, "Observation/kid1-psy") {
 			t.Errorf("the teen's own export lacks their sensitive record: %v", got)
 		}
 
 		// Status and files are the client's and user's own.
-		status, h, _ := e.kickoff(alice, "GET", "/Patient/alice/$export", "")
+		status, h, _ := e.kickoff(t, alice, "GET", "/Patient/alice/$export", "")
 		if status != 202 {
 			t.Fatal(status)
 		}
-		e.awaitExport(alice, h.Get("Content-Location"))
+		e.awaitExport(t, alice, h.Get("Content-Location"))
 		// Kick-off, completion and downloads are in the audit trail.
 		status, b, _ := e.fhir("GET", "/AuditEvent?patient=alice&_count=200", e.openToken(), "")
 		if status != 200 {
@@ -454,7 +454,7 @@ func TestBulkExportUnderTheTokensPolicy(t *testing.T) {
 	})
 	t.Run("the parent of a teen", func(t *testing.T) {
 		parent := e.exchange(e.authorize(newBrowser(t), e.oauthConfig(appID, patientScopes...), "parent", "kid1")).AccessToken
-		got := e.export(parent, "GET", "/Patient/kid1/$export", "").all()
+		got := e.export(t, parent, "GET", "/Patient/kid1/$export", "").all()
 		if slices.Contains(got, "Observation/kid1-psy") || !slices.Contains(got, "Observation/kid1-n") || slices.ContainsFunc(got, func(s string) bool { return strings.Contains(s, "alice") || strings.Contains(s, "kid2") }) {
 			t.Errorf("the parent's export of kid1 (16): %v", got)
 		}
@@ -468,18 +468,18 @@ func TestBulkExportWaitsAndLimits(t *testing.T) {
 	tok := e.backendAccess("system/*.rs", "system/*.rs")
 	var locs []string
 	for range 3 {
-		status, h, oo := e.kickoff(tok, "GET", "/$export", "")
+		status, h, oo := e.kickoff(t, tok, "GET", "/$export", "")
 		if status != 202 {
 			t.Fatalf("kick-off: %d %v", status, oo)
 		}
 		locs = append(locs, h.Get("Content-Location"))
 	}
-	status, h, oo := e.kickoff(tok, "GET", "/$export", "")
+	status, h, oo := e.kickoff(t, tok, "GET", "/$export", "")
 	if status != 429 || h.Get("Retry-After") == "" || oo["resourceType"] != "OperationOutcome" {
 		t.Errorf("a fourth export: %d %v %v", status, h, oo)
 	}
 	if other := e.backendAccess("system/*.rs", "system/*.rs"); true {
-		if status, _, _ := e.kickoff(other, "GET", "/$export", ""); status != 202 {
+		if status, _, _ := e.kickoff(t, other, "GET", "/$export", ""); status != 202 {
 			t.Errorf("another client's first export: %d", status)
 		}
 	}
@@ -488,8 +488,8 @@ func TestBulkExportWaitsAndLimits(t *testing.T) {
 		t.Errorf("a waiting job: %d %q", status, h.Get("X-Progress"))
 	}
 	e.runExports()
-	e.awaitExport(tok, locs[0])
-	if status, _, _ := e.kickoff(tok, "GET", "/$export", ""); status != 202 {
+	e.awaitExport(t, tok, locs[0])
+	if status, _, _ := e.kickoff(t, tok, "GET", "/$export", ""); status != 202 {
 		t.Errorf("once one finished, another may start: %d", status)
 	}
 }
