@@ -389,7 +389,7 @@ func (x *Exports) runHeld(ctx context.Context, id string) {
 			}
 		}
 	}()
-	defer x.jobs.DeleteAuth(context.WithoutCancel(ctx), kindExportLease, id)
+	defer x.release(context.WithoutCancel(ctx), id)
 	job, err := x.load(ctx, id)
 	if err != nil {
 		return // cancelled and deleted, or expired
@@ -422,6 +422,15 @@ func (x *Exports) runHeld(ctx context.Context, id string) {
 		return
 	}
 	x.recordFinished(ctx, job)
+}
+
+// release gives up this process's lease of a job, so that a job stopped
+// by a shutdown is taken up at once; a lease another process took over
+// is left alone.
+func (x *Exports) release(ctx context.Context, id string) {
+	if cur, err := x.jobs.GetAuth(ctx, kindExportLease, id); err == nil && cur.Subject == x.self {
+		x.jobs.DeleteAuth(ctx, kindExportLease, id)
+	}
 }
 
 // errJobCancelled stops a job whose client cancelled it.
