@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -138,13 +139,7 @@ func exportQuery(req ExportRequest) string {
 	case ExportPatient:
 		path = "Patient/" + req.ID + "/$export"
 	}
-	names := slices.Sorted(func(yield func(string) bool) {
-		for k := range req.Params {
-			if !yield(k) {
-				return
-			}
-		}
-	})
+	names := slices.Sorted(maps.Keys(req.Params))
 	if len(req.Patients) > 0 {
 		names = append(names, "patient")
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -216,11 +217,7 @@ func TestBulkExport(t *testing.T) {
 		})
 		t.Run("_type", func(t *testing.T) {
 			x := e.export(t, tok, "GET", "/$export?_type=Condition,Encounter", "")
-			if got := slices.Sorted(func(yield func(string) bool) {
-				for k := range x.ids {
-					yield(k)
-				}
-			}); !slices.Equal(got, []string{"Condition", "Encounter"}) {
+			if got := slices.Sorted(maps.Keys(x.ids)); !slices.Equal(got, []string{"Condition", "Encounter"}) {
 				t.Errorf("types %v", got)
 			}
 		})
