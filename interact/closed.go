@@ -30,6 +30,9 @@ func (closed) Count(context.Context, *fhir.SearchQuery) (int, error) { return 0,
 func (closed) ReadMany(context.Context, string, []string) ([]store.Resource, error) {
 	return nil, ErrNoPolicy
 }
+func (closed) ScanType(context.Context, string, string, int) ([]store.Resource, error) {
+	return nil, ErrNoPolicy
+}
 func (closed) References(context.Context, string, []string, string) ([]fhir.RefKey, error) {
 	return nil, ErrNoPolicy
 }

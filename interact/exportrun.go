@@ -73,6 +73,9 @@ type jobRun struct {
 	data store.Resources // the job's policy's view
 	// errs is the open file of error lines, if any.
 	errs *partFile
+	// searchOnly: the type being written is searched, not scanned (the
+	// token sees only part of it).
+	searchOnly bool
 }
 
 // writeType writes every resource of typ the job selects, compartment by
@@ -89,11 +92,12 @@ func (r *jobRun) writeType(ctx context.Context, typ string) error {
 			out.abort()
 		}
 	}()
+	r.searchOnly = false
 compartments:
 	for ; p.Comp < len(job.Compartments); p.Comp, p.After = p.Comp+1, "" {
 		comp := job.Compartments[p.Comp]
 		for {
-			ids, err := mergedIDs(ctx, r.data, queries, comp, p.After)
+			rs, last, err := r.nextBatch(ctx, typ, queries, comp, p.After)
 			if errors.Is(err, errNoneVisible) {
 				// The token's scopes changed since the kick-off.
 				if err := r.writeError(ctx, typ+" was not exported: the access token does not allow it"); err != nil {
@@ -104,12 +108,8 @@ compartments:
 			if err != nil {
 				return err
 			}
-			if len(ids) == 0 {
+			if last == "" {
 				break
-			}
-			rs, err := r.data.ReadMany(ctx, typ, ids)
-			if err != nil {
-				return err
 			}
 			for _, res := range rs {
 				if res.LastUpdated.After(job.TransactionTime) || (!job.Since.IsZero() && !res.LastUpdated.After(job.Since)) {
@@ -125,7 +125,7 @@ compartments:
 					r.collectReferenced(res)
 				}
 			}
-			p.After = ids[len(ids)-1]
+			p.After = last
 			if out != nil && out.count >= r.x.cfg.PartSize {
 				full := out
 				out = nil
@@ -141,6 +141,34 @@ compartments:
 		return err
 	}
 	return nil
+}
+
+// nextBatch reads the next resources of typ after after in comp, and the
+// last id it went through ("" at the end). A whole type a token sees all
+// of is one range of the store's key (ScanType); anything else is
+// searched, then read by ids.
+func (r *jobRun) nextBatch(ctx context.Context, typ string, queries []*fhir.SearchQuery, comp, after string) ([]store.Resource, string, error) {
+	if comp == "" && len(queries) == 1 && len(queries[0].Params) == 0 && !r.searchOnly {
+		rs, err := r.data.ScanType(ctx, typ, after, exportBatch)
+		switch {
+		case errors.Is(err, store.ErrUnsupported):
+			r.searchOnly = true // the token sees part of the type
+		case errors.Is(err, access.ErrForbidden):
+			return nil, "", errNoneVisible
+		case err != nil:
+			return nil, "", err
+		case len(rs) == 0:
+			return nil, "", nil
+		default:
+			return rs, rs[len(rs)-1].ID, nil
+		}
+	}
+	ids, err := mergedIDs(ctx, r.data, queries, comp, after)
+	if err != nil || len(ids) == 0 {
+		return nil, "", err
+	}
+	rs, err := r.data.ReadMany(ctx, typ, ids)
+	return rs, ids[len(ids)-1], err
 }
 
 // writeResource writes one resource as a line: its stored bytes, or the

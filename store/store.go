@@ -175,6 +175,11 @@ type Searcher interface {
 	// ReadMany returns the current versions of ids, in the order given,
 	// leaving out ids that do not exist or are deleted.
 	ReadMany(ctx context.Context, typ string, ids []string) ([]Resource, error)
+	// ScanType returns the current resources of typ whose id sorts after
+	// afterID, in id order, at most limit: a bulk export's read of a whole
+	// type as one range of the (type, id) key, instead of a search and a
+	// read by ids (two index seeks per resource).
+	ScanType(ctx context.Context, typ, afterID string, limit int) ([]Resource, error)
 	// References returns the references the given resources hold in the
 	// reference parameter param ("*" for every reference parameter).
 	References(ctx context.Context, typ string, ids []string, param string) ([]fhir.RefKey, error)

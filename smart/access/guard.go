@@ -418,6 +418,23 @@ func (g *Guard) ReadMany(ctx context.Context, typ string, ids []string) ([]store
 	return g.data.ReadMany(ctx, typ, ok)
 }
 
+// ScanType: only for a token that may search every resource of typ; one
+// that sees part of it is answered ErrUnsupported, and searches instead.
+func (g *Guard) ScanType(ctx context.Context, typ, afterID string, limit int) ([]store.Resource, error) {
+	gr, err := g.p.grant(typ, scopes.Search)
+	if err != nil {
+		return nil, err
+	}
+	sc, ok := g.scopeOf(typ, gr)
+	switch {
+	case !ok:
+		return nil, ErrForbidden
+	case sc != nil:
+		return nil, fmt.Errorf("%s: the token sees part of the type: %w", typ, store.ErrUnsupported)
+	}
+	return g.data.ScanType(ctx, typ, afterID, limit)
+}
+
 // References: only what resources the token may see refer to.
 func (g *Guard) References(ctx context.Context, typ string, ids []string, param string) ([]fhir.RefKey, error) {
 	ok, err := g.visible(ctx, typ, ids)

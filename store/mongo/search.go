@@ -267,6 +267,30 @@ func (s *Store) Count(ctx context.Context, q *fhir.SearchQuery) (int, error) {
 	return n, err
 }
 
+func (s *Store) ScanType(ctx context.Context, typ, afterID string, limit int) ([]store.Resource, error) {
+	// _id is "Type/id": the type's keys lie between "Type/" and "Type0"
+	// ('0' follows '/'), in id order.
+	filter := bson.D{
+		{Key: "_id", Value: bson.D{{Key: "$gt", Value: resKey(typ, afterID)}, {Key: "$lt", Value: typ + "0"}}},
+		{Key: "op", Value: bson.D{{Key: "$ne", Value: string(store.OpDelete)}}},
+	}
+	cur, err := s.coll(typ).Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)).
+		SetProjection(bson.D{{Key: "id", Value: 1}, {Key: "v", Value: 1}, {Key: "lu", Value: 1}, {Key: "op", Value: 1}, {Key: "json", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("mongo: scan: %w", err)
+	}
+	defer cur.Close(ctx)
+	out := make([]store.Resource, 0, limit)
+	for cur.Next(ctx) {
+		var d current
+		if err := cur.Decode(&d); err != nil {
+			return nil, err
+		}
+		out = append(out, makeResource(typ, d.ID, d.V, d.LU, d.Op, d.JSON))
+	}
+	return out, cur.Err()
+}
+
 func (s *Store) ReadMany(ctx context.Context, typ string, ids []string) ([]store.Resource, error) {
 	if len(ids) == 0 {
 		return nil, nil

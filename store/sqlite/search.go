@@ -675,6 +675,30 @@ func (s *Store) Count(ctx context.Context, q *fhir.SearchQuery) (int, error) {
 // ReadMany reads through the cache, so a page of results costs little more
 // than the id query.
 // Those not cached are read in one query per 500, not one each.
+func (s *Store) ScanType(ctx context.Context, typ, afterID string, limit int) ([]store.Resource, error) {
+	rows, err := s.searches.QueryContext(ctx, `SELECT id, version, last_updated, op, json FROM current WHERE type = ? AND id > ? AND op <> 'delete' ORDER BY id LIMIT ?`, typ, afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: scan: %w", err)
+	}
+	defer rows.Close()
+	out := make([]store.Resource, 0, limit)
+	for rows.Next() {
+		var (
+			id, op      string
+			version, lu int64
+			body        []byte
+		)
+		if err := rows.Scan(&id, &version, &lu, &op, &body); err != nil {
+			return nil, fmt.Errorf("sqlite: scan: %w", err)
+		}
+		out = append(out, makeResource(typ, id, version, lu, op, body))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: scan: %w", err)
+	}
+	return out, nil
+}
+
 func (s *Store) ReadMany(ctx context.Context, typ string, ids []string) ([]store.Resource, error) {
 	found := make(map[string]store.Resource, len(ids))
 	var missing []string

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -46,6 +47,7 @@ func Run(t *testing.T, open Opener) {
 		{"AuditTrail", testAuditTrail},
 		{"AuditOrderAcrossAppends", testAuditOrder},
 		{"Files", testFiles},
+		{"ScanType", testScanType},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -477,5 +479,47 @@ func testConcurrentUpdates(t *testing.T, s store.Store) {
 	}
 	if h := collectHistory(t, s, store.HistoryQuery{Type: "Patient", ID: r.ID, Count: 100}); len(h) != 2+writers {
 		t.Errorf("history has %d versions, want %d", len(h), 2+writers)
+	}
+}
+
+// testScanType: a type's current resources in id order, page by page,
+// without the deleted ones and without other types'.
+func testScanType(t *testing.T, s store.Store) {
+	var want []string
+	for i := range 7 {
+		id := fmt.Sprintf("scan-%d", i)
+		if _, _, err := update(s, store.Write{Type: "Patient", ID: id, Body: patient("Scan")}); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, id)
+	}
+	if _, err := del(s, "Patient", "scan-3", 0); err != nil {
+		t.Fatal(err)
+	}
+	want = slices.Delete(want, 3, 4)
+	create(t, s, "Practitioner", []byte(`{"resourceType":"Practitioner"}`))
+	var got []string
+	after := ""
+	for page := 0; page < 10; page++ {
+		rs, err := s.ScanType(ctx, "Patient", after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rs) > 2 {
+			t.Fatalf("a page of %d, limit 2", len(rs))
+		}
+		if len(rs) == 0 {
+			break
+		}
+		for _, r := range rs {
+			if r.Type != "Patient" || r.Deleted || len(r.JSON) == 0 {
+				t.Fatalf("scanned %+v", r)
+			}
+			got = append(got, r.ID)
+		}
+		after = rs[len(rs)-1].ID
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("scan: %v, want %v", got, want)
 	}
 }
