@@ -179,6 +179,12 @@ func PatientCompartmentParams(resourceType string) []string {
 	return generatedPatientCompartment[resourceType]
 }
 
+// IsPatientData reports whether resources of the type can be a patient's
+// data: the Patient itself, or a type of the Patient compartment.
+func IsPatientData(resourceType string) bool {
+	return resourceType == "Patient" || PatientCompartmentParams(resourceType) != nil
+}
+
 // codeAllowed reports whether code is in the value set; true when the set is
 // unknown or could not be expanded, because an unexpanded set proves nothing.
 func codeAllowed(valueSet, code string) bool {

@@ -214,7 +214,6 @@ func (x *Exports) plan(ctx context.Context, ss *Session, req ExportRequest) (*ex
 // bring the directory resources they refer to along.
 func (x *Exports) exportTypes(ss *Session, req ExportRequest) ([]string, error) {
 	searchable := func(typ string) bool { return ss.unrestricted || ss.pol.Searchable(typ) }
-	patientData := func(typ string) bool { return typ == "Patient" || fhir.PatientCompartmentParams(typ) != nil }
 	var asked []string
 	for _, v := range req.Params["_type"] {
 		for t := range strings.SplitSeq(v, ",") {
@@ -226,7 +225,7 @@ func (x *Exports) exportTypes(ss *Session, req ExportRequest) ([]string, error) 
 	if len(asked) == 0 {
 		var out []string
 		for _, t := range fhir.ResourceTypes() {
-			if t == auditType || !searchable(t) || (req.Level != ExportSystem && !patientData(t)) {
+			if t == auditType || !searchable(t) || (req.Level != ExportSystem && !fhir.IsPatientData(t)) {
 				continue
 			}
 			out = append(out, t)

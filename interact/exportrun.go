@@ -191,12 +191,10 @@ func (r *jobRun) closePart(ctx context.Context, typ string, out *partFile) error
 		out.abort()
 		return err
 	}
-	f, err := out.close()
+	f, err := keep(out, typ, &r.job.Output)
 	if err != nil {
 		return err
 	}
-	f.Type = typ
-	r.job.Output = append(r.job.Output, f)
 	r.job.Progress.Part++
 	r.job.Progress.Written += int64(f.Count)
 	return r.x.checkpoint(ctx, r.job)
@@ -216,14 +214,21 @@ func (r *jobRun) flushErrors(ctx context.Context) error {
 	if r.errs == nil {
 		return nil
 	}
-	f, err := r.errs.close()
+	errs := r.errs
 	r.errs = nil
+	_, err := keep(errs, "OperationOutcome", &r.job.Errors)
+	return err
+}
+
+// keep stores a finished file and lists it in list as holding typ.
+func keep(out *partFile, typ string, list *[]exportFile) (exportFile, error) {
+	f, err := out.close()
 	if err != nil {
-		return err
+		return f, err
 	}
-	f.Type = "OperationOutcome"
-	r.job.Errors = append(r.job.Errors, f)
-	return nil
+	f.Type = typ
+	*list = append(*list, f)
+	return f, nil
 }
 
 // queries are the searches that select typ: one per _typeFilter of it
@@ -287,18 +292,14 @@ func mergedIDs(ctx context.Context, data store.Resources, queries []*fhir.Search
 	slices.Sort(all)
 	all = slices.Compact(all)
 	if bound != "" {
-		all = all[:sortSearch(all, bound)]
+		// Keep the ids up to bound, bound included.
+		i, found := slices.BinarySearch(all, bound)
+		if found {
+			i++
+		}
+		all = all[:i]
 	}
 	return all, nil
-}
-
-// sortSearch is how many of the sorted ids are at most bound.
-func sortSearch(ids []string, bound string) int {
-	i, found := slices.BinarySearch(ids, bound)
-	if found {
-		return i + 1
-	}
-	return i
 }
 
 // collectReferenced notes the directory resources (practitioners,
@@ -314,7 +315,7 @@ func (r *jobRun) collectReferenced(res store.Resource) {
 			return
 		}
 		typ, id, ok := strings.Cut(strings.TrimPrefix(value, base), "/")
-		if !ok || typ == "Patient" || !fhir.IsResourceType(typ) || !fhir.ValidID(id) || fhir.PatientCompartmentParams(typ) != nil {
+		if !ok || !fhir.IsResourceType(typ) || !fhir.ValidID(id) || fhir.IsPatientData(typ) || r.job.TypesAsked && !slices.Contains(r.job.Types, typ) {
 			return
 		}
 		k := typ + "/" + id
@@ -333,9 +334,6 @@ func (r *jobRun) writeReferenced(ctx context.Context) error {
 		byType[typ] = append(byType[typ], id)
 	}
 	for _, typ := range sortedKeys(byType) {
-		if r.job.TypesAsked && !slices.Contains(r.job.Types, typ) {
-			continue
-		}
 		var out *partFile
 		ids := byType[typ]
 		for len(ids) > 0 {
@@ -343,9 +341,6 @@ func (r *jobRun) writeReferenced(ctx context.Context) error {
 			rs, err := r.data.ReadMany(ctx, typ, ids[:n])
 			ids = ids[n:]
 			if err != nil {
-				if errors.Is(err, access.ErrForbidden) {
-					break
-				}
 				if out != nil {
 					out.abort()
 				}
@@ -367,12 +362,10 @@ func (r *jobRun) writeReferenced(ctx context.Context) error {
 		if out == nil {
 			continue
 		}
-		f, err := out.close()
+		f, err := keep(out, typ, &r.job.Output)
 		if err != nil {
 			return err
 		}
-		f.Type = typ
-		r.job.Output = append(r.job.Output, f)
 		r.job.Progress.Written += int64(f.Count)
 	}
 	return r.flushErrors(ctx)
@@ -423,12 +416,9 @@ func (r *jobRun) writeDeleted(ctx context.Context) error {
 		if out == nil {
 			continue
 		}
-		f, err := out.close()
-		if err != nil {
+		if _, err := keep(out, "Bundle", &r.job.Deleted); err != nil {
 			return err
 		}
-		f.Type = "Bundle"
-		r.job.Deleted = append(r.job.Deleted, f)
 	}
 	return nil
 }

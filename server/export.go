@@ -28,7 +28,7 @@ func (s *Server) exportKickoff(level interact.ExportLevel) http.HandlerFunc {
 			s.writeError(w, r, errorf(http.StatusNotFound, "not-supported", "bulk export is not enabled on this server"))
 			return
 		}
-		if !preferred(r, "respond-async", "") {
+		if _, async := preference(r, "respond-async"); !async {
 			s.writeError(w, r, errorf(http.StatusBadRequest, "invalid", "$export runs asynchronously: send Prefer: respond-async"))
 			return
 		}
@@ -42,7 +42,7 @@ func (s *Server) exportKickoff(level interact.ExportLevel) http.HandlerFunc {
 			s.writeError(w, r, errorf(http.StatusNotFound, "not-supported", "$export is defined on the system, on Patient and on a Group"))
 			return
 		}
-		req := interact.ExportRequest{Level: level, Lenient: preferred(r, "handling", "lenient"), Params: r.URL.Query()}
+		req := interact.ExportRequest{Level: level, Lenient: lenientHandling(r), Params: r.URL.Query()}
 		if level == interact.ExportGroup || level == interact.ExportPatient {
 			req.ID = chi.URLParam(r, "id")
 		}
@@ -121,16 +121,11 @@ func exportParameters(body []byte) (url.Values, []string, error) {
 	return vals, patients, nil
 }
 
-// preferred reports whether the Prefer header holds token (with value,
-// when value is not empty).
-func preferred(r *http.Request, token, value string) bool {
-	for _, p := range strings.Split(strings.Join(r.Header.Values("Prefer"), ","), ",") {
-		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
-		if strings.EqualFold(k, token) && (value == "" || strings.EqualFold(strings.Trim(v, `"`), value)) {
-			return true
-		}
-	}
-	return false
+// lenientHandling reports Prefer: handling=lenient, which an export must
+// ask for (strict is its default).
+func lenientHandling(r *http.Request) bool {
+	v, _ := preference(r, "handling")
+	return v == "lenient"
 }
 
 // exportStatus answers a status poll: 202 with X-Progress while the job

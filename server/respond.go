@@ -205,24 +205,29 @@ func readAll(rd io.Reader, length, limit int64) ([]byte, error) {
 	return buf.Bytes(), err
 }
 
+// preference reads one preference of the Prefer header (all its fields,
+// as RFC 9110 joins them): its value, lower-cased and unquoted, and
+// whether it is there at all.
+func preference(r *http.Request, name string) (string, bool) {
+	for _, p := range strings.Split(strings.Join(r.Header.Values("Prefer"), ","), ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if strings.EqualFold(k, name) {
+			return strings.Trim(strings.ToLower(v), `"`), true
+		}
+	}
+	return "", false
+}
+
 // preferReturn reads Prefer: return=…; representation is the default.
 func preferReturn(r *http.Request) string {
-	for _, p := range strings.Split(r.Header.Get("Prefer"), ",") {
-		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
-		if strings.EqualFold(k, "return") {
-			return strings.Trim(strings.ToLower(v), `"`)
-		}
+	if v, ok := preference(r, "return"); ok {
+		return v
 	}
 	return "representation"
 }
 
 // strictHandling reports Prefer: handling=strict (lenient is the default).
 func strictHandling(r *http.Request) bool {
-	for _, p := range strings.Split(r.Header.Get("Prefer"), ",") {
-		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
-		if strings.EqualFold(k, "handling") && strings.EqualFold(strings.Trim(v, `"`), "strict") {
-			return true
-		}
-	}
-	return false
+	v, _ := preference(r, "handling")
+	return v == "strict"
 }

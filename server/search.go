@@ -55,7 +55,7 @@ func (s *Server) searchCompartment(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusNotFound, "not-supported", "unknown resource type "+fhir.QuoteSafe(typ)))
 		return
 	}
-	if typ != "Patient" && fhir.PatientCompartmentParams(typ) == nil {
+	if !fhir.IsPatientData(typ) {
 		s.writeError(w, r, errorf(http.StatusBadRequest, "invalid", typ+" is not in the Patient compartment"))
 		return
 	}

@@ -403,12 +403,7 @@ func (p *bulkPull) load(ctx context.Context, sink resourceSink) (summary, error)
 		} else {
 			var s summary
 			s, err = importFiles(ctx, sink, []string{path}, nil)
-			sum.loaded += s.loaded
-			sum.rejected += s.rejected
-			sum.reasons = append(sum.reasons, s.reasons...)
-			for t, n := range s.byType {
-				sum.byType[t] += n
-			}
+			sum.add(s)
 			fmt.Fprintf(p.log, "loaded %s: %d %s\n", f.Name, s.loaded, f.Type)
 		}
 		if err != nil {

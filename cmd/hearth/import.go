@@ -191,6 +191,16 @@ type summary struct {
 	reasons  []string
 }
 
+// add counts o in s.
+func (s *summary) add(o summary) {
+	s.loaded += o.loaded
+	s.rejected += o.rejected
+	s.reasons = append(s.reasons, o.reasons...)
+	for t, n := range o.byType {
+		s.byType[t] += n
+	}
+}
+
 func (s summary) print(w io.Writer) {
 	fmt.Fprintf(w, "loaded %d resources, rejected %d\n", s.loaded, s.rejected)
 	types := make([]string, 0, len(s.byType))

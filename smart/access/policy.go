@@ -65,7 +65,7 @@ const (
 
 func (p *Policy) kindOf(typ string) kind {
 	switch {
-	case typ == "Patient" || fhir.PatientCompartmentParams(typ) != nil:
+	case fhir.IsPatientData(typ):
 		return compartmentData
 	case shared[typ]:
 		return sharedData
